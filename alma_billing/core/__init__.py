@@ -1,0 +1,1 @@
+"""Shared core: money formatting, audit events, errors, the dev mail outbox and health checks."""

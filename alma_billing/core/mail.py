@@ -1,0 +1,27 @@
+"""Development email backend: each message becomes one .eml file under OUTBOX_DIR, listed at /dev/outbox/."""
+
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import EmailMessage
+
+
+def outbox_dir() -> Path:
+    path = Path(settings.OUTBOX_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class OutboxEmailBackend(BaseEmailBackend):
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        folder = outbox_dir()
+        for message in email_messages:
+            name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(message.message().as_bytes())
+            tmp.rename(folder / name)  # atomic, so a reader never sees half a message
+        return len(email_messages)

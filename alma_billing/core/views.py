@@ -1,0 +1,54 @@
+"""Health check for load balancers and compose, and the DEBUG-only dev outbox."""
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+from django.conf import settings
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from alma_billing.core.mail import outbox_dir
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure is a failed check, reported rather than raised
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+
+def _plain_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def dev_outbox(request: HttpRequest) -> HttpResponse:
+    """Every email (and, once verification lands, SMS) sent in development, newest first."""
+    if not settings.DEBUG:
+        raise Http404
+    items = []
+    for path in sorted(outbox_dir().glob("*.eml"), reverse=True)[:100]:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        items.append(
+            {"kind": "Email", "to": message["To"], "subject": message["Subject"], "when": message["Date"],
+             "body": _plain_text(message)}
+        )
+    return render(request, "dev/outbox.html", {"items": items, "folder": outbox_dir()})

@@ -1,0 +1,241 @@
+"""Practices, providers, patients, coverage and eligibility, EAP authorizations, sessions and their invoices."""
+
+from datetime import date
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from phonenumber_field.modelfields import PhoneNumberField
+
+from alma_billing.core.money import format_cents
+
+
+class Practice(models.Model):
+    class AutopayPolicy(models.TextChoices):
+        OFF = "off", "Off: patients pay each invoice"
+        OPTIONAL = "optional", "Optional: patients may enroll"
+        REQUIRED = "required", "Required: patients are asked to enroll"
+
+    name = models.CharField(max_length=200, unique=True)
+    autopay_policy = models.CharField(max_length=16, choices=AutopayPolicy.choices, default=AutopayPolicy.OFF)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Provider(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="provider")
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="providers")
+    display_name = models.CharField(max_length=200)
+    npi = models.CharField(
+        "NPI", max_length=10, unique=True, validators=[RegexValidator(r"^\d{10}$", "An NPI is 10 digits.")]
+    )
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Patient(models.Model):
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    email = models.EmailField(blank=True)
+    # Stored in E.164; it controls access to the pay link (P4).
+    phone = PhoneNumberField()
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class Coverage(models.Model):
+    """A patient's health plan; eligibility checks hang off it."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="coverages")
+    payer_name = models.CharField(max_length=200)
+    plan_name = models.CharField(max_length=200, blank=True)
+    member_id = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=True, help_text="Unset when the patient no longer uses this plan.")
+
+    def __str__(self) -> str:
+        return f"{self.payer_name} ({self.member_id})"
+
+
+class EligibilitySnapshot(models.Model):
+    """One eligibility check against a plan, as the payer answered it (P2 uses the latest completed one)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    coverage = models.ForeignKey(Coverage, on_delete=models.PROTECT, related_name="eligibility_checks")
+    checked_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    plan_active = models.BooleanField(default=True)
+    copay_cents = models.IntegerField(null=True, blank=True)
+    coinsurance_bp = models.IntegerField("coinsurance (basis points)", null=True, blank=True)
+    deductible_remaining_cents = models.IntegerField(default=0)
+    oop_max_remaining_cents = models.IntegerField("out-of-pocket max remaining (cents)", null=True, blank=True)
+    raw_payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        get_latest_by = "checked_at"
+        constraints = [
+            models.CheckConstraint(condition=Q(copay_cents__gte=0) | Q(copay_cents__isnull=True), name="elig_copay_gte_0"),
+            models.CheckConstraint(
+                condition=Q(coinsurance_bp__isnull=True) | Q(coinsurance_bp__gte=0, coinsurance_bp__lte=10_000),
+                name="elig_coinsurance_0_to_10000",
+            ),
+            models.CheckConstraint(condition=Q(deductible_remaining_cents__gte=0), name="elig_deductible_gte_0"),
+            models.CheckConstraint(
+                condition=Q(oop_max_remaining_cents__gte=0) | Q(oop_max_remaining_cents__isnull=True),
+                name="elig_oop_gte_0",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Eligibility check #{self.pk} on {self.checked_at:%Y-%m-%d}"
+
+
+class EapAuthorization(models.Model):
+    """An Employee Assistance Program authorization: a number of sessions at no cost to the patient (P9)."""
+
+    class Program(models.TextChoices):
+        OPTUM_LWW = "optum_lww", "Optum Live & Work Well EAP"
+        OPTUM_EWS = "optum_ews", "Optum Emotional Wellbeing Solutions"
+        OTHER = "other", "Other EAP (not in network)"
+
+    IN_NETWORK = frozenset({Program.OPTUM_LWW, Program.OPTUM_EWS})
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="eap_authorizations")
+    program = models.CharField(max_length=16, choices=Program.choices)
+    program_name = models.CharField(max_length=200, blank=True, help_text="The EAP's name when it is not Optum.")
+    authorization_code = models.CharField(max_length=64)
+    sessions_authorized = models.PositiveIntegerField()
+    sessions_used = models.PositiveIntegerField(default=0)
+    valid_from = models.DateField()
+    valid_until = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["program", "authorization_code"], name="eap_auth_code_unique"),
+            models.CheckConstraint(condition=Q(sessions_used__lte=models.F("sessions_authorized")), name="eap_used_lte_authorized"),
+            models.CheckConstraint(condition=Q(valid_until__gte=models.F("valid_from")), name="eap_valid_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_program_display()} {self.authorization_code}"
+
+    @property
+    def in_network(self) -> bool:
+        return self.program in self.IN_NETWORK
+
+    def covers(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_until and self.sessions_used < self.sessions_authorized
+
+
+class TherapySession(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        COMPLETED = "completed", "Completed"
+        CANCELED = "canceled", "Canceled"
+
+    class BillingType(models.TextChoices):
+        INSURANCE = "insurance", "Insurance"
+        SELF_PAY = "self_pay", "Self-pay"
+        EAP = "eap", "EAP"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Not billed yet"
+        INVOICED = "invoiced", "Invoiced"
+        NO_CHARGE = "no_charge", "Nothing owed"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="sessions")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="sessions")
+    date_of_service = models.DateField()
+    cpt_code = models.CharField("CPT code", max_length=5, validators=[RegexValidator(r"^\d{4}[0-9A-Z]$")])
+    billing_type = models.CharField(max_length=16, choices=BillingType.choices, default=BillingType.INSURANCE)
+    allowed_amount_cents = models.IntegerField(null=True, blank=True, help_text="The plan's allowed amount.")
+    self_pay_rate_cents = models.IntegerField(null=True, blank=True, help_text="The out-of-pocket rate.")
+    eap_authorization = models.ForeignKey(
+        EapAuthorization, null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    billing_outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING)
+    # Why ops must look (no eligibility check, inactive plan, out-of-network EAP...), or why nothing is owed.
+    billing_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date_of_service", "-id"]
+        indexes = [models.Index(fields=["status", "billing_outcome"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(allowed_amount_cents__gte=0) | Q(allowed_amount_cents__isnull=True), name="session_allowed_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(self_pay_rate_cents__gt=0) | Q(self_pay_rate_cents__isnull=True), name="session_rate_gt_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Session #{self.pk} on {self.date_of_service}"
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PROCESSING = "processing", "Payment processing"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+
+    class Kind(models.TextChoices):
+        INSURANCE = "insurance", "Insurance responsibility"
+        SELF_PAY = "self_pay", "Self-pay"
+
+    number = models.CharField(max_length=20, unique=True)
+    session = models.OneToOneField(TherapySession, on_delete=models.PROTECT, related_name="invoice")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invoices")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="invoices")
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="invoices")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount_cents = models.IntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    eligibility_snapshot = models.ForeignKey(
+        EligibilitySnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    # How much of this invoice went to the deductible, so later sessions on the same check do not count it twice.
+    deductible_applied_cents = models.IntegerField(default=0)
+    # The inputs and arithmetic behind amount_cents (see invoices.explain), kept as issued.
+    calculation = models.JSONField(default=dict)
+    issued_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_problem = models.CharField(max_length=200, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-session__date_of_service", "-id"]
+        indexes = [
+            models.Index(fields=["patient", "status"]),
+            models.Index(fields=["status", "issued_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="invoice_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(deductible_applied_cents__gte=0) & Q(deductible_applied_cents__lte=models.F("amount_cents")),
+                name="invoice_deductible_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({format_cents(self.amount_cents)}, {self.get_status_display()})"

@@ -1,0 +1,43 @@
+"""Reads for billing: which plan, which eligibility check, which EAP authorization, what is left undone."""
+
+from datetime import date, datetime
+
+from django.db.models import QuerySet
+
+from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
+
+
+def active_coverage_for(*, patient_id: int) -> Coverage | None:
+    return Coverage.objects.filter(patient_id=patient_id, is_active=True).order_by("-id").first()
+
+
+def eligibility_check_for(*, coverage: Coverage, day: date) -> EligibilitySnapshot | None:
+    """The most recent completed eligibility check made on or before the day of service (P2)."""
+    return (
+        EligibilitySnapshot.objects.filter(
+            coverage=coverage, status=EligibilitySnapshot.Status.COMPLETED, checked_at__date__lte=day
+        )
+        .order_by("-checked_at", "-id")
+        .first()
+    )
+
+
+def eap_authorization_for(*, patient_id: int, day: date) -> EapAuthorization | None:
+    """The patient's authorization valid on that day, preferring one with sessions left."""
+    candidates = EapAuthorization.objects.filter(patient_id=patient_id, valid_from__lte=day, valid_until__gte=day)
+    return next((a for a in candidates.order_by("valid_until", "id") if a.covers(day)), None) or candidates.first()
+
+
+def sessions_awaiting_billing(*, completed_before: datetime) -> QuerySet[TherapySession]:
+    """Completed sessions that no task billed yet: the sweep's work list."""
+    return TherapySession.objects.filter(
+        status=TherapySession.Status.COMPLETED,
+        billing_outcome=TherapySession.Outcome.PENDING,
+        completed_at__lt=completed_before,
+    ).order_by("id")
+
+
+def invoices_awaiting_email(*, issued_before: datetime) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(
+        status=Invoice.Status.OPEN, emailed_at__isnull=True, email_problem="", issued_at__lt=issued_before
+    ).order_by("id")

@@ -1,0 +1,285 @@
+"""Writes for sessions and invoices: each is atomic, locks what it changes and writes an audit event."""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Sum
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import ServiceError
+from invoices import selectors
+from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
+from invoices.responsibility import PlanTerms, patient_responsibility
+
+logger = logging.getLogger(__name__)
+
+Outcome = TherapySession.Outcome
+
+
+@dataclass(frozen=True)
+class _Charge:
+    kind: str
+    amount_cents: int
+    calculation: dict[str, Any]
+    snapshot: EligibilitySnapshot | None = None
+    deductible_cents: int = 0
+
+
+@dataclass(frozen=True)
+class _NoCharge:
+    note: str
+
+
+@dataclass(frozen=True)
+class _Attention:
+    reason: str
+
+
+_Decision = _Charge | _NoCharge | _Attention
+
+
+def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
+    """Mark a session completed and queue its invoice (P1). Completing twice changes nothing."""
+    from invoices.tasks import invoice_issue_task
+
+    with transaction.atomic():
+        session = TherapySession.objects.select_for_update().get(pk=session_id)
+        if session.status == TherapySession.Status.COMPLETED:
+            return session
+        if session.status == TherapySession.Status.CANCELED:
+            raise ServiceError(f"Session #{session.pk} was canceled and cannot be completed.")
+        session.status = TherapySession.Status.COMPLETED
+        session.completed_at = timezone.now()
+        session.save(update_fields=["status", "completed_at"])
+        audit_record(actor=actor, action="session.completed", obj=session)
+        transaction.on_commit(lambda: invoice_issue_task.delay(session.pk))
+    return session
+
+
+def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
+    """Bill a completed session exactly once: an invoice, nothing owed, or a flag for ops with the reason.
+
+    Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
+    """
+    from invoices.tasks import invoice_email_task
+
+    with transaction.atomic():
+        session = (
+            TherapySession.objects.select_for_update()
+            .select_related("patient", "provider__practice", "eap_authorization")
+            .get(pk=session_id)
+        )
+        if session.status != TherapySession.Status.COMPLETED:
+            raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
+        if session.billing_outcome != Outcome.PENDING:
+            return Invoice.objects.filter(session=session).first()
+
+        decision = _decide(session)
+        if isinstance(decision, _Attention):
+            session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
+            session.save(update_fields=["billing_outcome", "billing_note"])
+            audit_record(actor=actor, action="session.needs_attention", obj=session, reason=decision.reason)
+            logger.info("session %s flagged for ops: %s", session.pk, decision.reason)
+            return None
+        if isinstance(decision, _NoCharge):
+            session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
+            session.save(update_fields=["billing_outcome", "billing_note"])
+            audit_record(actor=actor, action="session.no_charge", obj=session, note=decision.note)
+            return None
+
+        invoice = _invoice_create(session=session, charge=decision, actor=actor)
+        transaction.on_commit(lambda: invoice_email_task.delay(invoice.pk))
+    return invoice
+
+
+def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor) -> Invoice:
+    """A provider charges an out-of-pocket invoice for a completed session that has none yet (P1)."""
+    from invoices.tasks import invoice_email_task
+
+    if amount_cents <= 0:
+        raise ServiceError("A self-pay amount must be more than $0.00.")
+    with transaction.atomic():
+        session = TherapySession.objects.select_for_update().select_related("provider__practice").get(pk=session_id)
+        if session.status != TherapySession.Status.COMPLETED:
+            raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be charged.")
+        if session.billing_outcome == Outcome.INVOICED or Invoice.objects.filter(session=session).exists():
+            raise ServiceError(f"Session #{session.pk} already has an invoice.")
+        if session.billing_outcome == Outcome.NO_CHARGE and session.billing_type == TherapySession.BillingType.EAP:
+            raise ServiceError(f"Session #{session.pk} was covered by an EAP authorization; the patient owes nothing.")
+        session.billing_type = TherapySession.BillingType.SELF_PAY
+        session.self_pay_rate_cents = amount_cents
+        session.save(update_fields=["billing_type", "self_pay_rate_cents"])
+        charge = _Charge(
+            kind=Invoice.Kind.SELF_PAY,
+            amount_cents=amount_cents,
+            calculation={"method": "self_pay", "rate_cents": amount_cents, "amount_cents": amount_cents},
+        )
+        invoice = _invoice_create(session=session, charge=charge, actor=actor)
+        transaction.on_commit(lambda: invoice_email_task.delay(invoice.pk))
+    return invoice
+
+
+def invoice_email_send(*, invoice_id: int) -> bool:
+    """Email the patient a fresh pay link for an invoice, once. Returns whether an email went out.
+
+    The email is sent inside the transaction that records it: if sending fails nothing is recorded and the
+    sweep tries again; if the commit fails after sending, the patient may get the same email twice (never none).
+    """
+    from verification.services import pay_link_create, pay_link_url
+
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("patient").get(pk=invoice_id)
+        if invoice.emailed_at is not None or invoice.status != Invoice.Status.OPEN or invoice.email_problem:
+            return False
+        patient = invoice.patient
+        if not patient.email:
+            invoice.email_problem = "The patient has no email address on file."
+            invoice.save(update_fields=["email_problem"])
+            audit_record(actor=SYSTEM, action="invoice.email_skipped", obj=invoice, reason="no email address")
+            return False
+        link, token = pay_link_create(patient=patient, invoice=invoice)
+        context = {"first_name": patient.first_name, "url": pay_link_url(token), "expires_at": link.expires_at}
+        message = EmailMultiAlternatives(
+            subject="You have a new invoice from Alma",
+            body=render_to_string("emails/invoice_issued.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[patient.email],
+        )
+        message.attach_alternative(render_to_string("emails/invoice_issued.html", context), "text/html")
+        message.send()
+        invoice.emailed_at = timezone.now()
+        invoice.save(update_fields=["emailed_at"])
+        audit_record(actor=SYSTEM, action="invoice.emailed", obj=invoice, pay_link_id=link.pk)
+    logger.info("invoice %s emailed to patient %s", invoice.pk, patient.pk)
+    return True
+
+
+def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:
+    invoice = Invoice.objects.create(
+        number=f"pending-{session.pk}",
+        session=session,
+        patient_id=session.patient_id,
+        provider_id=session.provider_id,
+        practice_id=session.provider.practice_id,
+        kind=charge.kind,
+        amount_cents=charge.amount_cents,
+        eligibility_snapshot=charge.snapshot,
+        deductible_applied_cents=charge.deductible_cents,
+        calculation=charge.calculation,
+    )
+    invoice.number = f"INV-{invoice.pk:07d}"
+    invoice.save(update_fields=["number"])
+    session.billing_outcome, session.billing_note = Outcome.INVOICED, ""
+    session.save(update_fields=["billing_outcome", "billing_note"])
+    audit_record(
+        actor=actor, action="invoice.issued", obj=invoice, amount_cents=invoice.amount_cents, session_id=session.pk
+    )
+    return invoice
+
+
+def _decide(session: TherapySession) -> _Decision:
+    if session.billing_type == TherapySession.BillingType.SELF_PAY:
+        return _self_pay(session) or _Attention("Self-pay session without a self-pay rate.")
+    if session.billing_type == TherapySession.BillingType.EAP:
+        return _eap(session)
+    return _insurance(session)
+
+
+def _self_pay(session: TherapySession) -> _Charge | None:
+    if not session.self_pay_rate_cents:
+        return None
+    rate = session.self_pay_rate_cents
+    return _Charge(
+        kind=Invoice.Kind.SELF_PAY,
+        amount_cents=rate,
+        calculation={"method": "self_pay", "rate_cents": rate, "amount_cents": rate},
+    )
+
+
+def _eap(session: TherapySession) -> _Decision:
+    """P9: in-network Optum EAP sessions within the authorization cost nothing; past it, bill per the data."""
+    authorization = session.eap_authorization or selectors.eap_authorization_for(
+        patient_id=session.patient_id, day=session.date_of_service
+    )
+    if authorization is not None:
+        authorization = EapAuthorization.objects.select_for_update().get(pk=authorization.pk)
+        if not authorization.in_network:
+            name = authorization.program_name or authorization.get_program_display()
+            return _Attention(
+                f"EAP '{name}' is not in network: Alma is in network only with Optum Live & Work Well EAP and "
+                "Optum Emotional Wellbeing Solutions. Bill the session as insurance or self-pay, or void it."
+            )
+        if authorization.covers(session.date_of_service):
+            authorization.sessions_used += 1
+            authorization.save(update_fields=["sessions_used"])
+            if session.eap_authorization_id is None:
+                session.eap_authorization = authorization
+                session.save(update_fields=["eap_authorization"])
+            return _NoCharge(
+                f"EAP session {authorization.sessions_used} of {authorization.sessions_authorized} under "
+                f"{authorization.get_program_display()} authorization {authorization.authorization_code}: "
+                "nothing owed."
+            )
+    # No usable authorization (none, used up or expired): bill as insurance if we can, else self-pay.
+    if session.allowed_amount_cents is not None and selectors.active_coverage_for(patient_id=session.patient_id):
+        return _insurance(session)
+    return _self_pay(session) or _Attention(
+        "EAP session outside any usable authorization (none, used up or expired), and the session has neither "
+        "an insurance allowed amount nor a self-pay rate."
+    )
+
+
+def _insurance(session: TherapySession) -> _Decision:
+    """P2: the most recent completed eligibility check at or before the session; never guessed."""
+    coverage = selectors.active_coverage_for(patient_id=session.patient_id)
+    if coverage is None:
+        return _Attention("No active insurance coverage on file for the patient.")
+    if session.allowed_amount_cents is None:
+        return _Attention("The session has no allowed amount from the plan.")
+    # Lock the plan so two sessions billed at once do not both spend the same remaining deductible.
+    Coverage.objects.select_for_update().filter(pk=coverage.pk).first()
+    snapshot = selectors.eligibility_check_for(coverage=coverage, day=session.date_of_service)
+    if snapshot is None:
+        return _Attention(f"No completed eligibility check on or before {session.date_of_service:%b %d, %Y}.")
+    if not snapshot.plan_active:
+        return _Attention(f"The plan was inactive at the eligibility check of {snapshot.checked_at:%b %d, %Y}.")
+
+    earlier = Invoice.objects.filter(eligibility_snapshot=snapshot).exclude(status=Invoice.Status.VOID)
+    used = earlier.aggregate(deductible=Sum("deductible_applied_cents"), amount=Sum("amount_cents"))
+    deductible_used, amount_used = used["deductible"] or 0, used["amount"] or 0
+    terms = PlanTerms(
+        copay_cents=snapshot.copay_cents,
+        coinsurance_bp=snapshot.coinsurance_bp,
+        deductible_remaining_cents=max(snapshot.deductible_remaining_cents - deductible_used, 0),
+        oop_max_remaining_cents=None
+        if snapshot.oop_max_remaining_cents is None
+        else max(snapshot.oop_max_remaining_cents - amount_used, 0),
+    )
+    result = patient_responsibility(allowed_cents=session.allowed_amount_cents, terms=terms)
+    calculation = {
+        "method": "insurance",
+        "snapshot_id": snapshot.pk,
+        "checked_on": f"{timezone.localtime(snapshot.checked_at):%B %-d, %Y}",
+        "copay_cents": snapshot.copay_cents,
+        "coinsurance_bp": snapshot.coinsurance_bp,
+        "deductible_checked": True,
+        "deductible_remaining_cents": terms.deductible_remaining_cents + deductible_used,
+        "deductible_used_by_earlier_cents": deductible_used,
+        "oop_max_remaining_cents": terms.oop_max_remaining_cents,
+        **result.as_dict(),
+    }
+    if result.amount_cents == 0:
+        return _NoCharge(f"Nothing owed under the eligibility check of {calculation['checked_on']}.")
+    return _Charge(
+        kind=Invoice.Kind.INSURANCE,
+        amount_cents=result.amount_cents,
+        calculation=calculation,
+        snapshot=snapshot,
+        deductible_cents=min(result.deductible_cents, result.amount_cents),
+    )

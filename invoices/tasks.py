@@ -1,0 +1,47 @@
+"""Celery tasks: fetch by id, call a service. Idempotent, acks late, redelivered if a worker dies."""
+
+import logging
+from smtplib import SMTPException
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+from django.utils import timezone
+
+from invoices import selectors, services
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE = (OperationalError, SMTPException, ConnectionError, TimeoutError)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
+def invoice_issue_task(session_id: int) -> int | None:
+    invoice = services.invoice_issue(session_id=session_id)
+    return invoice.pk if invoice else None
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
+def invoice_email_task(invoice_id: int) -> bool:
+    return services.invoice_email_send(invoice_id=invoice_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def invoices_sweep() -> dict[str, int]:
+    """Finish what a lost task left undone: bill completed sessions and email issued invoices."""
+    cutoff = timezone.now() - settings.ISSUE_SWEEP_GRACE
+    billed = emailed = 0
+    for session_id in selectors.sessions_awaiting_billing(completed_before=cutoff).values_list("id", flat=True)[:1000]:
+        try:
+            services.invoice_issue(session_id=session_id)
+            billed += 1
+        except Exception:  # one bad session must not stop the sweep for everyone else
+            logger.exception("sweep could not bill session %s", session_id)
+    for invoice_id in selectors.invoices_awaiting_email(issued_before=cutoff).values_list("id", flat=True)[:1000]:
+        try:
+            emailed += services.invoice_email_send(invoice_id=invoice_id)
+        except Exception:
+            logger.exception("sweep could not email invoice %s; next sweep retries", invoice_id)
+    if billed or emailed:
+        logger.info("sweep billed %s sessions and emailed %s invoices", billed, emailed)
+    return {"billed": billed, "emailed": emailed}

@@ -1,0 +1,1 @@
+"""Payments and their allocations to invoices (built by the payments issue)."""
