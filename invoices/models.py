@@ -87,7 +87,9 @@ class EligibilitySnapshot(models.Model):
         ordering = ["-checked_at", "-id"]
         get_latest_by = "checked_at"
         constraints = [
-            models.CheckConstraint(condition=Q(copay_cents__gte=0) | Q(copay_cents__isnull=True), name="elig_copay_gte_0"),
+            models.CheckConstraint(
+                condition=Q(copay_cents__gte=0) | Q(copay_cents__isnull=True), name="elig_copay_gte_0"
+            ),
             models.CheckConstraint(
                 condition=Q(coinsurance_bp__isnull=True) | Q(coinsurance_bp__gte=0, coinsurance_bp__lte=10_000),
                 name="elig_coinsurance_0_to_10000",
@@ -125,7 +127,9 @@ class EapAuthorization(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["program", "authorization_code"], name="eap_auth_code_unique"),
-            models.CheckConstraint(condition=Q(sessions_used__lte=models.F("sessions_authorized")), name="eap_used_lte_authorized"),
+            models.CheckConstraint(
+                condition=Q(sessions_used__lte=models.F("sessions_authorized")), name="eap_used_lte_authorized"
+            ),
             models.CheckConstraint(condition=Q(valid_until__gte=models.F("valid_from")), name="eap_valid_range"),
         ]
 
@@ -179,7 +183,8 @@ class TherapySession(models.Model):
         indexes = [models.Index(fields=["status", "billing_outcome"])]
         constraints = [
             models.CheckConstraint(
-                condition=Q(allowed_amount_cents__gte=0) | Q(allowed_amount_cents__isnull=True), name="session_allowed_gte_0"
+                condition=Q(allowed_amount_cents__gte=0) | Q(allowed_amount_cents__isnull=True),
+                name="session_allowed_gte_0",
             ),
             models.CheckConstraint(
                 condition=Q(self_pay_rate_cents__gt=0) | Q(self_pay_rate_cents__isnull=True), name="session_rate_gt_0"
@@ -232,7 +237,8 @@ class Invoice(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="invoice_amount_gt_0"),
             models.CheckConstraint(
-                condition=Q(deductible_applied_cents__gte=0) & Q(deductible_applied_cents__lte=models.F("amount_cents")),
+                condition=Q(deductible_applied_cents__gte=0)
+                & Q(deductible_applied_cents__lte=models.F("amount_cents")),
                 name="invoice_deductible_within_amount",
             ),
         ]

@@ -71,7 +71,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
 
     with transaction.atomic():
         session = (
-            TherapySession.objects.select_for_update()
+            TherapySession.objects.select_for_update(of=("self",))
             .select_related("patient", "provider__practice", "eap_authorization")
             .get(pk=session_id)
         )
@@ -105,7 +105,11 @@ def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor)
     if amount_cents <= 0:
         raise ServiceError("A self-pay amount must be more than $0.00.")
     with transaction.atomic():
-        session = TherapySession.objects.select_for_update().select_related("provider__practice").get(pk=session_id)
+        session = (
+            TherapySession.objects.select_for_update(of=("self",))
+            .select_related("provider__practice")
+            .get(pk=session_id)
+        )
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be charged.")
         if session.billing_outcome == Outcome.INVOICED or Invoice.objects.filter(session=session).exists():
@@ -134,7 +138,7 @@ def invoice_email_send(*, invoice_id: int) -> bool:
     from verification.services import pay_link_create, pay_link_url
 
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().select_related("patient").get(pk=invoice_id)
+        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
         if invoice.emailed_at is not None or invoice.status != Invoice.Status.OPEN or invoice.email_problem:
             return False
         patient = invoice.patient

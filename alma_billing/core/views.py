@@ -48,7 +48,12 @@ def dev_outbox(request: HttpRequest) -> HttpResponse:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         items.append(
-            {"kind": "Email", "to": message["To"], "subject": message["Subject"], "when": message["Date"],
-             "body": _plain_text(message)}
+            {
+                "kind": "Email",
+                "to": message["To"],
+                "subject": message["Subject"],
+                "when": message["Date"],
+                "body": _plain_text(message),
+            }
         )
     return render(request, "dev/outbox.html", {"items": items, "folder": outbox_dir()})

@@ -1,6 +1,6 @@
 """Idempotent demo data: one practice per autopay policy, providers, and patients in every billing situation."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -56,9 +56,7 @@ class Command(BaseCommand):
         if created:
             ops.set_password(OPS_LOGIN[1])
             ops.save()
-        view_change = Permission.objects.filter(
-            content_type__app_label="invoices", codename__regex=r"^(view|change)_"
-        )
+        view_change = Permission.objects.filter(content_type__app_label="invoices", codename__regex=r"^(view|change)_")
         providers = []
         for username, name, npi, practice_name, policy in PROVIDERS:
             practice, _ = Practice.objects.get_or_create(name=practice_name, defaults={"autopay_policy": policy})
@@ -91,13 +89,17 @@ class Command(BaseCommand):
             )
             if not coverage.eligibility_checks.exists():
                 EligibilitySnapshot.objects.create(
-                    coverage=coverage, checked_at=timezone.now() - timedelta(days=90), raw_payload={"demo": True},
+                    coverage=coverage,
+                    checked_at=timezone.now() - timedelta(days=90),
+                    raw_payload={"demo": True},
                     **terms,
                 )
 
         def session(p: Patient, provider: Provider, days_ago: int, **fields: Any) -> None:
             obj, _ = TherapySession.objects.get_or_create(
-                patient=p, provider=provider, date_of_service=today - timedelta(days=days_ago),
+                patient=p,
+                provider=provider,
+                date_of_service=today - timedelta(days=days_ago),
                 defaults={"cpt_code": "90837", **fields},
             )
             sessions.append(obj)
@@ -117,9 +119,14 @@ class Command(BaseCommand):
         # Nothing owed: an Optum EAP session within its authorization.
         alex = patient("Alex", "Kim", "+14155550132")
         auth, _ = EapAuthorization.objects.get_or_create(
-            program=EapAuthorization.Program.OPTUM_LWW, authorization_code="EAP-DEMO-1",
-            defaults={"patient": alex, "sessions_authorized": 6, "valid_from": today - timedelta(days=60),
-                      "valid_until": today + timedelta(days=120)},
+            program=EapAuthorization.Program.OPTUM_LWW,
+            authorization_code="EAP-DEMO-1",
+            defaults={
+                "patient": alex,
+                "sessions_authorized": 6,
+                "valid_from": today - timedelta(days=60),
+                "valid_until": today + timedelta(days=120),
+            },
         )
         session(alex, rivera, 3, billing_type=TherapySession.BillingType.EAP, eap_authorization=auth)
 
