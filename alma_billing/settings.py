@@ -135,6 +135,42 @@ PAY_LINK_TTL = timedelta(days=env.int("PAY_LINK_TTL_DAYS", default=30))
 # A completed session older than this without an outcome is picked up by the sweep.
 ISSUE_SWEEP_GRACE = timedelta(minutes=env.int("ISSUE_SWEEP_GRACE_MINUTES", default=2))
 
+# SMS codes: Twilio Verify in production; the local backend (codes in the dev outbox) only with DEBUG.
+VERIFY_BACKEND = env.str("VERIFY_BACKEND", default="local" if DEBUG else "twilio")
+VERIFY_GATEWAY = {
+    "twilio": "verification.gateways.twilio.TwilioVerifyGateway",
+    "local": "verification.gateways.local.LocalVerifyGateway",
+}.get(VERIFY_BACKEND, "")
+if not VERIFY_GATEWAY:
+    raise ImproperlyConfigured("VERIFY_BACKEND must be 'twilio' or 'local'.")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_VERIFY_SERVICE_SID = env.str("TWILIO_VERIFY_SERVICE_SID", default="")
+if VERIFY_BACKEND == "twilio" and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID):
+    raise ImproperlyConfigured(
+        "VERIFY_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID."
+    )
+if VERIFY_BACKEND == "local" and not DEBUG and not env.bool("ALLOW_LOCAL_VERIFY", default=False):
+    raise ImproperlyConfigured("The local SMS backend shows codes to anyone; it cannot run with DEBUG off.")
+
+# Patient access limits (P4). Counters are per patient (across all links and IPs) and per IP.
+VERIFY_MAX_PHONE_TRIES = 5
+VERIFY_MAX_CODE_CHECKS = 5
+VERIFY_MAX_SENDS = 5  # per VERIFY_SEND_WINDOW
+VERIFY_SEND_WINDOW = timedelta(minutes=10)
+VERIFY_CODE_TTL = timedelta(minutes=10)
+VERIFY_LOCKOUT = timedelta(minutes=env.int("VERIFY_LOCKOUT_MINUTES", default=30))
+VERIFY_MAX_FAILURES_PER_IP = env.int("VERIFY_MAX_FAILURES_PER_IP", default=20)  # per hour, all patients
+PATIENT_ACCESS_IDLE = timedelta(minutes=15)
+PATIENT_ACCESS_MAX = timedelta(hours=2)
+
+# Content-Security-Policy additions for patient pages (the payments issue adds Stripe.js here).
+CSP_EXTRA_SCRIPT_SRC: list[str] = []
+CSP_EXTRA_FRAME_SRC: list[str] = []
+CSP_EXTRA_CONNECT_SRC: list[str] = []
+# How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-that-is-long-enough-0123456789")
 os.environ.setdefault("ALLOW_FILE_EMAIL", "1")
+os.environ.setdefault("VERIFY_BACKEND", "local")
+os.environ.setdefault("ALLOW_LOCAL_VERIFY", "1")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from alma_billing.settings import *  # noqa: E402,F403

@@ -12,6 +12,12 @@ admin.site.site_title = "Alma billing"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),
+    # Fixed paths first: a token never equals these words (it is 43 characters).
+    path("pay/code/", verification_views.pay_code, name="pay-code"),
+    path("pay/code/resend/", verification_views.pay_code_resend, name="pay-code-resend"),
+    path("pay/invoices/", verification_views.pay_summary, name="pay-summary"),
+    path("pay/invoices/<str:number>/", verification_views.pay_invoice_detail, name="pay-invoice"),
+    path("pay/sign-out/", verification_views.pay_sign_out, name="pay-sign-out"),
     path("pay/<str:token>/", verification_views.pay_link_landing, name="pay-link"),
     # Answers 404 unless DEBUG is on.
     path("dev/outbox/", core_views.dev_outbox, name="dev-outbox"),

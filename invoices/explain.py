@@ -6,6 +6,11 @@ from alma_billing.core.money import format_basis_points, format_cents
 
 
 def explanation_lines(calculation: dict[str, Any]) -> list[str]:
+    note = [calculation["note"]] if calculation.get("note") else []
+    return note + _arithmetic_lines(calculation)
+
+
+def _arithmetic_lines(calculation: dict[str, Any]) -> list[str]:
     method = calculation.get("method")
     if method == "self_pay":
         return [f"Self-pay rate for this visit: {format_cents(calculation['rate_cents'])}."]

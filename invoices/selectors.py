@@ -41,3 +41,23 @@ def invoices_awaiting_email(*, issued_before: datetime) -> QuerySet[Invoice]:
     return Invoice.objects.filter(
         status=Invoice.Status.OPEN, emailed_at__isnull=True, email_problem="", issued_at__lt=issued_before
     ).order_by("id")
+
+
+def invoices_for_patient(*, patient_id: int) -> QuerySet[Invoice]:
+    """A verified patient's invoices with what their page shows, in one query (oldest session first)."""
+    return (
+        Invoice.objects.filter(patient_id=patient_id)
+        .select_related("session", "provider")
+        .order_by("session__date_of_service", "id")
+    )
+
+
+def open_invoices_for(*, patient_id: int) -> list[Invoice]:
+    return list(
+        invoices_for_patient(patient_id=patient_id).filter(status__in=[Invoice.Status.OPEN, Invoice.Status.PROCESSING])
+    )
+
+
+def invoice_for_patient(*, patient_id: int, number: str) -> Invoice | None:
+    """One invoice, only if it belongs to this patient: another patient's number is simply not found."""
+    return invoices_for_patient(patient_id=patient_id).filter(number=number).first()

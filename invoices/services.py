@@ -231,9 +231,15 @@ def _eap(session: TherapySession) -> _Decision:
                 "nothing owed."
             )
     # No usable authorization (none, used up or expired): bill as insurance if we can, else self-pay.
+    fallback: _Decision | None = None
     if session.allowed_amount_cents is not None and selectors.active_coverage_for(patient_id=session.patient_id):
-        return _insurance(session)
-    return _self_pay(session) or _Attention(
+        fallback = _insurance(session)
+    else:
+        fallback = _self_pay(session)
+    if isinstance(fallback, _Charge):
+        note = "Your EAP authorization did not cover this visit (none on file, used up or expired)."
+        return _Charge(**{**fallback.__dict__, "calculation": {**fallback.calculation, "note": note}})
+    return fallback or _Attention(
         "EAP session outside any usable authorization (none, used up or expired), and the session has neither "
         "an insurance allowed amount nor a self-pay rate."
     )

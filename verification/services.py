@@ -1,13 +1,60 @@
-"""Pay-link tokens: at least 128 bits (we use 256), shown once in the email, stored hashed, with an expiry."""
+"""Patient access (P4): pay-link tokens, the phone check, SMS codes and the limits around them.
+
+Tokens have 256 bits, are shown once in the email and stored hashed. Every failed step is recorded so the limits
+hold per patient across all of their links and IPs, and per IP across patients.
+"""
 
 import hashlib
+import logging
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
 
+import phonenumbers
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
+from alma_billing.core.audit import Actor, audit_record
 from invoices.models import Invoice, Patient
-from verification.models import PayLink
+from verification.gateways import CheckResult, SendLimitReached, VerifyError, get_gateway
+from verification.models import AccessAttempt, PayLink
+
+logger = logging.getLogger(__name__)
+
+Kind = AccessAttempt.Kind
+
+MISMATCH = (
+    "That number doesn't match the phone number on your profile. Please check it and try again, or contact your "
+    "provider to update the phone number on your Alma profile."
+)
+NOT_A_PHONE = "Enter a US phone number with area code, like (555) 123-4567."
+LOCKED = (
+    "For your security, this invoice is locked for {minutes} minutes after too many attempts. Please try again "
+    "later, or contact your provider if you need help."
+)
+IP_BLOCKED = "Too many attempts from your network. Please try again in an hour."
+SEND_LIMIT = "We've sent several codes already. Please wait 10 minutes before asking for another one."
+WRONG_CODE = "That code isn't right. Check the text message and try again."
+CODE_EXPIRED = "That code has expired or was already used. Send a new code and try again."
+NOT_A_CODE = "Enter the 6-digit code from the text message."
+_HOUR = timedelta(hours=1)
+
+
+class Step(StrEnum):
+    OK = "ok"
+    INVALID = "invalid"  # input not understood: not counted as a try
+    REFUSED = "refused"  # wrong phone or code: counted
+    LOCKED = "locked"  # limits reached
+    UNAVAILABLE = "unavailable"  # the SMS provider failed
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    message: str = ""
 
 
 def _hash(token: str) -> str:
@@ -35,3 +82,132 @@ def pay_link_find(token: str) -> PayLink | None:
 
 def pay_link_url(token: str) -> str:
     return f"{settings.SITE_URL}/pay/{token}/"
+
+
+def pay_links_revoke(*, patient: Patient, reason: str, actor: Actor) -> int:
+    """Stop every live link of a patient (e.g. the phone number on the profile changed)."""
+    with transaction.atomic():
+        count = PayLink.objects.filter(patient=patient, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoke_reason=reason
+        )
+        audit_record(actor=actor, action="pay_links.revoked", obj=patient, count=count, reason=reason)
+    return count
+
+
+def normalize_phone(raw: str) -> str | None:
+    """E.164 for any common US formatting ("(202) 555-0143", "202.555.0143", "+1 202 555 0143"); None if invalid."""
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _failures_since(*, patient_id: int, kind: str, now: datetime) -> int:
+    """Failed attempts of a kind inside the lockout window, counting only those after the last success."""
+    window_start = now - settings.VERIFY_LOCKOUT
+    attempts = AccessAttempt.objects.filter(patient_id=patient_id, kind=kind, created_at__gte=window_start)
+    last_success = attempts.filter(succeeded=True).aggregate(at=Max("created_at"))["at"]
+    failures = attempts.filter(succeeded=False)
+    if last_success is not None:
+        failures = failures.filter(created_at__gt=last_success)
+    return failures.count()
+
+
+def _limit_reached(*, patient_id: int, ip: str | None, now: datetime) -> StepResult | None:
+    if ip:
+        recent = AccessAttempt.objects.filter(ip_address=ip, succeeded=False, created_at__gte=now - _HOUR)
+        if recent.filter(Q(kind=Kind.PHONE) | Q(kind=Kind.CODE)).count() >= settings.VERIFY_MAX_FAILURES_PER_IP:
+            return StepResult(Step.LOCKED, IP_BLOCKED)
+    if (
+        _failures_since(patient_id=patient_id, kind=Kind.PHONE, now=now) >= settings.VERIFY_MAX_PHONE_TRIES
+        or _failures_since(patient_id=patient_id, kind=Kind.CODE, now=now) >= settings.VERIFY_MAX_CODE_CHECKS
+    ):
+        return StepResult(Step.LOCKED, LOCKED.format(minutes=int(settings.VERIFY_LOCKOUT.total_seconds() // 60)))
+    return None
+
+
+
+def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> None:
+    AccessAttempt.objects.create(kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=ip)
+    if ok:
+        return
+    # The attempt that reaches a limit locks the patient's access: leave a trail for staff.
+    failures = _failures_since(patient_id=link.patient_id, kind=kind, now=timezone.now())
+    limit = settings.VERIFY_MAX_PHONE_TRIES if kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS
+    if failures == limit:
+        audit_record(
+            actor=Actor(label="patient-link", ip=ip), action="verification.locked", obj=link.patient,
+            kind=kind, pay_link_id=link.pk,
+        )
+        logger.warning("patient %s locked out after %s failed %s attempts", link.patient_id, failures, kind)
+
+
+def phone_submit(*, link: PayLink, raw_phone: str, ip: str | None) -> StepResult:
+    """Compare the entered number with the profile's (E.164); on a match, text a code."""
+    locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
+    if locked:
+        return locked
+    phone = normalize_phone(raw_phone)
+    if phone is None:
+        return StepResult(Step.INVALID, NOT_A_PHONE)
+    if phone != link.patient.phone.as_e164:
+        _record(kind=Kind.PHONE, ok=False, link=link, ip=ip)
+        return StepResult(Step.REFUSED, MISMATCH)
+    _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)
+    return code_send(link=link, ip=ip)
+
+
+def code_send(*, link: PayLink, ip: str | None) -> StepResult:
+    now = timezone.now()
+    locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=now)
+    if locked:
+        return locked
+    sends = AccessAttempt.objects.filter(
+        patient_id=link.patient_id, kind=Kind.SEND, succeeded=True, created_at__gte=now - settings.VERIFY_SEND_WINDOW
+    ).count()
+    if sends >= settings.VERIFY_MAX_SENDS:
+        return StepResult(Step.LOCKED, SEND_LIMIT)
+    try:
+        get_gateway().send_code(phone_e164=link.patient.phone.as_e164)
+    except SendLimitReached as error:
+        return StepResult(Step.LOCKED, error.message)
+    except VerifyError as error:
+        return StepResult(Step.UNAVAILABLE, error.message)
+    _record(kind=Kind.SEND, ok=True, link=link, ip=ip)
+    return StepResult(Step.OK)
+
+
+def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | None) -> StepResult:
+    """Check a code: 6 digits, single use, 10 minutes, at most 5 checks (then locked)."""
+    now = timezone.now()
+    locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=now)
+    if locked:
+        return locked
+    code = "".join(raw_code.split())
+    if len(code) != 6 or not code.isdigit():
+        return StepResult(Step.INVALID, NOT_A_CODE)
+    if now - sent_at > settings.VERIFY_CODE_TTL:
+        return StepResult(Step.REFUSED, CODE_EXPIRED)
+    try:
+        result = get_gateway().check_code(phone_e164=link.patient.phone.as_e164, code=code)
+    except VerifyError as error:
+        return StepResult(Step.UNAVAILABLE, error.message)
+    if result == CheckResult.APPROVED:
+        _record(kind=Kind.CODE, ok=True, link=link, ip=ip)
+        _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)  # a success clears the phone counter too
+        audit_record(actor=Actor.patient(link.patient_id, ip=ip), action="verification.succeeded", obj=link.patient,
+                     pay_link_id=link.pk)
+        return StepResult(Step.OK)
+    _record(kind=Kind.CODE, ok=False, link=link, ip=ip)
+    if result == CheckResult.TOO_MANY_CHECKS:
+        locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
+        return locked or StepResult(Step.REFUSED, CODE_EXPIRED)
+    if result == CheckResult.EXPIRED:
+        return StepResult(Step.REFUSED, CODE_EXPIRED)
+    return _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now()) or StepResult(
+        Step.REFUSED, WRONG_CODE
+    )
+

@@ -1,11 +1,26 @@
-"""Patient entry point: the emailed pay link. Nothing about the patient is shown before verification (P4)."""
+"""Patient pages: the emailed link, phone number, SMS code, then the verified summary (P4).
+
+Nothing about the patient, provider or amount is shown before the code is accepted. After the link is opened
+the token is kept in the server-side session, so later URLs (and the browser history) never carry it.
+"""
+
+from datetime import datetime
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
 
+from alma_billing.core.http import client_ip, patient_page
+from alma_billing.core.money import format_cents
+from invoices import selectors
+from invoices.explain import explanation_lines
+from invoices.models import Invoice
+from verification import services
+from verification.access import PENDING_KEY, access_end, access_grant, verified_patient_required
 from verification.models import PayLink
-from verification.services import pay_link_find
+from verification.services import Step
 
 LINK_UNKNOWN = (
     "This link isn't valid. Please open the link in the most recent invoice email from Alma, "
@@ -15,27 +30,133 @@ LINK_EXPIRED = (
     "This link has expired. Please use the link in your most recent invoice email or reminder from Alma, "
     "or contact your provider for a new one."
 )
+LINK_REVOKED = (
+    "This link has been replaced. Please use the link in your most recent email from Alma, "
+    "or contact your provider for a new one."
+)
+START_AGAIN = "Your code request has ended. Please open the link in your invoice email again."
+STATUS_FOR = {Step.INVALID: 400, Step.REFUSED: 400, Step.LOCKED: 429, Step.UNAVAILABLE: 503}
 
 
 class PhoneForm(forms.Form):
     phone = forms.CharField(label="Phone number", max_length=32)
 
 
-def _link_problem(request: HttpRequest, heading: str, message: str, status: int) -> HttpResponse:
+class CodeForm(forms.Form):
+    code = forms.CharField(label="Verification code", max_length=12)
+
+
+def _problem(request: HttpRequest, heading: str, message: str, status: int) -> HttpResponse:
     return render(request, "verification/link_problem.html", {"heading": heading, "message": message}, status=status)
 
 
-def _usable_link(request: HttpRequest, token: str) -> PayLink | HttpResponse:
-    link = pay_link_find(token)
+def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | None:
     if link is None:
-        return _link_problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+        return _problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+    if link.revoked_at is not None:
+        return _problem(request, "Link replaced", LINK_REVOKED, 410)
     if link.is_expired:
-        return _link_problem(request, "Link expired", LINK_EXPIRED, 410)
-    return link
+        return _problem(request, "Link expired", LINK_EXPIRED, 410)
+    return None
 
 
+@patient_page
+@require_http_methods(["GET", "POST"])
 def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
-    link = _usable_link(request, token)
-    if isinstance(link, HttpResponse):
-        return link
-    return render(request, "verification/phone.html", {"form": PhoneForm()})
+    link = services.pay_link_find(token)
+    problem = _link_problem(request, link)
+    if problem or link is None:
+        return problem or _problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+    form = PhoneForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        result = services.phone_submit(link=link, raw_phone=form.cleaned_data["phone"], ip=client_ip(request))
+        if result.step == Step.OK:
+            request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
+            return redirect("pay-code")
+        form.add_error("phone" if result.step in (Step.INVALID, Step.REFUSED) else None, result.message)
+        return render(request, "verification/phone.html", {"form": form}, status=STATUS_FOR[result.step])
+    status = 400 if request.method == "POST" else 200
+    return render(request, "verification/phone.html", {"form": form}, status=status)
+
+
+def _pending_link(request: HttpRequest) -> tuple[PayLink, datetime] | None:
+    pending = request.session.get(PENDING_KEY)
+    if not pending:
+        return None
+    link = PayLink.objects.select_related("patient").filter(pk=pending["link_id"]).first()
+    if link is None or _link_problem(request, link) is not None:
+        return None
+    return link, datetime.fromtimestamp(pending["sent_at"], tz=timezone.UTC)
+
+
+@patient_page
+@require_http_methods(["GET", "POST"])
+def pay_code(request: HttpRequest) -> HttpResponse:
+    pending = _pending_link(request)
+    if pending is None:
+        return _problem(request, "Start again", START_AGAIN, 400)
+    link, sent_at = pending
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        result = services.code_submit(link=link, raw_code=form.cleaned_data["code"], sent_at=sent_at,
+                                      ip=client_ip(request))
+        if result.step == Step.OK:
+            access_grant(request, patient_id=link.patient_id, link_id=link.pk)
+            return redirect("pay-summary")
+        form.add_error("code" if result.step in (Step.INVALID, Step.REFUSED) else None, result.message)
+        return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
+    status = 400 if request.method == "POST" else 200
+    return render(request, "verification/code.html", {"form": form, "resent": "resent" in request.GET}, status=status)
+
+
+@patient_page
+@require_POST
+def pay_code_resend(request: HttpRequest) -> HttpResponse:
+    pending = _pending_link(request)
+    if pending is None:
+        return _problem(request, "Start again", START_AGAIN, 400)
+    link, _ = pending
+    result = services.code_send(link=link, ip=client_ip(request))
+    if result.step != Step.OK:
+        form = CodeForm()
+        form.add_error(None, result.message)
+        return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
+    request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
+    return redirect("/pay/code/?resent=1")
+
+
+def _invoice_row(invoice: Invoice) -> dict[str, object]:
+    return {
+        "invoice": invoice,
+        "amount": format_cents(invoice.amount_cents),
+        "explanation": explanation_lines(invoice.calculation),
+    }
+
+
+@patient_page
+@verified_patient_required
+def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    invoices = selectors.open_invoices_for(patient_id=patient_id)
+    payable = [i for i in invoices if i.status == Invoice.Status.OPEN]
+    context = {
+        "rows": [_invoice_row(i) for i in reversed(invoices)],  # newest first
+        "total": format_cents(sum(i.amount_cents for i in payable)),
+        "payable_count": len(payable),
+    }
+    return render(request, "verification/summary.html", context)
+
+
+@patient_page
+@verified_patient_required
+def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
+    invoice = selectors.invoice_for_patient(patient_id=patient_id, number=number)
+    if invoice is None:
+        return _problem(request, "Invoice not found", "We couldn't find that invoice on your account.", 404)
+    return render(request, "verification/invoice.html", _invoice_row(invoice))
+
+
+@patient_page
+@require_POST
+def pay_sign_out(request: HttpRequest) -> HttpResponse:
+    access_end(request)
+    return _problem(request, "Signed out", "You're signed out. You can close this page.", 200)

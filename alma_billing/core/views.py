@@ -1,6 +1,7 @@
 """Health check for load balancers and compose, and the DEBUG-only dev outbox."""
 
 import email
+import json
 import email.policy
 from email.message import EmailMessage
 
@@ -40,11 +41,16 @@ def _plain_text(message: EmailMessage) -> str:
 
 
 def dev_outbox(request: HttpRequest) -> HttpResponse:
-    """Every email (and, once verification lands, SMS) sent in development, newest first."""
+    """Every email and SMS sent in development, newest first (DEBUG only)."""
     if not settings.DEBUG:
         raise Http404
     items = []
-    for path in sorted(outbox_dir().glob("*.eml"), reverse=True)[:100]:
+    files = [*outbox_dir().glob("*.eml"), *outbox_dir().glob("*.sms.json")]
+    for path in sorted(files, key=lambda p: p.name, reverse=True)[:100]:
+        if path.suffix == ".json":
+            sms = json.loads(path.read_text())
+            items.append({"kind": "SMS", "to": sms["to"], "subject": "", "when": sms["sent_at"], "body": sms["body"]})
+            continue
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         items.append(

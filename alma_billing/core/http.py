@@ -1,0 +1,48 @@
+"""HTTP helpers for patient pages: security headers and the client address."""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+View = Callable[..., HttpResponse]
+
+
+def content_security_policy() -> str:
+    scripts = " ".join(["'self'", *settings.CSP_EXTRA_SCRIPT_SRC])
+    frames = " ".join(["'self'", *settings.CSP_EXTRA_FRAME_SRC])
+    connect = " ".join(["'self'", *settings.CSP_EXTRA_CONNECT_SRC])
+    return (
+        f"default-src 'self'; script-src {scripts}; frame-src {frames}; connect-src {connect}; "
+        "style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; object-src 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def patient_page(view: View) -> View:
+    """Patient pages are never cached, never framed, and never send the token onward in a Referer."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        response["Content-Security-Policy"] = content_security_policy()
+        response["Referrer-Policy"] = "no-referrer"
+        response["X-Frame-Options"] = "DENY"
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        return response
+
+    return wrapped
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address. Behind a proxy set TRUSTED_PROXY_COUNT so X-Forwarded-For is read, not trusted blindly."""
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR")

@@ -1,0 +1,54 @@
+"""Verified access: after a correct code the session is bound to one patient for 15 idle minutes (2 hours at most)."""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+ACCESS_KEY = "patient_access"
+PENDING_KEY = "patient_pending"
+ENDED = "For your security, your secure session has ended. Please open the link in your invoice email again."
+
+
+def access_grant(request: HttpRequest, *, patient_id: int, link_id: int) -> None:
+    request.session.cycle_key()  # a new session key, so a key seen before verification is worthless after
+    now = timezone.now().timestamp()
+    request.session.pop(PENDING_KEY, None)
+    request.session[ACCESS_KEY] = {"patient_id": patient_id, "link_id": link_id, "verified_at": now, "seen_at": now}
+
+
+def access_end(request: HttpRequest) -> None:
+    request.session.flush()
+
+
+def verified_patient_id(request: HttpRequest) -> int | None:
+    """The patient this browser verified as, or None once idle or absolute limits have passed."""
+    access = request.session.get(ACCESS_KEY)
+    if not access:
+        return None
+    now = timezone.now().timestamp()
+    if (
+        now - access["seen_at"] > settings.PATIENT_ACCESS_IDLE.total_seconds()
+        or now - access["verified_at"] > settings.PATIENT_ACCESS_MAX.total_seconds()
+    ):
+        request.session.pop(ACCESS_KEY, None)
+        return None
+    access["seen_at"] = now
+    request.session.modified = True
+    return int(access["patient_id"])
+
+
+def verified_patient_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        patient_id = verified_patient_id(request)
+        if patient_id is None:
+            context = {"heading": "Session ended", "message": ENDED}
+            return render(request, "verification/link_problem.html", context, status=401)
+        return view(request, *args, patient_id=patient_id, **kwargs)
+
+    return wrapped
