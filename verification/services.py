@@ -129,7 +129,6 @@ def _limit_reached(*, patient_id: int, ip: str | None, now: datetime) -> StepRes
     return None
 
 
-
 def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> None:
     AccessAttempt.objects.create(kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=ip)
     if ok:
@@ -139,8 +138,11 @@ def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> None:
     limit = settings.VERIFY_MAX_PHONE_TRIES if kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS
     if failures == limit:
         audit_record(
-            actor=Actor(label="patient-link", ip=ip), action="verification.locked", obj=link.patient,
-            kind=kind, pay_link_id=link.pk,
+            actor=Actor(label="patient-link", ip=ip),
+            action="verification.locked",
+            obj=link.patient,
+            kind=kind,
+            pay_link_id=link.pk,
         )
         logger.warning("patient %s locked out after %s failed %s attempts", link.patient_id, failures, kind)
 
@@ -198,8 +200,12 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
     if result == CheckResult.APPROVED:
         _record(kind=Kind.CODE, ok=True, link=link, ip=ip)
         _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)  # a success clears the phone counter too
-        audit_record(actor=Actor.patient(link.patient_id, ip=ip), action="verification.succeeded", obj=link.patient,
-                     pay_link_id=link.pk)
+        audit_record(
+            actor=Actor.patient(link.patient_id, ip=ip),
+            action="verification.succeeded",
+            obj=link.patient,
+            pay_link_id=link.pk,
+        )
         return StepResult(Step.OK)
     _record(kind=Kind.CODE, ok=False, link=link, ip=ip)
     if result == CheckResult.TOO_MANY_CHECKS:
@@ -207,7 +213,4 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
         return locked or StepResult(Step.REFUSED, CODE_EXPIRED)
     if result == CheckResult.EXPIRED:
         return StepResult(Step.REFUSED, CODE_EXPIRED)
-    return _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now()) or StepResult(
-        Step.REFUSED, WRONG_CODE
-    )
-
+    return _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now()) or StepResult(Step.REFUSED, WRONG_CODE)

@@ -4,7 +4,7 @@ Nothing about the patient, provider or amount is shown before the code is accept
 the token is kept in the server-side session, so later URLs (and the browser history) never carry it.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
@@ -86,7 +86,7 @@ def _pending_link(request: HttpRequest) -> tuple[PayLink, datetime] | None:
     link = PayLink.objects.select_related("patient").filter(pk=pending["link_id"]).first()
     if link is None or _link_problem(request, link) is not None:
         return None
-    return link, datetime.fromtimestamp(pending["sent_at"], tz=timezone.UTC)
+    return link, datetime.fromtimestamp(pending["sent_at"], tz=UTC)
 
 
 @patient_page
@@ -98,8 +98,9 @@ def pay_code(request: HttpRequest) -> HttpResponse:
     link, sent_at = pending
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        result = services.code_submit(link=link, raw_code=form.cleaned_data["code"], sent_at=sent_at,
-                                      ip=client_ip(request))
+        result = services.code_submit(
+            link=link, raw_code=form.cleaned_data["code"], sent_at=sent_at, ip=client_ip(request)
+        )
         if result.step == Step.OK:
             access_grant(request, patient_id=link.patient_id, link_id=link.pk)
             return redirect("pay-summary")
@@ -118,9 +119,8 @@ def pay_code_resend(request: HttpRequest) -> HttpResponse:
     link, _ = pending
     result = services.code_send(link=link, ip=client_ip(request))
     if result.step != Step.OK:
-        form = CodeForm()
-        form.add_error(None, result.message)
-        return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
+        context = {"form": CodeForm(), "alert": result.message}
+        return render(request, "verification/code.html", context, status=STATUS_FOR[result.step])
     request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
     return redirect("/pay/code/?resent=1")
 

@@ -1,8 +1,8 @@
 """Health check for load balancers and compose, and the DEBUG-only dev outbox."""
 
 import email
-import json
 import email.policy
+import json
 from email.message import EmailMessage
 
 from django.conf import settings

@@ -38,4 +38,4 @@ UNAVAILABLE = "We couldn't send or check a code just now. Please try again in a 
 
 def get_gateway() -> VerifyGateway:
     factory = import_string(settings.VERIFY_GATEWAY)
-    return factory()  # type: ignore[no-any-return]
+    return factory()
