@@ -20,7 +20,10 @@ install: $(VENV)/.installed  ## create .venv and install the pinned requirements
 run: install  ## migrate, seed demo data, start localstripe and the site on http://127.0.0.1:8000
 	DEBUG=1 $(PY) manage.py migrate --no-input -v0
 	DEBUG=1 $(PY) manage.py seed_demo
-	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+	@$(PY) -m payments.localstripe_server --port 8420 & ls_pid=$$!; \
+	  trap 'kill $$ls_pid 2>/dev/null' EXIT INT TERM; \
+	  echo "localstripe (Stripe fake) on http://127.0.0.1:8420; site on http://127.0.0.1:8000"; \
+	  DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 lint:  ## ruff
 	$(VENV)/bin/ruff check .

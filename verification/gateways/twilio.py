@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -43,7 +43,7 @@ class TwilioVerifyGateway:
     def send_code(self, *, phone_e164: str) -> None:
         try:
             verification = self._service().verifications.create(to=phone_e164, channel="sms")
-        except TwilioRestException as error:
+        except (TwilioRestException, TwilioServiceException) as error:
             if error.code == MAX_SENDS:
                 raise SendLimitReached() from error
             raise self._mapped(error, action="send") from error
@@ -55,7 +55,7 @@ class TwilioVerifyGateway:
     def check_code(self, *, phone_e164: str, code: str) -> CheckResult:
         try:
             check = self._service().verification_checks.create(to=phone_e164, code=code)
-        except TwilioRestException as error:
+        except (TwilioRestException, TwilioServiceException) as error:
             if error.code == NOT_FOUND:
                 return CheckResult.EXPIRED
             if error.code == MAX_CHECKS:
@@ -67,9 +67,9 @@ class TwilioVerifyGateway:
         return CheckResult.APPROVED if check.status == "approved" else CheckResult.WRONG_CODE
 
     @staticmethod
-    def _mapped(error: TwilioRestException, *, action: str) -> VerifyError:
+    def _mapped(error: TwilioRestException | TwilioServiceException, *, action: str) -> VerifyError:
         logger.warning("twilio verify %s refused: HTTP %s code %s", action, error.status, error.code)
-        if error.code in INVALID_NUMBER:
+        if error.code in INVALID_NUMBER and action == "send":
             return VerifyError(
                 "We couldn't text that number. If it's not a mobile number, please contact your provider to update "
                 "the phone number on your profile.",
