@@ -110,6 +110,7 @@ else:
     if not DEBUG and not env.bool("ALLOW_FILE_EMAIL", default=False):
         raise ImproperlyConfigured("EMAIL_URL must be set when DEBUG is off (e.g. smtp+tls://user:pass@host:587).")
     EMAIL_BACKEND = "alma_billing.core.mail.OutboxEmailBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Alma Billing <billing@alma.invalid>")
 
 # Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default).

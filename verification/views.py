@@ -18,7 +18,13 @@ from invoices import selectors
 from invoices.explain import explanation_lines
 from invoices.models import Invoice
 from verification import services
-from verification.access import PENDING_KEY, access_end, access_grant, verified_patient_required
+from verification.access import (
+    PENDING_KEY,
+    access_end,
+    access_grant,
+    verified_patient_id,
+    verified_patient_required,
+)
 from verification.models import PayLink
 from verification.services import Step
 
@@ -67,6 +73,8 @@ def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
     problem = _link_problem(request, link)
     if problem or link is None:
         return problem or _problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+    if request.method == "GET" and verified_patient_id(request) == link.patient_id:
+        return redirect("pay-summary")  # already verified in this browser: no second code
     form = PhoneForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         result = services.phone_submit(link=link, raw_phone=form.cleaned_data["phone"], ip=client_ip(request))

@@ -290,3 +290,12 @@ def test_p4_production_refuses_the_local_sms_backend() -> None:
         [sys.executable, "-c", "import alma_billing.settings"], env=env, capture_output=True, text=True, check=False
     )
     assert "TWILIO_ACCOUNT_SID" in result.stderr
+
+
+def test_p4_reopening_the_link_after_verifying_goes_straight_to_the_summary(invoice: Invoice) -> None:
+    client = Client()
+    url = link_for(invoice)
+    verify(client, url)
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"] == "/pay/invoices/"
+    assert len(texted_codes()) == 1
