@@ -22,7 +22,7 @@ def content_security_policy() -> str:
 
 
 def patient_page(view: View) -> View:
-    """Patient pages are never cached, never framed, and never send the token onward in a Referer."""
+    """Patient pages are never cached, never framed, and never send their URL (with the token) to another site."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -30,7 +30,7 @@ def patient_page(view: View) -> View:
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
         response["Content-Security-Policy"] = content_security_policy()
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = "same-origin"
         response["X-Frame-Options"] = "DENY"
         response["X-Robots-Tag"] = "noindex, nofollow"
         return response

@@ -264,7 +264,7 @@ def test_p4_patient_pages_send_security_headers(invoice: Invoice, settings) -> N
     settings.SECURE_HSTS_SECONDS = 31_536_000
     response = Client().get(link_for(invoice), secure=True)
     assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"  # never sent to another site
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
