@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
     args = parser.parse_args()
-    resources.store.dump_to_disk = lambda: None  # type: ignore[method-assign]
+    resources.store.dump_to_disk = lambda: None
     logging.basicConfig(level=logging.WARNING)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 
