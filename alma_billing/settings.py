@@ -129,6 +129,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Outbox sweep: issue invoices and send emails that a lost task left undone.
     "invoices-sweep": {"task": "invoices.tasks.invoices_sweep", "schedule": timedelta(minutes=5)},
+    # Ask Stripe about payments still in flight, in case a webhook was lost.
+    "payments-reconcile": {"task": "payments.tasks.payments_reconcile", "schedule": timedelta(minutes=10)},
 }
 
 # Billing policy knobs.
@@ -165,10 +167,32 @@ VERIFY_MAX_FAILURES_PER_IP = env.int("VERIFY_MAX_FAILURES_PER_IP", default=20)  
 PATIENT_ACCESS_IDLE = timedelta(minutes=15)
 PATIENT_ACCESS_MAX = timedelta(hours=2)
 
-# Content-Security-Policy additions for patient pages (the payments issue adds Stripe.js here).
-CSP_EXTRA_SCRIPT_SRC: list[str] = []
-CSP_EXTRA_FRAME_SRC: list[str] = []
-CSP_EXTRA_CONNECT_SRC: list[str] = []
+# Stripe. Without keys and with DEBUG on, localstripe (make run starts it) stands in for Stripe and Stripe.js.
+LOCALSTRIPE_URL = env.str("LOCALSTRIPE_URL", default="http://127.0.0.1:8420")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+_use_localstripe = not STRIPE_SECRET_KEY
+if _use_localstripe and not DEBUG and not env.bool("ALLOW_LOCALSTRIPE", default=False):
+    raise ImproperlyConfigured("STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET must be set.")
+if _use_localstripe:
+    STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY = "sk_test_localstripe", "pk_test_localstripe"
+    STRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET or "whsec_localstripe_development"
+elif not (STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET):
+    raise ImproperlyConfigured("STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY.")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default=LOCALSTRIPE_URL if _use_localstripe else "https://api.stripe.com")
+STRIPE_JS_URL = env.str(
+    "STRIPE_JS_URL", default=f"{LOCALSTRIPE_URL}/js.stripe.com/v3/" if _use_localstripe else "https://js.stripe.com/v3/"
+)
+STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
+# A payment still in flight after this long is asked about by reconciliation (webhooks may have been lost).
+PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MINUTES", default=10))
+
+# Content-Security-Policy additions for patient pages: Stripe.js and the hosts it talks to.
+_stripe_js_origin = "/".join(STRIPE_JS_URL.split("/")[:3])
+CSP_EXTRA_SCRIPT_SRC: list[str] = [_stripe_js_origin]
+CSP_EXTRA_FRAME_SRC: list[str] = [_stripe_js_origin, "https://hooks.stripe.com"]
+CSP_EXTRA_CONNECT_SRC: list[str] = sorted({_stripe_js_origin, STRIPE_API_BASE})
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 

@@ -6,6 +6,8 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-that-is-long-enough-01
 os.environ.setdefault("ALLOW_FILE_EMAIL", "1")
 os.environ.setdefault("VERIFY_BACKEND", "local")
 os.environ.setdefault("ALLOW_LOCAL_VERIFY", "1")
+os.environ.setdefault("ALLOW_LOCALSTRIPE", "1")
+os.environ.setdefault("LOCALSTRIPE_URL", "http://127.0.0.1:8421")  # the tests start their own
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from alma_billing.settings import *  # noqa: E402,F403

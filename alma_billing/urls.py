@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 from alma_billing.core import views as core_views
+from payments import views as payment_views
 from verification import views as verification_views
 
 admin.site.site_header = "Alma billing"
@@ -12,11 +13,19 @@ admin.site.site_title = "Alma billing"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),
+    path("stripe/webhook/", payment_views.stripe_webhook, name="stripe-webhook"),
     # Fixed paths first: a token never equals these words (it is 43 characters).
     path("pay/code/", verification_views.pay_code, name="pay-code"),
     path("pay/code/resend/", verification_views.pay_code_resend, name="pay-code-resend"),
-    path("pay/invoices/", verification_views.pay_summary, name="pay-summary"),
-    path("pay/invoices/<str:number>/", verification_views.pay_invoice_detail, name="pay-invoice"),
+    path("pay/invoices/", payment_views.pay_summary, name="pay-summary"),
+    path("pay/invoices/details/", payment_views.pay_details, name="pay-details"),
+    path("pay/invoices/<str:number>/", payment_views.pay_invoice_detail, name="pay-invoice"),
+    path("pay/checkout/", payment_views.pay_checkout, name="pay-checkout"),
+    path("pay/card/", payment_views.pay_card, name="pay-card"),
+    path("pay/card/confirm/", payment_views.pay_card_confirm, name="pay-card-confirm"),
+    path("pay/payments/<int:payment_id>/", payment_views.pay_result, name="pay-result"),
+    path("pay/payments/<int:payment_id>/refresh/", payment_views.pay_refresh, name="pay-refresh"),
+    path("pay/payments/<int:payment_id>/receipt.pdf", payment_views.pay_receipt, name="pay-receipt"),
     path("pay/sign-out/", verification_views.pay_sign_out, name="pay-sign-out"),
     path("pay/<str:token>/", verification_views.pay_link_landing, name="pay-link"),
     # Answers 404 unless DEBUG is on.

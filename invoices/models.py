@@ -227,6 +227,8 @@ class Invoice(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
+    # A card dispute was opened on a payment for this invoice: staff must look.
+    disputed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-session__date_of_service", "-id"]

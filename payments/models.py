@@ -1,1 +1,129 @@
-"""Payments and their allocations to invoices (built by the payments issue)."""
+"""Payments: one Stripe PaymentIntent each, covering invoices through allocations; webhook events; refunds.
+
+"Impossible to pay twice" is a database rule here: an invoice has at most one live allocation (pending or settled).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from alma_billing.core.money import format_cents
+from invoices.models import Invoice, Patient
+
+
+class Payment(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"  # allocations held, PaymentIntent not created yet
+        PROCESSING = "processing", "Processing"  # sent to Stripe, waiting (e.g. card authentication)
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    OPEN_STATUSES = (Status.CREATED, Status.PROCESSING)
+
+    class Source(models.TextChoices):
+        PATIENT = "patient", "Patient, on the pay page"
+        AUTOPAY = "autopay", "Autopay"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="payments")
+    amount_cents = models.IntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATED)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.PATIENT)
+    # One per Pay click (a nonce in the card page): a double submission finds the same payment.
+    attempt_key = models.CharField(max_length=64, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=64, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)  # plain words, shown to the patient
+    refunded_cents = models.IntegerField(default=0)
+    disputed_at = models.DateTimeField(null=True, blank=True)
+    dispute_status = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    receipt_emailed_at = models.DateTimeField(null=True, blank=True)
+    keep_card = models.BooleanField(default=False)  # the patient chose to keep the card (autopay)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["patient", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(refunded_cents__gte=0) & Q(refunded_cents__lte=models.F("amount_cents")),
+                name="payment_refunded_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment #{self.pk} ({format_cents(self.amount_cents)}, {self.get_status_display()})"
+
+    @property
+    def reference(self) -> str:
+        return f"PAY-{self.pk:07d}"
+
+
+class PaymentAllocation(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"  # the invoice is held for this payment
+        SETTLED = "settled", "Settled"  # this payment paid the invoice
+        RELEASED = "released", "Released"  # the payment failed; the invoice is open again
+        SURPLUS = "surplus", "Surplus (refunded)"  # paid twice: this share was refunded automatically
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    amount_cents = models.IntegerField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    refunded_cents = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "invoice"], name="allocation_once_per_payment"),
+            # The core guarantee: two live payments can never hold or settle the same invoice.
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(state__in=["pending", "settled"]),
+                name="one_live_allocation_per_invoice",
+            ),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="allocation_amount_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{format_cents(self.amount_cents)} of payment #{self.payment_id} to invoice #{self.invoice_id}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event as received (after its signature was checked); the event id makes redelivery a no-op."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class Refund(models.Model):
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate", "Paid twice (automatic)"
+        STAFF = "staff", "Refunded by staff"
+        STRIPE = "stripe", "Refunded outside the app (dashboard)"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds")
+    amount_cents = models.IntegerField()
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    note = models.TextField(blank=True)
+    stripe_refund_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="refund_amount_gt_0")]
+
+    def __str__(self) -> str:
+        return f"Refund of {format_cents(self.amount_cents)} on payment #{self.payment_id}"

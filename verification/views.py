@@ -13,17 +13,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from alma_billing.core.http import client_ip, patient_page
-from alma_billing.core.money import format_cents
-from invoices import selectors
-from invoices.explain import explanation_lines
-from invoices.models import Invoice
 from verification import services
 from verification.access import (
     PENDING_KEY,
     access_end,
     access_grant,
     verified_patient_id,
-    verified_patient_required,
 )
 from verification.models import PayLink
 from verification.services import Step
@@ -131,36 +126,6 @@ def pay_code_resend(request: HttpRequest) -> HttpResponse:
         return render(request, "verification/code.html", context, status=STATUS_FOR[result.step])
     request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
     return redirect("/pay/code/?resent=1")
-
-
-def _invoice_row(invoice: Invoice) -> dict[str, object]:
-    return {
-        "invoice": invoice,
-        "amount": format_cents(invoice.amount_cents),
-        "explanation": explanation_lines(invoice.calculation),
-    }
-
-
-@patient_page
-@verified_patient_required
-def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
-    invoices = selectors.open_invoices_for(patient_id=patient_id)
-    payable = [i for i in invoices if i.status == Invoice.Status.OPEN]
-    context = {
-        "rows": [_invoice_row(i) for i in reversed(invoices)],  # newest first
-        "total": format_cents(sum(i.amount_cents for i in payable)),
-        "payable_count": len(payable),
-    }
-    return render(request, "verification/summary.html", context)
-
-
-@patient_page
-@verified_patient_required
-def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
-    invoice = selectors.invoice_for_patient(patient_id=patient_id, number=number)
-    if invoice is None:
-        return _problem(request, "Invoice not found", "We couldn't find that invoice on your account.", 404)
-    return render(request, "verification/invoice.html", _invoice_row(invoice))
 
 
 @patient_page

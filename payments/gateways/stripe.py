@@ -1,0 +1,263 @@
+"""Stripe: the only module that imports `stripe`. Every call has a timeout; every create has an idempotency key
+derived from our own ids. Results come back as plain dataclasses, errors as TransportError(permanent=...)."""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from alma_billing.core.errors import TransportError
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = "We couldn't reach the card processor. Nothing was charged. Please try again in a minute."
+
+# Plain words for the decline codes a patient is likely to see (https://docs.stripe.com/declines/codes).
+DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card was declined for insufficient funds. Try another card.",
+    "expired_card": "Your card has expired. Try another card.",
+    "incorrect_cvc": "The security code (CVC) is incorrect. Check it and try again, or try another card.",
+    "incorrect_number": "The card number is incorrect. Check it and try again.",
+    "lost_card": "Your bank declined this card. Try another card, or call your bank.",
+    "stolen_card": "Your bank declined this card. Try another card, or call your bank.",
+    "processing_error": "There was a problem processing your card. Please try again, or try another card.",
+    "authentication_required": "Your bank needs you to confirm this payment. Try again and complete the check.",
+    "payment_intent_authentication_failure": "The card check with your bank was not completed. Try again, or try "
+    "another card.",
+}
+DEFAULT_DECLINE = "Your bank declined the card. Try another card, or call the number on the back of your card."
+
+
+def decline_message(code: str | None) -> str:
+    return DECLINE_MESSAGES.get(code or "", DEFAULT_DECLINE)
+
+
+@dataclass(frozen=True)
+class Card:
+    payment_method_id: str
+    customer_id: str
+    brand: str
+    last4: str
+    funding: str
+    iin: str = ""
+    issuer: str = ""
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    status: str  # Stripe's PaymentIntent status
+    amount_cents: int
+    client_secret: str = ""
+    payment_method_id: str = ""
+    customer_id: str = ""
+    failure_code: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Declined:
+    """The card was refused at confirmation; `intent_id` is set when Stripe created the PaymentIntent anyway."""
+
+    code: str
+    message: str
+    intent_id: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    object: dict[str, Any]
+    raw: dict[str, Any]
+
+
+def _client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        max_network_retries=2,
+    )
+
+
+def _transport(error: stripe.StripeError, action: str) -> TransportError:
+    retryable = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
+        isinstance(error, stripe.APIError) and (error.http_status or 500) >= 500
+    )
+    logger.warning(
+        "stripe %s failed: %s (%s) %s", action, type(error).__name__, getattr(error, "code", ""), error.user_message
+    )
+    return TransportError(UNAVAILABLE, permanent=not retryable)
+
+
+def _intent(source: Any) -> Intent:
+    obj = source.to_dict() if hasattr(source, "to_dict") else source
+    error = obj.get("last_payment_error") or {}
+    return Intent(
+        id=obj["id"],
+        status=obj["status"],
+        amount_cents=int(obj["amount"]),
+        client_secret=obj.get("client_secret") or "",
+        payment_method_id=_id(obj.get("payment_method")),
+        customer_id=_id(obj.get("customer")),
+        failure_code=(error.get("decline_code") or error.get("code") or "") if error else "",
+        metadata=dict(obj.get("metadata") or {}),
+    )
+
+
+def _id(value: Any) -> str:
+    if not value:
+        return ""
+    return value if isinstance(value, str) else str(value["id"])
+
+
+def customer_create(*, patient_id: int, email: str) -> str:
+    try:
+        params: dict[str, Any] = {"metadata": {"patient_id": str(patient_id)}}
+        if email:
+            params["email"] = email
+        customer = _client().v1.customers.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"alma-customer-{patient_id}"},
+        )
+    except stripe.StripeError as error:
+        raise _transport(error, "customer create") from error
+    return customer.id
+
+
+def setup_intent_create(*, customer_id: str, purpose: str, key: str) -> tuple[str, str]:
+    """A SetupIntent to collect a card with Stripe.js; returns (id, client_secret)."""
+    try:
+        intent = _client().v1.setup_intents.create(
+            params={  # type: ignore[arg-type]
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "usage": "off_session",
+                "metadata": {"purpose": purpose},
+            },
+            options={"idempotency_key": f"alma-setup-{key}"},
+        )
+    except stripe.StripeError as error:
+        raise _transport(error, "setup intent create") from error
+    return intent.id, intent.client_secret or ""
+
+
+def card_from_setup_intent(*, setup_intent_id: str, customer_id: str) -> Card | None:
+    """The card a succeeded SetupIntent saved, attached to the customer. None if it is not this customer's."""
+    client = _client()
+    try:
+        intent = client.v1.setup_intents.retrieve(setup_intent_id)
+        if intent.status != "succeeded" or not intent.payment_method:
+            return None
+        if intent.customer and _id(intent.customer) != customer_id:
+            return None
+        method = client.v1.payment_methods.retrieve(_id(intent.payment_method))
+        if method.customer and _id(method.customer) != customer_id:
+            return None
+        if not method.customer:  # real Stripe attaches on confirm; localstripe does not
+            method = client.v1.payment_methods.attach(method.id, params={"customer": customer_id})
+    except stripe.InvalidRequestError:
+        return None
+    except stripe.StripeError as error:
+        raise _transport(error, "setup intent read") from error
+    card = method.card
+    if card is None:
+        return None
+    return Card(
+        payment_method_id=method.id,
+        customer_id=customer_id,
+        brand=card.brand or "",
+        last4=card.last4 or "",
+        funding=card.funding or "",
+        iin=str(getattr(card, "iin", "") or ""),  # Stripe provides these for some cards only
+        issuer=str(getattr(card, "issuer", "") or ""),
+    )
+
+
+def payment_intent_create(
+    *, amount_cents: int, customer_id: str, payment_method_id: str, payment_id: int, off_session: bool = False
+) -> Intent | Declined:
+    """Create and confirm a card PaymentIntent for one of our payments (idempotency key: the payment's id)."""
+    params: dict[str, Any] = {
+        "amount": amount_cents,
+        "currency": "usd",
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "payment_method_types": ["card"],
+        "confirm": True,
+        "metadata": {"payment_id": str(payment_id), "reference": f"PAY-{payment_id:07d}"},
+    }
+    if off_session:
+        params["off_session"] = True
+    try:
+        intent = _client().v1.payment_intents.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"alma-payment-{payment_id}"},
+        )
+    except stripe.CardError as error:
+        err = error.error
+        code = (err.decline_code or err.code or "card_declined") if err else "card_declined"
+        intent_id = _id(err.payment_intent) if err and err.payment_intent else ""
+        return Declined(code=code, message=decline_message(code), intent_id=intent_id)
+    except stripe.StripeError as error:
+        raise _transport(error, "payment intent create") from error
+    return _intent(intent)
+
+
+def payment_intent_retrieve(intent_id: str) -> Intent:
+    try:
+        return _intent(_client().v1.payment_intents.retrieve(intent_id))
+    except stripe.StripeError as error:
+        raise _transport(error, "payment intent read") from error
+
+
+def payment_intent_cancel(intent_id: str) -> Intent:
+    """Cancel an intent that has not succeeded; if it already succeeded, return it as it is."""
+    client = _client()
+    try:
+        return _intent(client.v1.payment_intents.cancel(intent_id))
+    except stripe.InvalidRequestError:
+        return payment_intent_retrieve(intent_id)  # e.g. it succeeded meanwhile: report the truth
+    except stripe.StripeError as error:
+        raise _transport(error, "payment intent cancel") from error
+
+
+def refund_create(*, payment_intent_id: str, amount_cents: int, refund_key: str, metadata: dict[str, str]) -> str:
+    try:
+        refund = _client().v1.refunds.create(
+            params={"payment_intent": payment_intent_id, "amount": amount_cents, "metadata": metadata},
+            options={"idempotency_key": f"alma-refund-{refund_key}"},
+        )
+    except stripe.StripeError as error:
+        raise _transport(error, "refund create") from error
+    return refund.id
+
+
+def payment_method_detach(payment_method_id: str) -> None:
+    try:
+        _client().v1.payment_methods.detach(payment_method_id)
+    except stripe.InvalidRequestError:
+        pass  # already detached
+    except stripe.StripeError as error:
+        raise _transport(error, "payment method detach") from error
+
+
+class BadSignature(Exception):
+    pass
+
+
+def event_from_webhook(*, payload: bytes, signature: str) -> Event:
+    """Verify the Stripe-Signature header before anything else; raises BadSignature."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    except (ValueError, stripe.SignatureVerificationError) as error:
+        raise BadSignature(str(error)) from error
+    raw = event.to_dict()
+    return Event(id=raw["id"], type=raw["type"], object=raw["data"]["object"], raw=raw)
+
+
+def intent_from_event_object(obj: dict[str, Any]) -> Intent:
+    return _intent(obj)

@@ -1,0 +1,64 @@
+"""Reconciliation: ask Stripe about payments still in flight, so a lost webhook never loses a payment."""
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from alma_billing.core.errors import TransportError
+from payments import services
+from payments.models import Payment
+
+logger = logging.getLogger(__name__)
+
+NEVER_SENT = "The payment was not completed. Nothing was charged."
+ABANDONED_AFTER = timedelta(hours=1)
+
+
+@dataclass
+class ReconcileSummary:
+    checked: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    still_open: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def payments_reconcile() -> ReconcileSummary:
+    summary = ReconcileSummary()
+    cutoff = timezone.now() - settings.PAYMENT_RECONCILE_AFTER
+    stale = Payment.objects.filter(status__in=Payment.OPEN_STATUSES, created_at__lt=cutoff).order_by("id")
+    for payment_id in stale.values_list("id", flat=True)[:1000]:
+        summary.checked += 1
+        try:
+            payment = _reconcile_one(payment_id)
+        except TransportError:
+            logger.exception("reconcile: Stripe did not answer about payment %s", payment_id)
+            summary.errors += 1
+            continue
+        if payment.status == Payment.Status.SUCCEEDED:
+            summary.succeeded += 1
+        elif payment.status in Payment.OPEN_STATUSES:
+            summary.still_open += 1
+        else:
+            summary.failed += 1
+    logger.info("reconcile: %s", summary)
+    return summary
+
+
+def _reconcile_one(payment_id: int) -> Payment:
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.stripe_payment_intent_id:
+        payment = services.payment_refresh(payment_id=payment_id)
+        if payment.status in Payment.OPEN_STATUSES and timezone.now() - payment.created_at > ABANDONED_AFTER:
+            # Waiting for a card check the patient never finished: cancel it so the invoices can be paid again.
+            payment = services.payment_cancel(payment_id=payment_id)
+        return payment
+    # Held but never sent to Stripe (the process died first): let the invoices go. Should Stripe have charged
+    # after all, its webhook carries our payment id and settles or refunds it.
+    return services.payment_abandon(payment_id=payment_id, message=NEVER_SENT)

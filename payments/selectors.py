@@ -1,0 +1,52 @@
+"""Reads for the patient's pay pages: what can be paid, and the patient's payments."""
+
+from dataclasses import dataclass
+
+from django.db.models import Prefetch, QuerySet
+
+from invoices.models import Invoice
+from invoices.selectors import invoices_for_patient
+from payments.models import Payment, PaymentAllocation
+
+
+@dataclass(frozen=True)
+class PayOptions:
+    """P10-P12: what the summary offers. `payable` is oldest first; `most_recent` is the latest session's."""
+
+    payable: list[Invoice]
+    processing: list[Invoice]
+
+    @property
+    def most_recent(self) -> Invoice | None:
+        return self.payable[-1] if self.payable else None
+
+    @property
+    def total_cents(self) -> int:
+        return sum(invoice.amount_cents for invoice in self.payable)
+
+
+def pay_options_for(*, patient_id: int) -> PayOptions:
+    """One query whatever the number of invoices."""
+    invoices = list(
+        invoices_for_patient(patient_id=patient_id).filter(status__in=[Invoice.Status.OPEN, Invoice.Status.PROCESSING])
+    )
+    return PayOptions(
+        payable=[i for i in invoices if i.status == Invoice.Status.OPEN],
+        processing=[i for i in invoices if i.status == Invoice.Status.PROCESSING],
+    )
+
+
+def payments_for(*, patient_id: int) -> QuerySet[Payment]:
+    allocations = PaymentAllocation.objects.select_related("invoice__session", "invoice__provider").order_by(
+        "invoice__session__date_of_service"
+    )
+    return (
+        Payment.objects.filter(patient_id=patient_id)
+        .prefetch_related(Prefetch("allocations", queryset=allocations))
+        .order_by("-created_at", "-id")
+    )
+
+
+def payment_for_patient(*, patient_id: int, payment_id: int) -> Payment | None:
+    """A payment only if it is this patient's: another patient's id is simply not found."""
+    return payments_for(patient_id=patient_id).filter(pk=payment_id).first()

@@ -1,0 +1,384 @@
+"""Writes for payments: hold invoices, charge, settle or release, refund, and apply what Stripe reports.
+
+Every path that learns a PaymentIntent's state (the pay page, the return page, webhooks, reconciliation) goes
+through `payment_apply_intent`, which is idempotent and only moves a payment forward: success always wins (money
+was taken), a failure never undoes a success, and a duplicate or late report changes nothing.
+"""
+
+import logging
+from collections.abc import Sequence
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import ServiceError, TransportError
+from invoices.models import Invoice, Patient
+from payments.gateways import stripe as gateway
+from payments.models import Payment, PaymentAllocation, Refund
+
+logger = logging.getLogger(__name__)
+
+State = PaymentAllocation.State
+STALE = "Some of these invoices were just paid or are being paid. Please review your invoices before paying."
+CHANGED = "Your balance changed since this page was opened. Please review your invoices before paying."
+
+# Stripe PaymentIntent statuses, grouped by what they mean for us.
+IN_FLIGHT = {"requires_action", "processing", "requires_confirmation", "requires_capture"}
+
+
+def patient_customer_id(*, patient_id: int) -> str:
+    """The patient's Stripe customer, created once (idempotency key from the patient id)."""
+    patient = Patient.objects.get(pk=patient_id)
+    if patient.stripe_customer_id:
+        return patient.stripe_customer_id
+    customer_id = gateway.customer_create(patient_id=patient.pk, email=patient.email)
+    Patient.objects.filter(pk=patient.pk, stripe_customer_id="").update(stripe_customer_id=customer_id)
+    patient.refresh_from_db(fields=["stripe_customer_id"])
+    return patient.stripe_customer_id
+
+
+def payment_start(
+    *,
+    patient_id: int,
+    invoice_ids: Sequence[int],
+    expected_amount_cents: int,
+    attempt_key: str,
+    card: gateway.Card,
+    actor: Actor,
+    source: str = Payment.Source.PATIENT,
+) -> Payment:
+    """Hold the chosen open invoices for one new payment. The amount is computed here, never taken from the page.
+
+    The same attempt key returns the same payment (a double click). An invoice already held or paid by another
+    payment is refused: the database allows one live allocation per invoice.
+    """
+    existing = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            invoices = list(
+                Invoice.objects.select_for_update().filter(pk__in=invoice_ids, patient_id=patient_id).order_by("pk")
+            )
+            if not invoices or len(invoices) != len(set(invoice_ids)):
+                raise ServiceError(STALE, code="stale")
+            if any(invoice.status != Invoice.Status.OPEN for invoice in invoices):
+                raise ServiceError(STALE, code="stale")
+            amount = sum(invoice.amount_cents for invoice in invoices)
+            if amount != expected_amount_cents:
+                raise ServiceError(CHANGED, code="changed")
+            payment = Payment.objects.create(
+                patient_id=patient_id,
+                amount_cents=amount,
+                attempt_key=attempt_key,
+                source=source,
+                stripe_payment_method_id=card.payment_method_id,
+                card_brand=card.brand,
+                card_last4=card.last4,
+            )
+            PaymentAllocation.objects.bulk_create(
+                PaymentAllocation(payment=payment, invoice=invoice, amount_cents=invoice.amount_cents)
+                for invoice in invoices
+            )
+            Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(status=Invoice.Status.PROCESSING)
+            audit_record(
+                actor=actor,
+                action="payment.started",
+                obj=payment,
+                amount_cents=amount,
+                invoice_ids=[i.pk for i in invoices],
+            )
+    except IntegrityError as error:
+        # A concurrent request with the same attempt key, or another live payment on one of these invoices.
+        existing = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
+        if existing is not None:
+            return existing
+        raise ServiceError(STALE, code="stale") from error
+    return payment
+
+
+def payment_charge(*, payment_id: int) -> Payment:
+    """Create and confirm the PaymentIntent for a held payment, once. Safe to call again: it will not recharge."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
+            return payment
+        customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
+        # Stripe is called while the row is locked: a concurrent second call waits, then sees the intent id.
+        try:
+            result = gateway.payment_intent_create(
+                amount_cents=payment.amount_cents,
+                customer_id=customer_id,
+                payment_method_id=payment.stripe_payment_method_id,
+                payment_id=payment.pk,
+                off_session=payment.source == Payment.Source.AUTOPAY,
+            )
+        except TransportError as error:
+            if error.permanent:
+                _release(payment, status=Payment.Status.FAILED, code="processor_error", message=error.message)
+                return payment
+            raise
+        if isinstance(result, gateway.Declined):
+            if result.intent_id:
+                payment.stripe_payment_intent_id = result.intent_id
+                payment.save(update_fields=["stripe_payment_intent_id"])
+            _release(payment, status=Payment.Status.FAILED, code=result.code, message=result.message)
+            return payment
+        payment.stripe_payment_intent_id = result.id
+        payment.save(update_fields=["stripe_payment_intent_id"])
+    return payment_apply_intent(intent=result) or payment
+
+
+def payment_refresh(*, payment_id: int) -> Payment:
+    """Ask Stripe for the current state (return page, after 3-D Secure, reconciliation)."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
+        return payment
+    intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
+    return payment_apply_intent(intent=intent) or payment
+
+
+def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
+    """Move our payment to match a PaymentIntent, from any source. Returns None for intents that are not ours."""
+    from payments.tasks import payment_card_forget_task, payment_receipt_task, surplus_refund_task
+
+    payment_id = intent.metadata.get("payment_id", "")
+    lookup = Payment.objects.select_for_update()
+    with transaction.atomic():
+        payment = (
+            lookup.filter(pk=int(payment_id)).first()
+            if payment_id.isdigit()
+            else lookup.filter(stripe_payment_intent_id=intent.id).first()
+        )
+        if payment is None or (payment.stripe_payment_intent_id and payment.stripe_payment_intent_id != intent.id):
+            logger.warning("payment intent %s matches no payment of ours", intent.id)
+            return None
+        if not payment.stripe_payment_intent_id:
+            payment.stripe_payment_intent_id = intent.id
+            payment.save(update_fields=["stripe_payment_intent_id"])
+
+        if intent.status == "succeeded":
+            if payment.status != Payment.Status.SUCCEEDED:
+                surplus = _settle(payment)
+                transaction.on_commit(lambda: payment_receipt_task.delay(payment.pk))
+                if not payment.keep_card:
+                    transaction.on_commit(lambda: payment_card_forget_task.delay(payment.pk))
+                for allocation_id in surplus:
+                    transaction.on_commit(lambda a=allocation_id: surplus_refund_task.delay(a))  # type: ignore[misc]
+        elif intent.status in ("requires_payment_method", "canceled"):
+            status = Payment.Status.CANCELED if intent.status == "canceled" else Payment.Status.FAILED
+            code = intent.failure_code or ("canceled" if status == Payment.Status.CANCELED else "card_declined")
+            _release(payment, status=status, code=code, message=gateway.decline_message(code))
+        elif intent.status in IN_FLIGHT and payment.status == Payment.Status.CREATED:
+            payment.status = Payment.Status.PROCESSING
+            payment.save(update_fields=["status"])
+    return payment
+
+
+def payment_abandon(*, payment_id: int, message: str) -> Payment:
+    """A payment held but never sent to Stripe: release its invoices."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
+            _release(payment, status=Payment.Status.FAILED, code="not_sent", message=message)
+    return payment
+
+
+def payment_cancel(*, payment_id: int) -> Payment:
+    """Cancel an unfinished PaymentIntent at Stripe (e.g. an abandoned card check) and release the invoices."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
+        return payment
+    intent = gateway.payment_intent_cancel(payment.stripe_payment_intent_id)
+    return payment_apply_intent(intent=intent) or payment
+
+
+def _settle(payment: Payment) -> list[int]:
+    """Mark the payment's invoices paid. Returns allocations whose invoice another payment already paid."""
+    now = timezone.now()
+    surplus: list[int] = []
+    allocations = PaymentAllocation.objects.select_for_update().filter(payment=payment).order_by("invoice_id")
+    for allocation in allocations:
+        invoice = Invoice.objects.select_for_update().get(pk=allocation.invoice_id)
+        if allocation.state == State.PENDING:
+            allocation.state = State.SETTLED
+        elif allocation.state == State.RELEASED:
+            # We had given up on this payment, yet Stripe took the money: pay the invoice if it is still open,
+            # otherwise this share is a duplicate and goes back to the patient.
+            taken = PaymentAllocation.objects.filter(invoice=invoice, state__in=[State.PENDING, State.SETTLED])
+            if invoice.status in (Invoice.Status.OPEN,) and not taken.exists():
+                allocation.state = State.SETTLED
+            else:
+                allocation.state = State.SURPLUS
+                surplus.append(allocation.pk)
+        allocation.save(update_fields=["state"])
+        if allocation.state == State.SETTLED and invoice.status != Invoice.Status.PAID:
+            invoice.status, invoice.paid_at = Invoice.Status.PAID, now
+            invoice.save(update_fields=["status", "paid_at"])
+            audit_record(actor=SYSTEM, action="invoice.paid", obj=invoice, payment_id=payment.pk)
+    payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
+    payment.failure_code = payment.failure_message = ""
+    payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])
+    audit_record(
+        actor=SYSTEM,
+        action="payment.succeeded",
+        obj=payment,
+        amount_cents=payment.amount_cents,
+        surplus_allocations=surplus,
+    )
+    return surplus
+
+
+def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
+    """A failed or canceled payment lets go of its invoices. Never undoes a success."""
+    if payment.status not in Payment.OPEN_STATUSES:
+        return
+    held = PaymentAllocation.objects.select_for_update().filter(payment=payment, state=State.PENDING)
+    invoice_ids = list(held.values_list("invoice_id", flat=True))
+    held.update(state=State.RELEASED)
+    Invoice.objects.filter(pk__in=invoice_ids, status=Invoice.Status.PROCESSING).update(status=Invoice.Status.OPEN)
+    payment.status, payment.failure_code, payment.failure_message = status, code[:64], message[:300]
+    payment.save(update_fields=["status", "failure_code", "failure_message"])
+    audit_record(actor=SYSTEM, action=f"payment.{status}", obj=payment, code=code)
+
+
+def surplus_refund(*, allocation_id: int) -> Refund | None:
+    """Refund the share of a payment that paid an invoice someone else had already paid. Once."""
+    with transaction.atomic():
+        allocation = PaymentAllocation.objects.select_for_update().select_related("payment").get(pk=allocation_id)
+        if allocation.state != State.SURPLUS or allocation.refunded_cents >= allocation.amount_cents:
+            return None
+        amount = allocation.amount_cents - allocation.refunded_cents
+        return _refund(
+            payment=allocation.payment,
+            allocation=allocation,
+            amount_cents=amount,
+            reason=Refund.Reason.DUPLICATE,
+            key=f"surplus-{allocation.pk}",
+            actor=SYSTEM,
+            note="Paid twice; refunded automatically.",
+        )
+
+
+def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note: str) -> Refund:
+    """Staff refund a payment's share for one invoice, or everything not yet refunded. The invoices become void."""
+    if not note.strip():
+        raise ServiceError("Say why the money is going back (it is kept with the refund).")
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != Payment.Status.SUCCEEDED:
+            raise ServiceError(f"{payment.reference} has not succeeded, so there is nothing to refund.")
+        allocations = PaymentAllocation.objects.select_for_update().filter(payment=payment, state=State.SETTLED)
+        if invoice_id is not None:
+            allocations = allocations.filter(invoice_id=invoice_id)
+        refunds = []
+        for allocation in allocations.order_by("invoice_id"):
+            amount = allocation.amount_cents - allocation.refunded_cents
+            if amount <= 0:
+                continue
+            refund = _refund(
+                payment=payment,
+                allocation=allocation,
+                amount_cents=amount,
+                reason=Refund.Reason.STAFF,
+                key=f"staff-{allocation.pk}-{allocation.refunded_cents}",
+                actor=actor,
+                note=note,
+            )
+            Invoice.objects.filter(pk=allocation.invoice_id).update(
+                status=Invoice.Status.VOID, voided_at=timezone.now(), void_reason=f"Refunded: {note}"
+            )
+            refunds.append(refund)
+        if not refunds:
+            raise ServiceError(f"{payment.reference} has nothing left to refund for that choice.")
+    return refunds[0] if len(refunds) == 1 else refunds[-1]
+
+
+def _refund(
+    *,
+    payment: Payment,
+    allocation: PaymentAllocation,
+    amount_cents: int,
+    reason: str,
+    key: str,
+    actor: Actor,
+    note: str,
+) -> Refund:
+    refund_id = gateway.refund_create(
+        payment_intent_id=payment.stripe_payment_intent_id or "",
+        amount_cents=amount_cents,
+        refund_key=key,
+        metadata={"payment_id": str(payment.pk), "invoice_id": str(allocation.invoice_id), "reason": reason},
+    )
+    refund = Refund.objects.create(
+        payment=payment,
+        invoice_id=allocation.invoice_id,
+        amount_cents=amount_cents,
+        reason=reason,
+        note=note,
+        stripe_refund_id=refund_id,
+        created_by=actor.user,
+    )
+    PaymentAllocation.objects.filter(pk=allocation.pk).update(refunded_cents=F("refunded_cents") + amount_cents)
+    Payment.objects.filter(pk=payment.pk).update(refunded_cents=F("refunded_cents") + amount_cents)
+    audit_record(
+        actor=actor,
+        action="payment.refunded",
+        obj=payment,
+        amount_cents=amount_cents,
+        invoice_id=allocation.invoice_id,
+        reason=reason,
+    )
+    return refund
+
+
+def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int) -> None:
+    """A refund made outside the app (the Stripe dashboard): keep our total in step, never lowering it."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
+        if payment is None or refunded_cents <= payment.refunded_cents:
+            return
+        difference = min(refunded_cents, payment.amount_cents) - payment.refunded_cents
+        Refund.objects.create(
+            payment=payment,
+            amount_cents=difference,
+            reason=Refund.Reason.STRIPE,
+            note="Refund made in the Stripe dashboard.",
+        )
+        payment.refunded_cents += difference
+        payment.save(update_fields=["refunded_cents"])
+        audit_record(
+            actor=Actor(label="stripe"),
+            action="payment.refunded",
+            obj=payment,
+            amount_cents=difference,
+            reason=Refund.Reason.STRIPE,
+        )
+
+
+def payment_record_dispute(*, payment_intent_id: str, status: str) -> None:
+    """A card dispute: the payment and its invoices are flagged for staff."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
+        if payment is None:
+            logger.warning("dispute on payment intent %s that is not ours", payment_intent_id)
+            return
+        first = payment.disputed_at is None
+        payment.disputed_at = payment.disputed_at or timezone.now()
+        payment.dispute_status = status[:40]
+        payment.save(update_fields=["disputed_at", "dispute_status"])
+        Invoice.objects.filter(allocations__payment=payment, disputed_at__isnull=True).update(
+            disputed_at=payment.disputed_at
+        )
+        if first:
+            audit_record(actor=Actor(label="stripe"), action="payment.disputed", obj=payment, status=status)
+
+
+def payment_forget_card(*, payment_id: int) -> None:
+    """Detach a card the patient did not ask us to keep, once the payment has settled."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.keep_card or not payment.stripe_payment_method_id or payment.status != Payment.Status.SUCCEEDED:
+        return
+    gateway.payment_method_detach(payment.stripe_payment_method_id)

@@ -1,0 +1,33 @@
+"""Celery tasks for payments: fetch by id, call a service. Idempotent, acks late."""
+
+import logging
+
+from celery import shared_task
+
+from alma_billing.core.errors import TransportError
+from payments import receipts, reconcile, services
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE = (TransportError, ConnectionError)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def payment_receipt_task(payment_id: int) -> bool:
+    return receipts.receipt_email_send(payment_id=payment_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def payment_card_forget_task(payment_id: int) -> None:
+    services.payment_forget_card(payment_id=payment_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def surplus_refund_task(allocation_id: int) -> int | None:
+    refund = services.surplus_refund(allocation_id=allocation_id)
+    return refund.pk if refund else None
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def payments_reconcile() -> dict[str, int]:
+    return reconcile.payments_reconcile().as_dict()

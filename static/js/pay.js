@@ -1,0 +1,70 @@
+// Card entry: save the card with a SetupIntent (Stripe.js), then the server charges it. Works with real
+// Stripe.js and with localstripe's fake. One Pay click is one attempt: the button stays disabled while it runs.
+(function () {
+  "use strict";
+  var form = document.getElementById("card-form");
+  if (!form || typeof Stripe === "undefined") { return; }
+  var cfg = form.dataset;
+  var stripe = Stripe(cfg.publishableKey);
+  var card = stripe.elements().create("card");
+  card.mount("#card-element");
+  var button = document.getElementById("pay-button");
+  var errors = document.getElementById("card-errors");
+  var status = document.getElementById("pay-status");
+  var label = button.textContent;
+  var busy = false;
+
+  function fail(message) {
+    errors.textContent = message || "Something went wrong. Nothing was charged. Please try again.";
+    status.textContent = "";
+    button.disabled = false;
+    button.textContent = label;
+    busy = false;
+  }
+
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": cfg.csrf},
+      body: JSON.stringify(body || {})
+    }).then(function (response) {
+      return response.json().catch(function () { return {status: "error"}; });
+    });
+  }
+
+  function finish(result) {
+    if (result.status === "succeeded" || result.status === "processing" || result.status === "failed") {
+      if (result.redirect) { window.location.assign(result.redirect); return; }
+    }
+    fail(result.message);
+  }
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    if (busy) { return; }
+    busy = true;
+    button.disabled = true;
+    button.textContent = "Processing…";
+    errors.textContent = "";
+    status.textContent = "Checking your card…";
+    try {
+      var setup = await stripe.confirmCardSetup(cfg.setupSecret, {payment_method: {card: card}});
+      if (setup.error || !setup.setupIntent || setup.setupIntent.status !== "succeeded") {
+        fail(setup.error && setup.error.message ? setup.error.message : "Your card could not be used. Try another card.");
+        return;
+      }
+      status.textContent = "Paying…";
+      var result = await post(cfg.confirmUrl, {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey});
+      if (result.status === "requires_action") {
+        status.textContent = "Your bank wants to confirm it's you…";
+        await stripe.confirmCardPayment(result.client_secret);
+        // Whatever Stripe.js reports, the server asks Stripe for the final state.
+        result = await post(result.refresh, {});
+      }
+      finish(result);
+    } catch (err) {
+      fail("We couldn't reach the payment service. Nothing was charged. Please try again.");
+    }
+  });
+})();
