@@ -188,11 +188,6 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 # A payment still in flight after this long is asked about by reconciliation (webhooks may have been lost).
 PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MINUTES", default=10))
 
-# Content-Security-Policy additions for patient pages: Stripe.js and the hosts it talks to.
-_stripe_js_origin = "/".join(STRIPE_JS_URL.split("/")[:3])
-CSP_EXTRA_SCRIPT_SRC: list[str] = [_stripe_js_origin]
-CSP_EXTRA_FRAME_SRC: list[str] = [_stripe_js_origin, "https://hooks.stripe.com"]
-CSP_EXTRA_CONNECT_SRC: list[str] = sorted({_stripe_js_origin, STRIPE_API_BASE})
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 

@@ -35,7 +35,9 @@ def localstripe_process() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "payments.localstripe_server", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,24 +63,30 @@ def client() -> stripe.StripeClient:
 def save_card(setup_intent_id: str, number: str) -> Any:
     """What Stripe.js confirmCardSetup does in the browser: confirm the SetupIntent with card data."""
     card = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    return client().v1.setup_intents.confirm(
-        setup_intent_id, params={"payment_method_data": {"type": "card", "card": card}}  # type: ignore[typeddict-item]
+    intent = client().v1.setup_intents.confirm(
+        setup_intent_id,
+        params={"payment_method_data": {"type": "card", "card": card}},  # type: ignore[typeddict-item]
     )
+    if intent.status == "requires_action":  # the 3-D Secure card asks once when saved: "Complete authentication"
+        intent = client().v1.setup_intents.confirm(setup_intent_id)
+    return intent
 
 
 def authenticate(payment_intent_id: str, *, success: bool) -> None:
     """What the 3-D Secure box does: complete or fail the card check."""
+    secret = client().v1.payment_intents.retrieve(payment_intent_id).client_secret
     response = requests.post(
         f"{settings.STRIPE_API_BASE}/v1/payment_intents/{payment_intent_id}/_authenticate",
         params={"success": "true" if success else "false"},
-        data=json.dumps({"key": settings.STRIPE_PUBLISHABLE_KEY}),
+        data=json.dumps({"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": secret}),
         timeout=5,
     )
     response.raise_for_status()
 
 
 def intents_for(customer_id: str) -> list[Any]:
-    return list(client().v1.payment_intents.list(params={"customer": customer_id}).data)
+    """A customer's PaymentIntents (localstripe cannot filter the list by customer)."""
+    return [i for i in client().v1.payment_intents.list().data if i.customer == customer_id]
 
 
 def signed_event(event: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:

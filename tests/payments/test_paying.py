@@ -1,0 +1,301 @@
+"""P5, P8, P10-P12: paying one, the most recent, all, or a chosen invoice by card, through localstripe."""
+
+import re
+import zlib
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from invoices.models import Invoice
+from payments.models import Payment, PaymentAllocation
+from tests.factories import PatientFactory
+from tests.payments import stripe_fake
+from tests.payments.conftest import card_page, confirm, open_invoices, pay, verified_client
+from tests.verification.helpers import link_for, verify
+
+pytestmark = pytest.mark.django_db
+
+
+def statuses(invoices: list[Invoice]) -> list[str]:
+    return [Invoice.objects.get(pk=i.pk).status for i in invoices]
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text drawn in a PDF made by fpdf2 (its page streams are zlib-compressed)."""
+    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL)
+    text = []
+    for stream in streams:
+        try:
+            text.append(zlib.decompress(stream).decode("latin-1"))
+        except zlib.error:
+            text.append(stream.decode("latin-1"))
+    return "".join(re.findall(r"\((.*?)\)\s*Tj", "".join(text)))
+
+
+def test_p10_one_open_invoice_prompts_for_the_amount_and_is_paid(
+    stripe_api, patient, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+
+    summary = client.get("/pay/invoices/").content.decode()
+    assert 'You owe <strong class="amount">$70.00</strong>' in summary
+    assert ">Enter payment details</button>" in summary
+    assert "Pay most recent invoice" not in summary
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = pay(client, "all")
+
+    assert result["status"] == "succeeded"
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID and invoice.paid_at is not None
+    payment = Payment.objects.get()
+    assert payment.amount_cents == 7_000 and payment.card_brand == "visa" and payment.card_last4 == "4242"
+    page = client.get(result["redirect"]).content.decode()
+    assert "Payment received" in page and "Download receipt" in page
+    assert "no unpaid invoices" in client.get("/pay/invoices/").content.decode()
+    # The card the patient did not ask us to keep is detached after the payment settled.
+    method = stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id)
+    assert not method.customer
+
+
+def test_p8_receipt_email_is_discreet_and_the_pdf_is_itemized_for_fsa(
+    stripe_api, patient, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    older, newer = open_invoices(patient, 4_000, 7_000)
+    client = verified_client(older)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = pay(client, "all")
+    payment = Payment.objects.get()
+
+    receipts = [m for m in mail.outbox if m.subject == "Your payment to Alma was received"]
+    assert len(receipts) == 1
+    body = receipts[0].body
+    assert "$110.00" in body and payment.reference in body and "ending in 4242" in body
+    for private in (older.provider.display_name, older.session.cpt_code, "therap", "session"):
+        assert private not in body
+
+    response = client.get(f"/pay/payments/{payment.pk}/receipt.pdf")
+    assert response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+    text = pdf_text(response.content)
+    for expected in (
+        older.number,
+        newer.number,
+        older.provider.display_name,
+        older.provider.npi,
+        "90837",
+        "$40.00",
+        "$70.00",
+        "$110.00",
+        "ending in 4242",
+        "FSA, HSA or HRA",
+        f"{older.session.date_of_service:%m/%d/%Y}",
+    ):
+        assert expected in text, expected
+    assert result["redirect"] == f"/pay/payments/{payment.pk}/"
+
+
+def test_p11_several_invoices_offer_most_recent_and_all_with_amounts(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    invoices = open_invoices(patient, 4_000, 5_500, 7_000)
+    client = verified_client(invoices[0])
+
+    page = client.get("/pay/invoices/").content.decode()
+    assert "You have 3 unpaid invoices totaling <strong>$165.00</strong>" in page
+    assert re.search(r"Pay most recent invoice <span class=\"sub\">\$70\.00", page)
+    assert re.search(r"Pay all outstanding <span class=\"sub\">\$165\.00 for 3 invoices", page)
+    assert ">Details</button>" in page
+
+    assert pay(client, "recent")["status"] == "succeeded"
+    assert statuses(invoices) == ["open", "open", "paid"]
+    assert Payment.objects.get().amount_cents == 7_000
+
+    assert pay(client, "all")["status"] == "succeeded"
+    assert statuses(invoices) == ["paid", "paid", "paid"]
+    assert Payment.objects.order_by("id").last().amount_cents == 9_500  # type: ignore[union-attr]
+
+
+def test_p12_details_lists_oldest_first_and_pays_the_chosen_one(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    invoices = open_invoices(patient, 4_000, 5_500, 7_000)
+    client = verified_client(invoices[0])
+
+    details = client.get("/pay/invoices/details/").content.decode()
+    positions = [details.index(i.number) for i in invoices]
+    assert positions == sorted(positions)
+    assert details.count("Pay this invoice") == 3
+
+    assert pay(client, f"invoice:{invoices[0].number}")["status"] == "succeeded"
+    assert statuses(invoices) == ["paid", "open", "open"]
+    assert client.get("/pay/invoices/details/").content.decode().count("Pay this invoice") == 2
+
+
+def test_p11_paid_and_processing_invoices_are_never_offered(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    invoices = open_invoices(patient, 4_000, 7_000)
+    client = verified_client(invoices[0])
+    result = pay(client, "recent", card=stripe_fake.THREE_D_SECURE)  # waits for the card check
+    assert result["status"] == "requires_action"
+    assert statuses(invoices) == ["open", "processing"]
+
+    page = client.get("/pay/invoices/").content.decode()
+    assert 'You owe <strong class="amount">$40.00</strong>' in page  # only the open one is payable
+    assert "Payment processing" in page
+    # Choosing the processing invoice again is refused; nothing new is charged.
+    response = client.post("/pay/checkout/", {"choice": f"invoice:{invoices[1].number}"})
+    assert response["Location"] == "/pay/invoices/"
+    assert Payment.objects.count() == 1
+
+
+def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+
+    result = pay(client, "all", card=stripe_fake.DECLINED_AT_CHARGE)
+
+    assert result["status"] == "failed"
+    assert "declined" in result["message"] and "Try another card" in result["message"]
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.OPEN
+    failed = Payment.objects.get()
+    assert failed.status == Payment.Status.FAILED
+    assert failed.allocations.get().state == PaymentAllocation.State.RELEASED
+    page = client.get(result["redirect"]).content.decode()
+    assert "didn't go through" in page and "Nothing was charged" in page and "Try another card" in page
+
+    # "Try another card" opens the card page again, as a new attempt.
+    fields = card_page(client)
+    assert fields["attempt-key"] != failed.attempt_key
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, fields)["status"] == "succeeded"
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+    customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
+    assert [i.status for i in stripe_fake.intents_for(customer)].count("succeeded") == 1
+
+
+def test_p5_three_d_secure_is_completed_then_confirmed_with_stripe(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
+    assert result["status"] == "requires_action" and result["client_secret"].startswith("pi_")
+    payment = Payment.objects.get()
+    assert payment.status == Payment.Status.PROCESSING
+
+    # Nothing is marked paid until Stripe says succeeded: a refresh before authentication changes nothing.
+    assert client.post(result["refresh"]).json()["status"] == "requires_action"
+    stripe_fake.authenticate(payment.stripe_payment_intent_id, success=True)
+    assert client.post(result["refresh"]).json()["status"] == "succeeded"
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+
+
+def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
+    payment = Payment.objects.get()
+    stripe_fake.authenticate(payment.stripe_payment_intent_id, success=False)
+
+    refreshed = client.post(result["refresh"]).json()
+
+    assert refreshed["status"] == "failed"
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.OPEN
+
+
+def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    client.post("/pay/checkout/", {"choice": "all"})
+    fields = card_page(client)
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+
+    first, second = confirm(client, fields), confirm(client, fields)
+
+    assert first["status"] == second["status"] == "succeeded"
+    assert first["redirect"] == second["redirect"]
+    assert Payment.objects.count() == 1
+    customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
+    assert len(stripe_fake.intents_for(customer)) == 1
+    # Opening the card page again after paying goes to the result, not to a second charge.
+    response = client.get("/pay/card/")
+    assert response.status_code == 302 and response["Location"] == first["redirect"]
+
+
+def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    client.post("/pay/checkout/", {"choice": "all"})
+    fields = card_page(client)
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+
+    result = confirm(client, fields, amount=1, amount_cents=1, invoice_ids=[999])
+
+    assert result["status"] == "succeeded"
+    assert Payment.objects.get().amount_cents == 7_000
+
+
+def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    old_link = link_for(invoice)
+    pay(verified_client(invoice), "all")
+
+    later = Client()
+    verify(later, old_link)
+    assert "no unpaid invoices" in later.get("/pay/invoices/").content.decode()
+    response = later.post("/pay/checkout/", {"choice": "all"})
+    assert response["Location"] == "/pay/invoices/"
+    assert Payment.objects.count() == 1
+
+
+def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    tab_one = verified_client(invoice)
+    tab_one.post("/pay/checkout/", {"choice": "all"})
+    stale = card_page(tab_one)
+    pay(verified_client(invoice), "all")  # another tab (or device) pays first
+
+    stripe_fake.save_card(stale["setup-id"], stripe_fake.GOOD_CARD)
+    result = confirm(tab_one, stale)
+
+    assert result["status"] == "failed" and "just paid" in result["message"]
+    assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 1
+    customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
+    assert len(stripe_fake.intents_for(customer)) == 1
+
+
+def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (mine,) = open_invoices(patient, 7_000)
+    other_patient = PatientFactory(phone="+16175550100")
+    (theirs,) = open_invoices(other_patient, 9_999)
+    other_client = Client()
+    verify(other_client, link_for(theirs), phone="(617) 555-0100")
+    pay(other_client, "all")
+    their_payment = Payment.objects.get()
+
+    client = verified_client(mine)
+    assert client.post("/pay/checkout/", {"choice": f"invoice:{theirs.number}"})["Location"] == "/pay/invoices/"
+    assert client.get(f"/pay/payments/{their_payment.pk}/").status_code == 404
+    assert client.get(f"/pay/payments/{their_payment.pk}/receipt.pdf").status_code == 404
+    assert client.post(f"/pay/payments/{their_payment.pk}/refresh/").status_code == 404
+    assert "99.99" not in client.get("/pay/invoices/").content.decode()
+
+
+def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+    for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/", "/pay/payments/1/"):
+        assert client.get(url).status_code == 401
+    assert client.post("/pay/checkout/", {"choice": "all"}).status_code == 401
+
+
+def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    client.post("/pay/checkout/", {"choice": "all"})
+    response = client.get("/pay/card/")
+    policy = response["Content-Security-Policy"]
+    assert f"script-src 'self' {stripe_api}" in policy
+    assert "frame-ancestors 'none'" in policy
+    page = response.content.decode()
+    assert f'<script src="{stripe_api}/js.stripe.com/v3/"></script>' in page
+    assert ">Pay $70.00</button>" in page
