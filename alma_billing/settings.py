@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -129,9 +130,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Outbox sweep: issue invoices and send emails that a lost task left undone.
     "invoices-sweep": {"task": "invoices.tasks.invoices_sweep", "schedule": timedelta(minutes=5)},
+    # P3: reminders until paid, evaluated daily (ops can change the time in the admin's periodic tasks).
+    "reminders-daily": {"task": "invoices.tasks.reminders_run_task", "schedule": crontab(hour=10, minute=0)},
     # Ask Stripe about payments still in flight, in case a webhook was lost.
     "payments-reconcile": {"task": "payments.tasks.payments_reconcile", "schedule": timedelta(minutes=10)},
 }
+
+# Reminders (P3): days after issue, then every REMINDER_REPEAT_DAYS while anything is open.
+REMINDER_SCHEDULE_DAYS = [int(d) for d in env.list("REMINDER_SCHEDULE_DAYS", default=["3", "7", "14", "21", "30"])]
+REMINDER_REPEAT_DAYS = env.int("REMINDER_REPEAT_DAYS", default=14)
+REMINDER_CHUNK_SIZE = env.int("REMINDER_CHUNK_SIZE", default=1000)
 
 # Billing policy knobs.
 PAY_LINK_TTL = timedelta(days=env.int("PAY_LINK_TTL_DAYS", default=30))

@@ -229,6 +229,10 @@ class Invoice(models.Model):
     void_reason = models.TextField(blank=True)
     # A card dispute was opened on a payment for this invoice: staff must look.
     disputed_at = models.DateTimeField(null=True, blank=True)
+    # P3: the patient says they paid outside the platform. The invoice stays open and reminders go on; ops
+    # reconcile it (void with a reason, or a real payment through the link).
+    outside_payment_reported_at = models.DateTimeField(null=True, blank=True)
+    outside_payment_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-session__date_of_service", "-id"]
@@ -247,3 +251,59 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number} ({format_cents(self.amount_cents)}, {self.get_status_display()})"
+
+
+class ReminderRun(models.Model):
+    """One evaluation of the reminder schedule (daily by beat, or by hand), with what it did, for ops."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    as_of = models.DateField()
+    dry_run = models.BooleanField(default=False)
+    triggered_by = models.CharField(max_length=64, default="beat")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    patients_reminded = models.PositiveIntegerField(default=0)
+    invoices_covered = models.PositiveIntegerField(default=0)
+    skipped_no_email = models.PositiveIntegerField(default=0)
+    skipped_already_today = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Reminder run #{self.pk} for {self.as_of}"
+
+
+class ReminderLog(models.Model):
+    """At most one reminder per patient per day (database rule). Also the outbox the emails are sent from."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="reminders")
+    sent_on = models.DateField()
+    run = models.ForeignKey(ReminderRun, on_delete=models.SET_NULL, null=True, related_name="logs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    invoice_ids = models.JSONField(default=list)
+    total_cents = models.IntegerField(default=0)
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-sent_on", "-id"]
+        constraints = [models.UniqueConstraint(fields=["patient", "sent_on"], name="one_reminder_per_patient_per_day")]
+        indexes = [models.Index(fields=["status", "sent_on"])]
+
+    def __str__(self) -> str:
+        return f"Reminder to patient #{self.patient_id} on {self.sent_on} ({self.status})"

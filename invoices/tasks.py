@@ -1,6 +1,7 @@
 """Celery tasks: fetch by id, call a service. Idempotent, acks late, redelivered if a worker dies."""
 
 import logging
+from datetime import timedelta
 from smtplib import SMTPException
 
 from celery import shared_task
@@ -8,7 +9,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from invoices import selectors, services
+from invoices import reminders, selectors, services
+from invoices.models import ReminderLog
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,21 @@ def invoices_sweep() -> dict[str, int]:
             emailed += services.invoice_email_send(invoice_id=invoice_id)
         except Exception:
             logger.exception("sweep could not email invoice %s; next sweep retries", invoice_id)
-    if billed or emailed:
-        logger.info("sweep billed %s sessions and emailed %s invoices", billed, emailed)
-    return {"billed": billed, "emailed": emailed}
+    # Reminders a killed run planned but never sent.
+    stale = ReminderLog.objects.filter(status=ReminderLog.Status.PENDING, created_at__lt=cutoff - timedelta(minutes=8))
+    reminded = 0
+    for log_id in stale.values_list("id", flat=True)[:1000]:
+        try:
+            reminded += reminders.reminder_deliver(log_id=log_id)
+        except Exception:
+            logger.exception("sweep could not send reminder %s", log_id)
+    if billed or emailed or reminded:
+        logger.info("sweep billed %s sessions, emailed %s invoices, sent %s reminders", billed, emailed, reminded)
+    return {"billed": billed, "emailed": emailed, "reminded": reminded}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reminders_run_task() -> dict[str, int]:
+    """P3, daily from beat. Safe to run twice or concurrently: one reminder per patient per day."""
+    summary = reminders.reminders_run(triggered_by="beat")
+    return {"reminded": summary.reminded, "invoices": summary.invoices, "failures": summary.failures}

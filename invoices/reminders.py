@@ -1,0 +1,258 @@
+"""P3: reminders until paid. Patients cannot turn them off; a payment made outside the platform does not stop them.
+
+Two phases. *Plan* selects the patients due, chunk by chunk with a fixed number of queries per chunk, and inserts
+one `ReminderLog` per patient per day (a database rule, so re-runs, concurrent runs and restarts never plan a
+second reminder). *Deliver* sends each planned reminder with a fresh link, one row lock and one commit per email,
+skipping rows another worker holds; a restarted run delivers what a killed run planned but did not send.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Max
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from alma_billing.core.audit import SYSTEM, audit_record
+from alma_billing.core.money import format_cents
+from invoices.models import Invoice, Patient, ReminderLog, ReminderRun
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def latest_reminder_day(*, issued_on: date, as_of: date) -> date | None:
+    """The most recent scheduled reminder day on or before `as_of` for an invoice issued on `issued_on`."""
+    schedule = sorted(settings.REMINDER_SCHEDULE_DAYS)
+    age = (as_of - issued_on).days
+    if not schedule or age < schedule[0]:
+        return None
+    last = schedule[-1]
+    if age > last and settings.REMINDER_REPEAT_DAYS > 0:
+        offset = last + (age - last) // settings.REMINDER_REPEAT_DAYS * settings.REMINDER_REPEAT_DAYS
+    else:
+        offset = max(day for day in schedule if day <= age)
+    return issued_on + timedelta(days=offset)
+
+
+@dataclass
+class PlanResult:
+    due: int = 0
+    planned: int = 0
+    invoices: int = 0
+    no_email: list[int] = field(default_factory=list)
+    already_today: int = 0
+
+
+def _patient_chunks(*, as_of: date, size: int) -> Iterator[list[int]]:
+    """Patients with open invoices old enough for the first reminder, by id (keyset pagination)."""
+    first_day = min(settings.REMINDER_SCHEDULE_DAYS, default=0)
+    cutoff = timezone.make_aware(datetime.combine(as_of - timedelta(days=first_day - 1), time.min))
+    last_id = 0
+    while True:
+        ids = list(
+            Invoice.objects.filter(status=Invoice.Status.OPEN, issued_at__lt=cutoff, patient_id__gt=last_id)
+            .order_by("patient_id")
+            .values_list("patient_id", flat=True)
+            .distinct()[:size]
+        )
+        if not ids:
+            return
+        yield ids
+        last_id = ids[-1]
+
+
+def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> PlanResult:
+    """Insert today's reminders for every patient who is due. Six queries per chunk of patients."""
+    result = PlanResult()
+    as_of = run.as_of
+    total = Invoice.objects.filter(status=Invoice.Status.OPEN).values("patient_id").distinct().count()
+    seen = 0
+    for patient_ids in _patient_chunks(as_of=as_of, size=settings.REMINDER_CHUNK_SIZE):
+        seen += len(patient_ids)
+        open_rows = Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN).values_list(
+            "patient_id", "id", "issued_at", "amount_cents"
+        )
+        invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        latest_point: dict[int, date] = {}
+        for patient_id, invoice_id, issued_at, amount in open_rows:
+            invoices[patient_id].append((invoice_id, amount))
+            point = latest_reminder_day(issued_on=timezone.localdate(issued_at), as_of=as_of)
+            if point and (patient_id not in latest_point or point > latest_point[patient_id]):
+                latest_point[patient_id] = point
+        last_reminded = dict(
+            ReminderLog.objects.filter(patient_id__in=patient_ids)
+            .exclude(status=ReminderLog.Status.FAILED)
+            .values("patient_id")
+            .annotate(last=Max("sent_on"))
+            .values_list("patient_id", "last")
+        )
+        due = [
+            pid for pid, point in latest_point.items() if last_reminded.get(pid) is None or point > last_reminded[pid]
+        ]
+        result.due += len(due)
+        if due and not run.dry_run:
+            emails = dict(Patient.objects.filter(pk__in=due).values_list("id", "email"))
+            rows = []
+            for pid in due:
+                ids = sorted(i for i, _ in invoices[pid])
+                total_cents = sum(a for _, a in invoices[pid])
+                status, reason = ReminderLog.Status.PENDING, ""
+                if not emails.get(pid):
+                    status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
+                rows.append(
+                    ReminderLog(
+                        patient_id=pid,
+                        sent_on=as_of,
+                        run=run,
+                        status=status,
+                        reason=reason,
+                        invoice_ids=ids,
+                        total_cents=total_cents,
+                    )
+                )
+            ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
+            mine = ReminderLog.objects.filter(run=run, patient_id__in=due).values_list("patient_id", "status")
+            planned = 0
+            for pid, log_status in mine:
+                if log_status == ReminderLog.Status.SKIPPED:
+                    result.no_email.append(pid)
+                else:
+                    planned += 1
+                    result.invoices += len(invoices[pid])
+            result.planned += planned
+            result.already_today += len(due) - len(mine)
+        elif due:
+            result.planned += len(due)
+            result.invoices += sum(len(invoices[pid]) for pid in due)
+        if progress:
+            progress("plan", seen, total)
+    return result
+
+
+def reminder_deliver(*, log_id: int) -> bool:
+    """Send one planned reminder with a fresh link. Returns whether an email went out. Never sends a row twice."""
+    from verification.services import pay_link_create, pay_link_url
+
+    with transaction.atomic():
+        log = (
+            ReminderLog.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("patient")
+            .filter(pk=log_id, status=ReminderLog.Status.PENDING)
+            .first()
+        )
+        if log is None:
+            return False  # sent already, or another worker is sending it right now
+        invoices = list(
+            Invoice.objects.filter(pk__in=log.invoice_ids, status=Invoice.Status.OPEN).order_by("issued_at", "id")
+        )
+        if not invoices:
+            log.status, log.reason = ReminderLog.Status.SKIPPED, "Paid or being paid before the reminder went out."
+            log.save(update_fields=["status", "reason"])
+            return False
+        patient = log.patient
+        link, token = pay_link_create(patient=patient, invoice=invoices[-1])
+        context = {
+            "first_name": patient.first_name,
+            "url": pay_link_url(token),
+            "expires_at": link.expires_at,
+            "invoices": [
+                {
+                    "number": i.number,
+                    "issued_on": timezone.localdate(i.issued_at),
+                    "amount": format_cents(i.amount_cents),
+                }
+                for i in invoices
+            ],
+            "total": format_cents(sum(i.amount_cents for i in invoices)),
+        }
+        count = len(invoices)
+        message = EmailMultiAlternatives(
+            subject="Reminder: you have an open invoice from Alma"
+            if count == 1
+            else f"Reminder: you have {count} open invoices from Alma",
+            body=render_to_string("emails/reminder.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[patient.email],
+        )
+        message.attach_alternative(render_to_string("emails/reminder.html", context), "text/html")
+        message.send()
+        log.status, log.sent_at = ReminderLog.Status.SENT, timezone.now()
+        log.invoice_ids = [i.pk for i in invoices]
+        log.save(update_fields=["status", "sent_at", "invoice_ids"])
+    return True
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    as_of: date
+    dry_run: bool
+    due: int
+    reminded: int
+    invoices: int
+    no_email: list[int]
+    already_today: int
+    failures: int
+
+
+def reminders_run(
+    *, as_of: date | None = None, dry_run: bool = False, triggered_by: str = "beat", progress: Progress | None = None
+) -> RunSummary:
+    """Plan today's reminders, then deliver every pending one for the day (including a killed run's)."""
+    as_of = as_of or timezone.localdate()
+    run = ReminderRun.objects.create(as_of=as_of, dry_run=dry_run, triggered_by=triggered_by)
+    failures = reminded = 0
+    try:
+        plan = reminders_plan(run=run, progress=progress)
+        if not dry_run:
+            pending = list(
+                ReminderLog.objects.filter(sent_on=as_of, status=ReminderLog.Status.PENDING).values_list(
+                    "id", flat=True
+                )
+            )
+            for done, log_id in enumerate(pending, start=1):
+                try:
+                    reminded += reminder_deliver(log_id=log_id)
+                except Exception:  # one bad address must not stop everyone else's reminder
+                    failures += 1
+                    logger.exception("reminder %s could not be sent", log_id)
+                    ReminderLog.objects.filter(pk=log_id, status=ReminderLog.Status.PENDING).update(
+                        status=ReminderLog.Status.FAILED, reason="Sending failed; retried on the next run."
+                    )
+                if progress:
+                    progress("send", done, len(pending))
+    except Exception as error:
+        ReminderRun.objects.filter(pk=run.pk).update(
+            status=ReminderRun.Status.FAILED, finished_at=timezone.now(), error=str(error)[:2000]
+        )
+        raise
+    ReminderRun.objects.filter(pk=run.pk).update(
+        status=ReminderRun.Status.FINISHED,
+        finished_at=timezone.now(),
+        patients_reminded=plan.planned if dry_run else reminded,
+        invoices_covered=plan.invoices,
+        skipped_no_email=len(plan.no_email),
+        skipped_already_today=plan.already_today,
+        failures=failures,
+    )
+    if plan.no_email and not dry_run:
+        audit_record(actor=SYSTEM, action="reminders.no_email", obj=run, patient_ids=plan.no_email[:500])
+    return RunSummary(
+        run_id=run.pk,
+        as_of=as_of,
+        dry_run=dry_run,
+        due=plan.due,
+        reminded=plan.planned if dry_run else reminded,
+        invoices=plan.invoices,
+        no_email=plan.no_email,
+        already_today=plan.already_today,
+        failures=failures,
+    )

@@ -1,0 +1,270 @@
+"""P3: reminders until paid, one per patient per day whatever happens, listing everything open with a fresh link."""
+
+import re
+import threading
+from datetime import date, timedelta
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from alma_billing.core.models import AuditEvent
+from invoices.models import Invoice, ReminderLog, ReminderRun
+from invoices.reminders import latest_reminder_day, reminders_plan, reminders_run
+from tests.factories import InvoiceFactory, PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+TODAY = date(2026, 11, 26)
+
+
+def issued(patient, days_ago: int, amount: int = 7_000, **kwargs) -> Invoice:  # type: ignore[no-untyped-def]
+    invoice = InvoiceFactory(session__patient=patient, amount_cents=amount, **kwargs)
+    at = timezone.make_aware(timezone.datetime(2026, 11, 26, 9, 0)) - timedelta(days=days_ago)
+    Invoice.objects.filter(pk=invoice.pk).update(issued_at=at)
+    return invoice
+
+
+def reminders_to(email: str) -> list[mail.EmailMessage]:
+    return [m for m in mail.outbox if m.to == [email] and m.subject.startswith("Reminder")]
+
+
+@pytest.mark.parametrize(
+    ("age", "point"),
+    [
+        (0, None),
+        (2, None),
+        (3, 3),
+        (6, 3),
+        (7, 7),
+        (13, 7),
+        (14, 14),
+        (21, 21),
+        (29, 21),
+        (30, 30),
+        (43, 30),
+        (44, 44),
+        (57, 44),
+        (58, 58),
+    ],
+)
+def test_p3_schedule_is_3_7_14_21_30_days_then_every_14(age: int, point: int | None) -> None:
+    day = latest_reminder_day(issued_on=TODAY - timedelta(days=age), as_of=TODAY)
+    assert day == (None if point is None else TODAY - timedelta(days=age) + timedelta(days=point))
+
+
+def test_p3_one_email_per_patient_lists_everything_open_with_one_fresh_link() -> None:
+    patient = PatientFactory()
+    invoices = [issued(patient, 3, 4_000), issued(patient, 10, 5_500), issued(patient, 1, 7_000)]
+
+    summary = reminders_run(as_of=TODAY)
+
+    (email,) = reminders_to(patient.email)
+    assert email.subject == "Reminder: you have 3 open invoices from Alma"
+    for invoice in invoices:
+        assert invoice.number in email.body
+    assert "Total: $165.00" in email.body
+    assert len(re.findall(r"/pay/[A-Za-z0-9_-]{43}/", email.body)) == 1
+    assert "therap" not in email.body.lower() and patient.last_name not in email.body
+    assert summary.reminded == 1 and summary.invoices == 3
+    assert ReminderLog.objects.get().status == ReminderLog.Status.SENT
+
+
+def test_p3_at_most_one_reminder_per_patient_per_day_and_only_at_schedule_points() -> None:
+    patient = PatientFactory()
+    issued(patient, 3)
+
+    reminders_run(as_of=TODAY)
+    reminders_run(as_of=TODAY)  # run twice the same day
+    reminders_run(as_of=TODAY + timedelta(days=1))  # day 4: no new point
+    assert len(reminders_to(patient.email)) == 1
+
+    reminders_run(as_of=TODAY + timedelta(days=4))  # day 7
+    assert len(reminders_to(patient.email)) == 2
+
+
+def test_p3_a_missed_day_is_caught_up_once() -> None:
+    patient = PatientFactory()
+    issued(patient, 9)  # day 3 and day 7 passed while nothing ran
+    reminders_run(as_of=TODAY)
+    reminders_run(as_of=TODAY + timedelta(days=1))
+    assert len(reminders_to(patient.email)) == 1
+
+
+def test_p3_nothing_for_paid_void_or_processing_invoices() -> None:
+    paid, void, processing, fresh = (PatientFactory() for _ in range(4))
+    issued(paid, 7, status=Invoice.Status.PAID)
+    issued(void, 7, status=Invoice.Status.VOID)
+    issued(processing, 7, status=Invoice.Status.PROCESSING)
+    issued(fresh, 1)
+
+    summary = reminders_run(as_of=TODAY)
+
+    assert summary.reminded == 0 and not mail.outbox
+
+
+def test_p3_an_invoice_paid_between_plan_and_send_is_not_reminded() -> None:
+    patient = PatientFactory()
+    invoice = issued(patient, 7)
+    run = ReminderRun.objects.create(as_of=TODAY)
+    reminders_plan(run=run)
+    Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PAID)
+
+    reminders_run(as_of=TODAY)
+
+    assert not mail.outbox
+    assert ReminderLog.objects.get().status == ReminderLog.Status.SKIPPED
+
+
+def test_p3_outside_payment_does_not_stop_reminders() -> None:
+    patient = PatientFactory()
+    issued(patient, 7, outside_payment_reported_at=timezone.now(), outside_payment_note="Paid the provider in cash")
+    reminders_run(as_of=TODAY)
+    assert len(reminders_to(patient.email)) == 1
+
+
+def test_p3_patient_without_email_is_reported_to_ops() -> None:
+    patient = PatientFactory(email="")
+    issued(patient, 3)
+
+    summary = reminders_run(as_of=TODAY)
+
+    assert summary.no_email == [patient.pk] and summary.reminded == 0
+    log = ReminderLog.objects.get()
+    assert log.status == ReminderLog.Status.SKIPPED and log.reason == "No email address on file."
+    assert AuditEvent.objects.filter(action="reminders.no_email", data__patient_ids=[patient.pk]).exists()
+    assert ReminderRun.objects.get(pk=summary.run_id).skipped_no_email == 1
+    reminders_run(as_of=TODAY + timedelta(days=1))  # not reported again until the next point
+    assert ReminderLog.objects.count() == 1
+
+
+def test_p3_dry_run_sends_and_records_nothing(capsys) -> None:  # type: ignore[no-untyped-def]
+    patient = PatientFactory()
+    issued(patient, 3)
+    call_command("send_reminders", "--dry-run", "--as-of", TODAY.isoformat())
+    out = capsys.readouterr().out
+    assert "dry run: nothing sent" in out and "Patients would be reminded: 1" in out
+    assert not mail.outbox and not ReminderLog.objects.exists()
+
+
+def test_p3_command_prints_a_summary_for_ops(capsys) -> None:  # type: ignore[no-untyped-def]
+    issued(PatientFactory(), 3)
+    issued(PatientFactory(email=""), 3)
+    call_command("send_reminders", "--as-of", TODAY.isoformat())
+    out = capsys.readouterr().out
+    assert "Sending   [##############################] 1/1" in out
+    assert "Patients reminded: 1" in out and "Invoices covered: 1" in out
+    assert "Skipped, no email on file: 1" in out and "Failures: 0" in out
+
+
+def test_p3_bad_as_of_is_explained() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--as-of must be a date"):
+        call_command("send_reminders", "--as-of", "yesterday")
+
+
+class Killed(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the run catches it."""
+
+
+def test_p3_a_run_killed_half_way_and_restarted_sends_no_duplicate_and_skips_no_one(settings) -> None:  # type: ignore[no-untyped-def]
+    patients = [PatientFactory() for _ in range(10)]
+    for patient in patients:
+        issued(patient, 3)
+    settings.EMAIL_BACKEND = "tests.invoices.test_reminders.DyingBackend"
+    DyingBackend.sent, DyingBackend.die_after = [], 4
+
+    with pytest.raises(Killed):
+        reminders_run(as_of=TODAY)
+    assert len(DyingBackend.sent) == 4
+    assert ReminderRun.objects.get().status == ReminderRun.Status.RUNNING  # as a killed process leaves it
+
+    DyingBackend.die_after = None
+    reminders_run(as_of=TODAY)
+
+    recipients = sorted(m.to[0] for m in DyingBackend.sent)
+    assert recipients == sorted(p.email for p in patients)
+    assert ReminderLog.objects.filter(status=ReminderLog.Status.SENT).count() == 10
+
+
+class DyingBackend:
+    sent: list[mail.EmailMessage] = []
+    die_after: int | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def send_messages(self, messages: list[mail.EmailMessage]) -> int:
+        if DyingBackend.die_after is not None and len(DyingBackend.sent) >= DyingBackend.die_after:
+            raise Killed()
+        DyingBackend.sent.extend(messages)
+        return len(messages)
+
+
+def test_p3_a_failed_send_is_counted_and_retried_on_the_next_run(settings) -> None:  # type: ignore[no-untyped-def]
+    patient = PatientFactory()
+    issued(patient, 3)
+    settings.EMAIL_BACKEND = "tests.invoices.test_reminders.BrokenBackend"
+    summary = reminders_run(as_of=TODAY)
+    assert summary.failures == 1 and ReminderLog.objects.get().status == ReminderLog.Status.FAILED
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    reminders_run(as_of=TODAY + timedelta(days=1))
+    assert len(reminders_to(patient.email)) == 1
+
+
+class BrokenBackend:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def send_messages(self, messages: list[mail.EmailMessage]) -> int:
+        raise ConnectionRefusedError("mail server down")
+
+
+def test_p3_planning_uses_a_fixed_number_of_queries_per_chunk(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.REMINDER_CHUNK_SIZE = 10
+
+    def queries_for(count: int) -> int:
+        ReminderLog.objects.all().delete()
+        Invoice.objects.all().delete()
+        for _ in range(count):
+            patient = PatientFactory()
+            issued(patient, 3)
+            issued(patient, 9)
+        run = ReminderRun.objects.create(as_of=TODAY)
+        with CaptureQueriesContext(connection) as captured:
+            reminders_plan(run=run)
+        return len(captured)
+
+    one, two, four = queries_for(10), queries_for(20), queries_for(40)
+    per_chunk = two - one
+    assert per_chunk <= 7
+    assert four - two == 2 * per_chunk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p3_two_runs_at_once_send_one_reminder_each(postgres: None) -> None:
+    patients = [PatientFactory() for _ in range(30)]
+    for patient in patients:
+        issued(patient, 7)
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            reminders_run(as_of=TODAY)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(p.email for p in patients)
+    assert ReminderLog.objects.filter(status=ReminderLog.Status.SENT).count() == 30
