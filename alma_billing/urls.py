@@ -4,13 +4,16 @@ from django.contrib import admin
 from django.urls import path
 
 from alma_billing.core import views as core_views
+from invoices.dashboard import ops_dashboard
 from payments import views as payment_views
 from verification import views as verification_views
 
 admin.site.site_header = "Alma billing"
 admin.site.site_title = "Alma billing"
+admin.site.index_template = "admin/alma_index.html"
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),
     path("stripe/webhook/", payment_views.stripe_webhook, name="stripe-webhook"),

@@ -1,14 +1,22 @@
-"""Admin for billing records. Money is read-only once issued; actions go through services (audited)."""
+"""The admin providers and ops staff live in. Providers see only their own patients, sessions and invoices; ops see
+everything. Money is read-only once issued; every action goes through a service that writes an audit event."""
 
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from alma_billing.core.audit import Actor
-from alma_billing.core.errors import ServiceError
+from alma_billing.core.errors import ServiceError, TransportError
+from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import format_cents
+from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of, staff_actor
 from invoices import services
 from invoices.models import (
     Coverage,
@@ -18,25 +26,54 @@ from invoices.models import (
     Patient,
     Practice,
     Provider,
+    ReminderLog,
+    ReminderRun,
     TherapySession,
 )
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR"))
+class OpsOnlyAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_ops(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_ops(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Practice)
-class PracticeAdmin(admin.ModelAdmin):
+class PracticeAdmin(OpsOnlyAdmin):
     list_display = ["name", "autopay_policy"]
     list_filter = ["autopay_policy"]
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(ProviderScopedAdmin):
     list_display = ["display_name", "npi", "practice"]
     list_filter = ["practice"]
     search_fields = ["display_name", "npi"]
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(pk=provider.pk)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if is_ops(request.user) else ["user", "practice", "npi"]
+
+
+class PatientScoped(ProviderScopedAdmin):
+    patient_path = "patient"
+
+    def provider_scope(self, provider: Any) -> Q:
+        prefix = f"{self.patient_path}__" if self.patient_path else ""
+        return Q(**{f"{prefix}sessions__provider": provider}) | Q(**{f"{prefix}added_by": provider})
 
 
 class CoverageInline(admin.TabularInline):
@@ -45,37 +82,124 @@ class CoverageInline(admin.TabularInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "email", "phone", "created_at"]
-    search_fields = ["first_name", "last_name", "email", "phone"]
+class PatientAdmin(PatientScoped):
+    patient_path = ""
+    list_display = ["__str__", "email", "phone", "open_balance", "last_reminder"]
+    search_fields = ["first_name", "last_name", "email", "phone", "invoices__number"]
+    fields = ["first_name", "last_name", "email", "phone", "stripe_customer_id"]
+    readonly_fields = ["stripe_customer_id"]
     inlines = [CoverageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        last = ReminderLog.objects.filter(patient=OuterRef("pk"), status=ReminderLog.Status.SENT).order_by("-sent_on")
+        return super().get_queryset(request).annotate(last_reminder_on=Subquery(last.values("sent_on")[:1]))
+
+    @admin.display(description="Open balance")
+    def open_balance(self, obj: Patient) -> str:
+        total = sum(i.amount_cents for i in obj.invoices.all() if i.status == Invoice.Status.OPEN)
+        return format_cents(total)
+
+    @admin.display(description="Last reminder", ordering="last_reminder_on")
+    def last_reminder(self, obj: Any) -> Any:
+        return obj.last_reminder_on or "-"
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return super().get_list_display(request)
+
+    def save_model(self, request: HttpRequest, obj: Patient, form: Any, change: bool) -> None:
+        if not change:
+            obj.added_by = provider_of(request.user)
+            super().save_model(request, obj, form, change)
+            return
+        new_phone = str(obj.phone)
+        if "phone" in form.changed_data:
+            obj.phone = Patient.objects.get(pk=obj.pk).phone  # the service changes it, audited
+        super().save_model(request, obj, form, change)
+        if "phone" in form.changed_data:
+            try:
+                services.patient_phone_change(patient_id=obj.pk, phone=new_phone, actor=staff_actor(request))
+                messages.info(
+                    request,
+                    "Phone number updated. Old invoice links stopped working; the patient was "
+                    "emailed a fresh link if anything is open.",
+                )
+            except ServiceError as error:
+                messages.error(request, error.message)
 
 
 @admin.register(EligibilitySnapshot)
-class EligibilitySnapshotAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "coverage", "status", "plan_active", "copay_cents", "coinsurance_bp"]
+class EligibilitySnapshotAdmin(PatientScoped):
+    patient_path = "coverage__patient"
+    list_display = [
+        "__str__",
+        "coverage",
+        "status",
+        "plan_active",
+        "copay_cents",
+        "coinsurance_bp",
+        "deductible_remaining_cents",
+        "oop_max_remaining_cents",
+    ]
     list_filter = ["status", "plan_active"]
 
 
 @admin.register(EapAuthorization)
-class EapAuthorizationAdmin(admin.ModelAdmin):
+class EapAuthorizationAdmin(PatientScoped):
     list_display = ["__str__", "patient", "sessions_used", "sessions_authorized", "valid_from", "valid_until"]
     list_filter = ["program"]
 
 
 @admin.register(TherapySession)
-class TherapySessionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "patient", "provider", "billing_type", "status", "billing_outcome"]
+class TherapySessionAdmin(ProviderScopedAdmin):
+    list_display = ["__str__", "patient", "provider", "billing_type", "status", "billing_outcome", "billing_note"]
     list_filter = ["status", "billing_outcome", "billing_type", "provider__practice"]
-    readonly_fields = ["status", "completed_at", "billing_outcome", "billing_note"]
+    search_fields = ["patient__last_name", "patient__email", "invoice__number"]
     actions = ["mark_completed", "charge_self_pay_rate"]
+    list_select_related = ["patient", "provider"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = ["status", "completed_at", "billing_outcome", "billing_note"]
+        if obj is not None and obj.billing_outcome != TherapySession.Outcome.PENDING:
+            fields += [
+                "patient",
+                "provider",
+                "date_of_service",
+                "cpt_code",
+                "billing_type",
+                "allowed_amount_cents",
+                "self_pay_rate_cents",
+                "eap_authorization",
+            ]  # billed: money is read-only
+        return fields
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if is_ops(request.user) else ["provider"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        provider = provider_of(request.user)
+        if provider is not None and not is_ops(request.user):
+            if db_field.name == "patient":
+                kwargs["queryset"] = Patient.objects.filter(
+                    Q(sessions__provider=provider) | Q(added_by=provider)
+                ).distinct()
+            if db_field.name == "eap_authorization":
+                kwargs["queryset"] = EapAuthorization.objects.filter(
+                    Q(patient__sessions__provider=provider) | Q(patient__added_by=provider)
+                ).distinct()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: TherapySession, form: Any, change: bool) -> None:
+        provider = provider_of(request.user)
+        if not is_ops(request.user) and provider is not None:
+            obj.provider = provider
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Mark completed (bills the session)")
     def mark_completed(self, request: HttpRequest, queryset: QuerySet[TherapySession]) -> None:
         done = 0
         for session in queryset:
             try:
-                services.session_complete(session_id=session.pk, actor=_actor(request))
+                services.session_complete(session_id=session.pk, actor=staff_actor(request))
                 done += 1
             except ServiceError as error:
                 self.message_user(request, error.message, messages.ERROR)
@@ -89,29 +213,237 @@ class TherapySessionAdmin(admin.ModelAdmin):
                 continue
             try:
                 invoice = services.invoice_charge_self_pay(
-                    session_id=session.pk, amount_cents=session.self_pay_rate_cents, actor=_actor(request)
+                    session_id=session.pk, amount_cents=session.self_pay_rate_cents, actor=staff_actor(request)
                 )
                 self.message_user(request, f"{invoice.number} issued for {format_cents(invoice.amount_cents)}.")
             except ServiceError as error:
                 self.message_user(request, error.message, messages.ERROR)
 
 
-@admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "patient", "provider", "amount", "status", "issued_at", "emailed_at"]
-    list_filter = ["status", "kind", "practice"]
-    search_fields = ["number", "patient__last_name", "patient__email"]
-    list_select_related = ["patient", "provider"]
+class AgeFilter(admin.SimpleListFilter):
+    title = "age"
+    parameter_name = "age"
+    BUCKETS = {"0-30": (0, 30), "31-60": (31, 60), "61-90": (61, 90), "90+": (91, None)}
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [field.name for field in Invoice._meta.fields]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, f"{key} days") for key in self.BUCKETS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in self.BUCKETS:
+            return queryset
+        low, high = self.BUCKETS[str(self.value())]
+        now = timezone.now()
+        queryset = queryset.filter(issued_at__lte=now - timedelta(days=low))
+        return queryset if high is None else queryset.filter(issued_at__gt=now - timedelta(days=high + 1))
+
+
+class DiscrepancyFilter(admin.SimpleListFilter):
+    title = "outside payment reported"
+    parameter_name = "discrepancy"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Reported, still open (to reconcile)"), ("any", "Reported (any status)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "open":
+            return queryset.filter(outside_payment_reported_at__isnull=False, status=Invoice.Status.OPEN)
+        if self.value() == "any":
+            return queryset.filter(outside_payment_reported_at__isnull=False)
+        return queryset
+
+
+class NoteActionForm(ActionForm):
+    note = forms.CharField(required=False, label="Reason / note", widget=forms.TextInput(attrs={"size": 40}))
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ProviderScopedAdmin):
+    list_display = ["number", "patient", "provider", "amount", "status", "age_days", "last_reminder", "flags"]
+    list_filter = [
+        "status",
+        AgeFilter,
+        DiscrepancyFilter,
+        ("disputed_at", admin.EmptyFieldListFilter),
+        "practice",
+        "provider",
+        "kind",
+    ]
+    search_fields = [
+        "number",
+        "patient__first_name",
+        "patient__last_name",
+        "patient__email",
+        "allocations__payment__stripe_payment_intent_id",
+    ]
+    list_select_related = ["patient", "provider"]
+    action_form = NoteActionForm
+    actions = ["resend_link", "record_outside_payment", "void_invoices"]
+    readonly_fields = (
+        "number",
+        "patient",
+        "provider",
+        "practice",
+        "session",
+        "kind",
+        "amount",
+        "status",
+        "explanation",
+        "issued_at",
+        "emailed_at",
+        "email_problem",
+        "paid_at",
+        "voided_at",
+        "void_reason",
+        "disputed_at",
+        "outside_payment_reported_at",
+        "outside_payment_note",
+        "payments",
+        "audit_trail",
+    )
+    fields = readonly_fields  # every field is shown, none is editable
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        last = ReminderLog.objects.filter(patient=OuterRef("patient_id"), status=ReminderLog.Status.SENT).order_by(
+            "-sent_on"
+        )
+        return super().get_queryset(request).annotate(last_reminder_on=Subquery(last.values("sent_on")[:1]))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # invoices are issued by the billing service, never typed in
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj)  # the page opens; every field on it is read-only
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        if not is_ops(request.user):
+            actions.pop("void_invoices", None)
+        return actions
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Invoice) -> str:
         return format_cents(obj.amount_cents)
+
+    @admin.display(description="Age (days)", ordering="issued_at")
+    def age_days(self, obj: Invoice) -> int:
+        return (timezone.now() - obj.issued_at).days
+
+    @admin.display(description="Last reminder")
+    def last_reminder(self, obj: Any) -> Any:
+        return obj.last_reminder_on or "-"
+
+    @admin.display(description="Flags")
+    def flags(self, obj: Invoice) -> str:
+        flags = []
+        if obj.outside_payment_reported_at and obj.status == Invoice.Status.OPEN:
+            flags.append("paid outside? (reconcile)")
+        if obj.disputed_at:
+            flags.append("card dispute")
+        if obj.email_problem:
+            flags.append("no email")
+        return ", ".join(flags) or "-"
+
+    @admin.display(description="Why this amount")
+    def explanation(self, obj: Invoice) -> str:
+        from invoices.explain import explanation_lines
+
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((line,) for line in explanation_lines(obj.calculation)))
+        )
+
+    @admin.display(description="Payments")
+    def payments(self, obj: Invoice) -> str:
+        rows = [
+            (
+                reverse("admin:payments_payment_change", args=[a.payment_id]),
+                a.payment.reference,
+                a.payment.get_status_display(),
+                format_cents(a.amount_cents),
+                a.get_state_display(),
+            )
+            for a in obj.allocations.select_related("payment").order_by("payment_id")
+        ]
+        if not rows:
+            return "-"
+        return format_html("<ul>{}</ul>", format_html_join("", '<li><a href="{}">{}</a> {} · {} · {}</li>', rows))
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj: Invoice) -> str:
+        events = AuditEvent.objects.filter(object_type="invoices.invoice", object_id=str(obj.pk)).order_by("created_at")
+        rows = [
+            (f"{e.created_at:%Y-%m-%d %H:%M}", e.action, e.actor.get_username() if e.actor else e.actor_label)
+            for e in events.select_related("actor")
+        ]
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} · {} · {}</li>", rows)) if rows else "-"
+
+    @admin.action(description="Resend the invoice link to the patient")
+    def resend_link(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            try:
+                services.invoice_resend_link(invoice_id=invoice.pk, actor=staff_actor(request))
+                self.message_user(request, f"{invoice.number}: a fresh link was emailed.")
+            except (ServiceError, TransportError) as error:
+                self.message_user(request, error.message, messages.ERROR)
+
+    @admin.action(description="Record that the patient says they paid outside Alma (needs a note)")
+    def record_outside_payment(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        note = request.POST.get("note", "")
+        for invoice in queryset:
+            try:
+                services.invoice_report_outside_payment(invoice_id=invoice.pk, note=note, actor=staff_actor(request))
+                self.message_user(
+                    request, f"{invoice.number}: recorded. It stays open and reminders continue until ops reconcile it."
+                )
+            except ServiceError as error:
+                self.message_user(request, f"{invoice.number}: {error.message}", messages.ERROR)
+
+    @admin.action(description="Void (ops; needs a reason)")
+    def void_invoices(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        if not is_ops(request.user):
+            self.message_user(request, "Only ops staff can void invoices.", messages.ERROR)
+            return
+        for invoice in queryset:
+            try:
+                services.invoice_void(
+                    invoice_id=invoice.pk, reason=request.POST.get("note", ""), actor=staff_actor(request)
+                )
+                self.message_user(request, f"{invoice.number} voided.")
+            except ServiceError as error:
+                self.message_user(request, error.message, messages.ERROR)
+
+
+@admin.register(ReminderRun)
+class ReminderRunAdmin(OpsOnlyAdmin):
+    list_display = [
+        "started_at",
+        "as_of",
+        "triggered_by",
+        "dry_run",
+        "status",
+        "patients_reminded",
+        "invoices_covered",
+        "skipped_no_email",
+        "skipped_already_today",
+        "failures",
+    ]
+    list_filter = ["status", "dry_run"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReminderLog)
+class ReminderLogAdmin(PatientScoped):
+    list_display = ["sent_on", "patient", "status", "total", "reason", "sent_at"]
+    list_filter = ["status", "sent_on"]
+    search_fields = ["patient__last_name", "patient__email"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Total")
+    def total(self, obj: ReminderLog) -> str:
+        return format_cents(obj.total_cents)

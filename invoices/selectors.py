@@ -1,6 +1,6 @@
 """Reads for billing: which plan, which eligibility check, which EAP authorization, what is left undone."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db.models import QuerySet
 
@@ -61,3 +61,24 @@ def open_invoices_for(*, patient_id: int) -> list[Invoice]:
 def invoice_for_patient(*, patient_id: int, number: str) -> Invoice | None:
     """One invoice, only if it belongs to this patient: another patient's number is simply not found."""
     return invoices_for_patient(patient_id=patient_id).filter(number=number).first()
+
+
+AGING_BUCKETS = [("0–30 days", 0, 30), ("31–60 days", 31, 60), ("61–90 days", 61, 90), ("90+ days", 91, None)]
+
+
+def open_balance_by_age(*, now: datetime) -> list[dict[str, object]]:
+    """Open invoices by days since issue, in one aggregate query."""
+    from django.db.models import Count, IntegerField, Q, Sum, Value
+
+    aggregates: dict[str, object] = {}
+    for index, (_, low, high) in enumerate(AGING_BUCKETS):
+        window = Q(issued_at__lte=now - timedelta(days=low))
+        if high is not None:
+            window &= Q(issued_at__gt=now - timedelta(days=high + 1))
+        aggregates[f"cents_{index}"] = Sum("amount_cents", filter=window, default=Value(0, IntegerField()))
+        aggregates[f"count_{index}"] = Count("id", filter=window)
+    totals = Invoice.objects.filter(status=Invoice.Status.OPEN).aggregate(**aggregates)
+    return [
+        {"label": label, "cents": totals[f"cents_{i}"], "count": totals[f"count_{i}"]}
+        for i, (label, _, _) in enumerate(AGING_BUCKETS)
+    ]

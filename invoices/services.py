@@ -14,7 +14,7 @@ from django.utils import timezone
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from invoices import selectors
-from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
+from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
 
 logger = logging.getLogger(__name__)
@@ -135,33 +135,107 @@ def invoice_email_send(*, invoice_id: int) -> bool:
     The email is sent inside the transaction that records it: if sending fails nothing is recorded and the
     sweep tries again; if the commit fails after sending, the patient may get the same email twice (never none).
     """
-    from verification.services import pay_link_create, pay_link_url
-
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
         if invoice.emailed_at is not None or invoice.status != Invoice.Status.OPEN or invoice.email_problem:
             return False
-        patient = invoice.patient
-        if not patient.email:
+        if not invoice.patient.email:
             invoice.email_problem = "The patient has no email address on file."
             invoice.save(update_fields=["email_problem"])
             audit_record(actor=SYSTEM, action="invoice.email_skipped", obj=invoice, reason="no email address")
             return False
-        link, token = pay_link_create(patient=patient, invoice=invoice)
-        context = {"first_name": patient.first_name, "url": pay_link_url(token), "expires_at": link.expires_at}
-        message = EmailMultiAlternatives(
-            subject="You have a new invoice from Alma",
-            body=render_to_string("emails/invoice_issued.txt", context),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[patient.email],
-        )
-        message.attach_alternative(render_to_string("emails/invoice_issued.html", context), "text/html")
-        message.send()
+        link_id = _email_link(invoice)
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])
-        audit_record(actor=SYSTEM, action="invoice.emailed", obj=invoice, pay_link_id=link.pk)
-    logger.info("invoice %s emailed to patient %s", invoice.pk, patient.pk)
+        audit_record(actor=SYSTEM, action="invoice.emailed", obj=invoice, pay_link_id=link_id)
+    logger.info("invoice %s emailed to patient %s", invoice.pk, invoice.patient_id)
     return True
+
+
+def invoice_resend_link(*, invoice_id: int, actor: Actor) -> None:
+    """Staff send the patient a fresh link for an open invoice (e.g. the first email was lost)."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
+        if invoice.status != Invoice.Status.OPEN:
+            raise ServiceError(f"{invoice.number} is {invoice.get_status_display().lower()}; there is nothing to pay.")
+        if not invoice.patient.email:
+            raise ServiceError(f"{invoice.number}: the patient has no email address on file. Add one first.")
+        link_id = _email_link(invoice)
+        invoice.emailed_at, invoice.email_problem = invoice.emailed_at or timezone.now(), ""
+        invoice.save(update_fields=["emailed_at", "email_problem"])
+        audit_record(actor=actor, action="invoice.link_resent", obj=invoice, pay_link_id=link_id)
+
+
+def _email_link(invoice: Invoice) -> int:
+    from verification.services import pay_link_create, pay_link_url
+
+    patient = invoice.patient
+    link, token = pay_link_create(patient=patient, invoice=invoice)
+    context = {"first_name": patient.first_name, "url": pay_link_url(token), "expires_at": link.expires_at}
+    message = EmailMultiAlternatives(
+        subject="You have a new invoice from Alma",
+        body=render_to_string("emails/invoice_issued.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[patient.email],
+    )
+    message.attach_alternative(render_to_string("emails/invoice_issued.html", context), "text/html")
+    message.send()
+    return link.pk
+
+
+def invoice_void(*, invoice_id: int, reason: str, actor: Actor) -> Invoice:
+    """Ops void an open invoice with a reason (e.g. reconciling a payment made outside the platform)."""
+    if not reason.strip():
+        raise ServiceError("Give a reason for voiding; it is kept with the invoice.")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status != Invoice.Status.OPEN:
+            raise ServiceError(
+                f"{invoice.number} is {invoice.get_status_display().lower()}; only open invoices can be voided "
+                "(refund a paid one from its payment)."
+            )
+        invoice.status, invoice.voided_at, invoice.void_reason = Invoice.Status.VOID, timezone.now(), reason.strip()
+        invoice.save(update_fields=["status", "voided_at", "void_reason"])
+        audit_record(actor=actor, action="invoice.voided", obj=invoice, reason=reason.strip())
+    return invoice
+
+
+def invoice_report_outside_payment(*, invoice_id: int, note: str, actor: Actor) -> Invoice:
+    """P3: the patient says they paid outside the platform. The invoice stays open; reminders go on; ops look."""
+    if not note.strip():
+        raise ServiceError("Say what the patient reported (how, when, how much).")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status != Invoice.Status.OPEN:
+            raise ServiceError(f"{invoice.number} is {invoice.get_status_display().lower()}, not open.")
+        invoice.outside_payment_reported_at = timezone.now()
+        invoice.outside_payment_note = note.strip()
+        invoice.save(update_fields=["outside_payment_reported_at", "outside_payment_note"])
+        audit_record(actor=actor, action="invoice.outside_payment_reported", obj=invoice, note=note.strip())
+    return invoice
+
+
+def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patient:
+    """The phone number controls access to the pay link: changing it is audited and ends every live link."""
+    from verification.services import normalize_phone, pay_links_revoke
+
+    e164 = normalize_phone(phone)
+    if e164 is None:
+        raise ServiceError("Enter a valid US phone number with area code.")
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=patient_id)
+        if patient.phone and patient.phone.as_e164 == e164:
+            return patient
+        patient.phone = e164
+        patient.save(update_fields=["phone"])
+        # No numbers in the audit trail (privacy): the fact, the actor and the last two digits.
+        audit_record(actor=actor, action="patient.phone_changed", obj=patient, ends_in=e164[-2:])
+        pay_links_revoke(patient=patient, reason="The phone number on the profile changed.", actor=actor)
+        # Old links stop working, so a patient with something to pay gets a fresh one right away.
+        latest_open = patient.invoices.filter(status=Invoice.Status.OPEN).order_by("-issued_at").first()
+        if latest_open is not None and patient.email:
+            _email_link(latest_open)
+    return patient
 
 
 def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:

@@ -25,6 +25,12 @@ def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
+def settled_cents(payment: Payment) -> int:
+    """What the payment actually paid; a share that duplicated another payment was refunded."""
+    settled = PaymentAllocation.objects.filter(payment=payment, state=PaymentAllocation.State.SETTLED)
+    return sum(settled.values_list("amount_cents", flat=True))
+
+
 def receipt_pdf(payment: Payment) -> bytes:
     """An itemized receipt: each invoice's date of service, provider and NPI, CPT code and amount."""
     allocations = list(
@@ -46,7 +52,7 @@ def receipt_pdf(payment: Payment) -> bytes:
         ("Patient", f"{patient.first_name} {patient.last_name}"),
         ("Payment date", f"{paid_on:%B %-d, %Y}"),
         ("Paid with", f"{payment.card_brand.title() or 'Card'} ending in {payment.card_last4 or '----'}"),
-        ("Amount paid", format_cents(payment.amount_cents)),
+        ("Amount paid", format_cents(sum(a.amount_cents for a in allocations))),
     ]
     for label, value in rows:
         pdf.cell(45, 7, _latin1(label))
@@ -79,7 +85,7 @@ def receipt_pdf(payment: Payment) -> bytes:
     pdf.set_font("Helvetica", size=10)
     pdf.multi_cell(0, 6, FSA_STATEMENT)
     if payment.refunded_cents:
-        pdf.multi_cell(0, 6, f"Refunded to your card since: {format_cents(payment.refunded_cents)}.")
+        pdf.multi_cell(0, 6, f"Refunded to your card: {format_cents(payment.refunded_cents)}.")
     return bytes(pdf.output())
 
 
@@ -89,9 +95,13 @@ def receipt_email_send(*, payment_id: int) -> bool:
         payment = Payment.objects.select_for_update(of=("self",)).select_related("patient").get(pk=payment_id)
         if payment.status != Payment.Status.SUCCEEDED or payment.receipt_emailed_at or not payment.patient.email:
             return False
+        settled = settled_cents(payment)
+        if settled == 0:
+            return False  # everything it covered was already paid: it was refunded in full, there is no receipt
         context = {
             "first_name": payment.patient.first_name,
-            "amount": format_cents(payment.amount_cents),
+            "amount": format_cents(settled),
+            "refunded": format_cents(payment.amount_cents - settled) if settled < payment.amount_cents else "",
             "reference": payment.reference,
             "card": f"{payment.card_brand.title() or 'Card'} ending in {payment.card_last4}",
             "paid_on": timezone.localtime(payment.succeeded_at or payment.created_at),

@@ -2,14 +2,15 @@
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from alma_billing.core.errors import TransportError
-from payments import services
-from payments.models import Payment
+from payments import receipts, services
+from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class ReconcileSummary:
     succeeded: int = 0
     failed: int = 0
     still_open: int = 0
+    refunds: int = 0
+    receipts: int = 0
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -47,8 +50,39 @@ def payments_reconcile() -> ReconcileSummary:
             summary.still_open += 1
         else:
             summary.failed += 1
+    _finish_lost_followups(cutoff, summary)
     logger.info("reconcile: %s", summary)
     return summary
+
+
+def _finish_lost_followups(cutoff: datetime, summary: ReconcileSummary) -> None:
+    """Outbox, not hope: duplicate charges still to refund, and receipts still to send, whose task was lost."""
+    surplus = PaymentAllocation.objects.filter(
+        state=PaymentAllocation.State.SURPLUS, refunded_cents__lt=F("amount_cents"), payment__succeeded_at__lt=cutoff
+    )
+    for allocation_id in surplus.values_list("id", flat=True)[:1000]:
+        try:
+            if services.surplus_refund(allocation_id=allocation_id):
+                summary.refunds += 1
+        except TransportError:
+            logger.exception("reconcile: could not refund duplicate allocation %s", allocation_id)
+            summary.errors += 1
+    unsent = (
+        Payment.objects.filter(
+            status=Payment.Status.SUCCEEDED,
+            receipt_emailed_at__isnull=True,
+            succeeded_at__lt=cutoff,
+            allocations__state=PaymentAllocation.State.SETTLED,
+        )
+        .exclude(patient__email="")
+        .distinct()
+    )
+    for payment_id in unsent.values_list("id", flat=True)[:1000]:
+        try:
+            summary.receipts += receipts.receipt_email_send(payment_id=payment_id)
+        except Exception:
+            logger.exception("reconcile: could not send the receipt for payment %s", payment_id)
+            summary.errors += 1
 
 
 def _reconcile_one(payment_id: int) -> Payment:

@@ -273,9 +273,11 @@ def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note:
         allocations = PaymentAllocation.objects.select_for_update().filter(payment=payment, state=State.SETTLED)
         if invoice_id is not None:
             allocations = allocations.filter(invoice_id=invoice_id)
+        # Never more than what is left on the payment: refunds made in the Stripe dashboard count too.
+        left_on_payment = payment.amount_cents - payment.refunded_cents
         refunds = []
         for allocation in allocations.order_by("invoice_id"):
-            amount = allocation.amount_cents - allocation.refunded_cents
+            amount = min(allocation.amount_cents - allocation.refunded_cents, left_on_payment)
             if amount <= 0:
                 continue
             refund = _refund(
@@ -287,6 +289,7 @@ def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note:
                 actor=actor,
                 note=note,
             )
+            left_on_payment -= amount
             Invoice.objects.filter(pk=allocation.invoice_id).update(
                 status=Invoice.Status.VOID, voided_at=timezone.now(), void_reason=f"Refunded: {note}"
             )
@@ -369,9 +372,9 @@ def payment_record_dispute(*, payment_intent_id: str, status: str) -> None:
         payment.disputed_at = payment.disputed_at or timezone.now()
         payment.dispute_status = status[:40]
         payment.save(update_fields=["disputed_at", "dispute_status"])
-        Invoice.objects.filter(allocations__payment=payment, disputed_at__isnull=True).update(
-            disputed_at=payment.disputed_at
-        )
+        Invoice.objects.filter(
+            allocations__payment=payment, allocations__state=State.SETTLED, disputed_at__isnull=True
+        ).update(disputed_at=payment.disputed_at)
         if first:
             audit_record(actor=Actor(label="stripe"), action="payment.disputed", obj=payment, status=status)
 

@@ -48,7 +48,11 @@ def _row(invoice: Invoice) -> dict[str, Any]:
 @verified_patient_required
 def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     options = selectors.pay_options_for(patient_id=patient_id)
-    recent = [p for p in selectors.payments_for(patient_id=patient_id)[:5] if p.status == Payment.Status.SUCCEEDED]
+    recent = [
+        p
+        for p in selectors.payments_for(patient_id=patient_id)[:5]
+        if p.status == Payment.Status.SUCCEEDED and any(a.state == "settled" for a in p.allocations.all())
+    ]
     most_recent = options.most_recent
     context = {
         "options": options,
@@ -268,7 +272,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
 @verified_patient_required
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
-    if payment is None or payment.status != Payment.Status.SUCCEEDED:
+    if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
         context = {"heading": "Receipt not found", "message": "We couldn't find that receipt on your account."}
         return render(request, "verification/link_problem.html", context, status=404)
     response = HttpResponse(receipts.receipt_pdf(payment), content_type="application/pdf")

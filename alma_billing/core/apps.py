@@ -1,7 +1,59 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class CoreConfig(AppConfig):
     name = "alma_billing.core"
     label = "core"
     verbose_name = "Audit and core"
+
+    def ready(self) -> None:
+        post_migrate.connect(staff_groups_ensure, dispatch_uid="alma-staff-groups")
+
+
+# What each staff group may do in the admin; row-level scoping for providers lives in the admin classes.
+PROVIDER_PERMISSIONS = [
+    "invoices.view_practice",
+    "invoices.view_provider",
+    "invoices.add_patient",
+    "invoices.change_patient",
+    "invoices.view_patient",
+    "invoices.add_coverage",
+    "invoices.change_coverage",
+    "invoices.view_coverage",
+    "invoices.add_eligibilitysnapshot",
+    "invoices.view_eligibilitysnapshot",
+    "invoices.add_eapauthorization",
+    "invoices.view_eapauthorization",
+    "invoices.add_therapysession",
+    "invoices.change_therapysession",
+    "invoices.view_therapysession",
+    "invoices.view_invoice",
+    "invoices.change_invoice",
+    "invoices.view_reminderlog",
+    "payments.view_payment",
+]
+
+
+def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
+    """Create the "Ops" (everything billing, refunds included) and "Providers" groups after each migrate."""
+    from django.contrib.auth.models import Group, Permission
+
+    from alma_billing.core.staff import OPS_GROUP
+
+    del sender, kwargs
+    # Runs after every app's migrations (permissions of later apps only exist by then); the last run wins.
+    ops, _ = Group.objects.get_or_create(name=OPS_GROUP)
+    ops.permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=["invoices", "payments", "verification", "core", "django_celery_beat"]
+        )
+    )
+    providers, _ = Group.objects.get_or_create(name="Providers")
+    wanted: list[Permission] = []
+    for dotted in PROVIDER_PERMISSIONS:
+        app_label, codename = dotted.split(".")
+        wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
+    providers.permissions.set(wanted)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         if created:
             ops.set_password(OPS_LOGIN[1])
             ops.save()
-        view_change = Permission.objects.filter(content_type__app_label="invoices", codename__regex=r"^(view|change)_")
+        providers_group = Group.objects.get(name="Providers")
         providers = []
         for username, name, npi, practice_name, policy in PROVIDERS:
             practice, _ = Practice.objects.get_or_create(name=practice_name, defaults={"autopay_policy": policy})
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             if created:
                 user.set_password(PROVIDER_PASSWORD)
                 user.save()
-                user.user_permissions.set(view_change)
+                user.groups.add(providers_group)
             provider, _ = Provider.objects.get_or_create(
                 user=user, defaults={"practice": practice, "display_name": name, "npi": npi}
             )

@@ -14,5 +14,6 @@ class Command(BaseCommand):
         summary = payments_reconcile()
         self.stdout.write(
             f"Checked {summary.checked} payment(s) in flight: {summary.succeeded} succeeded, {summary.failed} failed "
-            f"or canceled, {summary.still_open} still waiting, {summary.errors} could not be checked."
+            f"or canceled, {summary.still_open} still waiting, {summary.errors} could not be checked. "
+            f"Duplicate charges refunded: {summary.refunds}. Receipts sent: {summary.receipts}."
         )

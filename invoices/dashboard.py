@@ -1,0 +1,45 @@
+"""The ops dashboard: open balance by age, reminder runs, autopay failures and what needs a person."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from alma_billing.core.money import format_cents
+from alma_billing.core.staff import is_ops
+from invoices.models import Invoice, ReminderRun, TherapySession
+from invoices.selectors import open_balance_by_age
+
+
+def ops_dashboard(request: HttpRequest) -> HttpResponse:
+    from django.contrib import admin
+
+    from payments.models import Payment
+
+    if not is_ops(request.user):
+        raise PermissionDenied
+    buckets = open_balance_by_age(now=timezone.now())
+    biggest = max((int(b["cents"]) for b in buckets), default=0) or 1  # type: ignore[call-overload]
+    bars = [
+        {**b, "amount": format_cents(int(b["cents"])), "width": round(300 * int(b["cents"]) / biggest)}  # type: ignore[call-overload]
+        for b in buckets
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Ops dashboard",
+        "bars": bars,
+        "total": format_cents(sum(int(b["cents"]) for b in buckets)),  # type: ignore[call-overload]
+        "runs": ReminderRun.objects.all()[:10],
+        "autopay_failures": Payment.objects.filter(
+            source=Payment.Source.AUTOPAY, status=Payment.Status.FAILED
+        ).select_related("patient")[:10],
+        "needs_attention": TherapySession.objects.filter(
+            billing_outcome=TherapySession.Outcome.NEEDS_ATTENTION
+        ).count(),
+        "discrepancies": Invoice.objects.filter(
+            outside_payment_reported_at__isnull=False, status=Invoice.Status.OPEN
+        ).count(),
+        "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
+        "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
+    }
+    return TemplateResponse(request, "admin/ops_dashboard.html", context)
