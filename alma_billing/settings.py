@@ -132,6 +132,8 @@ CELERY_BEAT_SCHEDULE = {
     "invoices-sweep": {"task": "invoices.tasks.invoices_sweep", "schedule": timedelta(minutes=5)},
     # P3: reminders until paid, evaluated daily (ops can change the time in the admin's periodic tasks).
     "reminders-daily": {"task": "invoices.tasks.reminders_run_task", "schedule": crontab(hour=10, minute=0)},
+    # Autopay charges whose time has come (the schedule lives in the database: AutopayAttempt).
+    "autopay-due": {"task": "payments.tasks.autopay_due_task", "schedule": timedelta(minutes=15)},
     # Ask Stripe about payments still in flight, in case a webhook was lost.
     "payments-reconcile": {"task": "payments.tasks.payments_reconcile", "schedule": timedelta(minutes=10)},
 }
@@ -140,6 +142,32 @@ CELERY_BEAT_SCHEDULE = {
 REMINDER_SCHEDULE_DAYS = [int(d) for d in env.list("REMINDER_SCHEDULE_DAYS", default=["3", "7", "14", "21", "30"])]
 REMINDER_REPEAT_DAYS = env.int("REMINDER_REPEAT_DAYS", default=14)
 REMINDER_CHUNK_SIZE = env.int("REMINDER_CHUNK_SIZE", default=1000)
+
+# Autopay (P6, P7): notice before a charge (0 = at issuance), retries after a decline, benefit-card detection.
+AUTOPAY_NOTICE_DAYS = env.int("AUTOPAY_NOTICE_DAYS", default=0)
+AUTOPAY_RETRY_DAYS = [int(d) for d in env.list("AUTOPAY_RETRY_DAYS", default=["1", "3", "7"])]
+# BIN (IIN) prefixes of FSA/HSA/HRA benefit cards, and words in issuer names of benefit administrators.
+# Stripe rarely reports either, so ops keep these lists; the patient's own declaration and prepaid funding also count.
+BENEFIT_CARD_BIN_PREFIXES = env.list("BENEFIT_CARD_BIN_PREFIXES", default=[])
+BENEFIT_CARD_ISSUER_WORDS = env.list(
+    "BENEFIT_CARD_ISSUER_WORDS",
+    default=[
+        "hsa",
+        "fsa",
+        "hra",
+        "health savings",
+        "flexible spending",
+        "benefit",
+        "wageworks",
+        "healthequity",
+        "optum bank",
+        "further",
+        "lively",
+        "alegeus",
+        "evolution1",
+        "webster bank hsa",
+    ],
+)
 
 # Billing policy knobs.
 PAY_LINK_TTL = timedelta(days=env.int("PAY_LINK_TTL_DAYS", default=30))

@@ -29,6 +29,9 @@ urlpatterns = [
     path("pay/payments/<int:payment_id>/", payment_views.pay_result, name="pay-result"),
     path("pay/payments/<int:payment_id>/refresh/", payment_views.pay_refresh, name="pay-refresh"),
     path("pay/payments/<int:payment_id>/receipt.pdf", payment_views.pay_receipt, name="pay-receipt"),
+    path("pay/autopay/", payment_views.pay_autopay, name="pay-autopay"),
+    path("pay/autopay/enroll/", payment_views.pay_autopay_enroll, name="pay-autopay-enroll"),
+    path("pay/autopay/end/", payment_views.pay_autopay_end, name="pay-autopay-end"),
     path("pay/sign-out/", verification_views.pay_sign_out, name="pay-sign-out"),
     path("pay/<str:token>/", verification_views.pay_link_landing, name="pay-link"),
     # Answers 404 unless DEBUG is on.

@@ -25,6 +25,10 @@ def invoice_issue_task(session_id: int) -> int | None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def invoice_email_task(invoice_id: int) -> bool:
+    from payments.autopay import autopay_take_over
+
+    if autopay_take_over(invoice_id=invoice_id):
+        return False  # enrolled in autopay: the patient got the pre-charge notice instead of a link
     return services.invoice_email_send(invoice_id=invoice_id)
 
 

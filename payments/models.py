@@ -44,6 +44,9 @@ class Payment(models.Model):
     succeeded_at = models.DateTimeField(null=True, blank=True)
     receipt_emailed_at = models.DateTimeField(null=True, blank=True)
     keep_card = models.BooleanField(default=False)  # the patient chose to keep the card (autopay)
+    # Calls made to create the PaymentIntent. Above one, an earlier call may have reached Stripe before its
+    # worker died, so the next call looks for that intent before creating one.
+    charge_attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -127,3 +130,60 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"Refund of {format_cents(self.amount_cents)} on payment #{self.payment_id}"
+
+
+class AutopayEnrollment(models.Model):
+    """A card the patient saved for autopay, with their consent (P6). FSA/HSA/HRA cards are refused (P7)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="autopay_enrollments")
+    stripe_payment_method_id = models.CharField(max_length=64)
+    card_brand = models.CharField(max_length=20)
+    card_last4 = models.CharField(max_length=4)
+    card_funding = models.CharField(max_length=20, blank=True)
+    consent_text = models.TextField()  # exactly what the patient agreed to
+    consented_at = models.DateTimeField(auto_now_add=True)
+    consent_ip = models.GenericIPAddressField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-consented_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient"], condition=Q(ended_at__isnull=True), name="one_active_autopay_card_per_patient"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Autopay for patient #{self.patient_id}: {self.card_brand} ending {self.card_last4}"
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+class AutopayAttempt(models.Model):
+    """One scheduled automatic charge of an invoice. (invoice, number) is unique: a task run twice charges once."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"  # paid another way, voided, or autopay ended
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="autopay_attempts")
+    enrollment = models.ForeignKey(AutopayEnrollment, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveSmallIntegerField()  # 1 = first charge, then the retries
+    scheduled_for = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
+    payment = models.OneToOneField(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    failure_message = models.CharField(max_length=300, blank=True)
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "number"], name="autopay_attempt_once")]
+        indexes = [models.Index(fields=["status", "scheduled_for"])]
+
+    def __str__(self) -> str:
+        return f"Autopay attempt {self.number} for invoice #{self.invoice_id} ({self.status})"

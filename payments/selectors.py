@@ -6,7 +6,7 @@ from django.db.models import Prefetch, QuerySet
 
 from invoices.models import Invoice
 from invoices.selectors import invoices_for_patient
-from payments.models import Payment, PaymentAllocation
+from payments.models import AutopayAttempt, Payment, PaymentAllocation
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,26 @@ def payments_for(*, patient_id: int) -> QuerySet[Payment]:
 def payment_for_patient(*, patient_id: int, payment_id: int) -> Payment | None:
     """A payment only if it is this patient's: another patient's id is simply not found."""
     return payments_for(patient_id=patient_id).filter(pk=payment_id).first()
+
+
+def autopay_charges_for(*, patient_id: int) -> list[AutopayAttempt]:
+    """Every automatic charge attempt, newest first, with its invoice and outcome (for the patient's summary)."""
+    return list(
+        AutopayAttempt.objects.filter(invoice__patient_id=patient_id)
+        .select_related("invoice", "enrollment")
+        .order_by("-scheduled_for", "-id")[:20]
+    )
+
+
+def recent_payments_for(*, patient_id: int, limit: int = 5) -> list[Payment]:
+    """Succeeded payments that paid something (not only refunded duplicates), newest first, for receipt links."""
+    return list(
+        Payment.objects.filter(
+            patient_id=patient_id,
+            status=Payment.Status.SUCCEEDED,
+            allocations__state=PaymentAllocation.State.SETTLED,
+        )
+        .distinct()
+        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at")
+        .order_by("-succeeded_at", "-id")[:limit]
+    )

@@ -48,6 +48,7 @@ def payment_start(
     card: gateway.Card,
     actor: Actor,
     source: str = Payment.Source.PATIENT,
+    keep_card: bool = False,
 ) -> Payment:
     """Hold the chosen open invoices for one new payment. The amount is computed here, never taken from the page.
 
@@ -65,6 +66,10 @@ def payment_start(
             if not invoices or len(invoices) != len(set(invoice_ids)):
                 raise ServiceError(STALE, code="stale")
             if any(invoice.status != Invoice.Status.OPEN for invoice in invoices):
+                # A concurrent request with the same attempt key may have held them first: that is this payment.
+                existing = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
+                if existing is not None:
+                    return existing
                 raise ServiceError(STALE, code="stale")
             amount = sum(invoice.amount_cents for invoice in invoices)
             if amount != expected_amount_cents:
@@ -74,6 +79,7 @@ def payment_start(
                 amount_cents=amount,
                 attempt_key=attempt_key,
                 source=source,
+                keep_card=keep_card,
                 stripe_payment_method_id=card.payment_method_id,
                 card_brand=card.brand,
                 card_last4=card.last4,
@@ -100,21 +106,35 @@ def payment_start(
 
 
 def payment_charge(*, payment_id: int) -> Payment:
-    """Create and confirm the PaymentIntent for a held payment, once. Safe to call again: it will not recharge."""
+    """Create and confirm the PaymentIntent for a held payment, once. Safe to call again or concurrently.
+
+    The attempt is counted and committed before Stripe is called. If a worker dies during the call, the next
+    call sees the count and first looks for the intent the dead one may have created (the idempotency key covers
+    this at Stripe too); a concurrent call waits on the row lock and then finds the intent id.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
+            return payment
+        payment.charge_attempts += 1
+        payment.save(update_fields=["charge_attempts"])
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
             return payment
         customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
-        # Stripe is called while the row is locked: a concurrent second call waits, then sees the intent id.
         try:
-            result = gateway.payment_intent_create(
-                amount_cents=payment.amount_cents,
-                customer_id=customer_id,
-                payment_method_id=payment.stripe_payment_method_id,
-                payment_id=payment.pk,
-                off_session=payment.source == Payment.Source.AUTOPAY,
-            )
+            result: gateway.Intent | gateway.Declined | None = None
+            if payment.charge_attempts > 1:
+                result = gateway.payment_intent_find(customer_id=customer_id, payment_id=payment.pk)
+            if result is None:
+                result = gateway.payment_intent_create(
+                    amount_cents=payment.amount_cents,
+                    customer_id=customer_id,
+                    payment_method_id=payment.stripe_payment_method_id,
+                    payment_id=payment.pk,
+                    off_session=payment.source == Payment.Source.AUTOPAY,
+                )
         except TransportError as error:
             if error.permanent:
                 _release(payment, status=Payment.Status.FAILED, code="processor_error", message=error.message)

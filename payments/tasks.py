@@ -5,7 +5,8 @@ import logging
 from celery import shared_task
 
 from alma_billing.core.errors import TransportError
-from payments import receipts, reconcile, services
+from payments import autopay, receipts, reconcile, services
+from payments.gateways import stripe as gateway
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +32,18 @@ def surplus_refund_task(allocation_id: int) -> int | None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def payments_reconcile() -> dict[str, int]:
     return reconcile.payments_reconcile().as_dict()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def card_detach_task(payment_method_id: str) -> None:
+    gateway.payment_method_detach(payment_method_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
+def autopay_attempt_task(attempt_id: int) -> str:
+    return autopay.autopay_attempt_run(attempt_id=attempt_id).status
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def autopay_due_task() -> int:
+    return autopay.autopay_due()

@@ -23,7 +23,7 @@ from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
 from invoices.models import Invoice
-from payments import receipts, selectors, services
+from payments import autopay, receipts, selectors, services
 from payments.gateways import stripe as gateway
 from payments.models import Payment
 from payments.webhooks import stripe_event_ingest
@@ -48,13 +48,15 @@ def _row(invoice: Invoice) -> dict[str, Any]:
 @verified_patient_required
 def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     options = selectors.pay_options_for(patient_id=patient_id)
-    recent = [
-        p
-        for p in selectors.payments_for(patient_id=patient_id)[:5]
-        if p.status == Payment.Status.SUCCEEDED and any(a.state == "settled" for a in p.allocations.all())
-    ]
+    recent = selectors.recent_payments_for(patient_id=patient_id)
     most_recent = options.most_recent
+    practices = autopay.autopay_practices(patient_id=patient_id)
+    enrollment = autopay.active_enrollment(patient_id=patient_id)
     context = {
+        "autopay_practices": practices,
+        "autopay_required": [p for p in practices if p.autopay_policy == "required"] if enrollment is None else [],
+        "enrollment": enrollment,
+        "autopay_charges": selectors.autopay_charges_for(patient_id=patient_id),
         "options": options,
         "rows": [_row(i) for i in reversed(options.payable)],
         "processing": [_row(i) for i in options.processing],
@@ -291,3 +293,80 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponse("bad signature", status=400, content_type="text/plain")
     fresh = stripe_event_ingest(event=event)
     return HttpResponse("ok" if fresh else "duplicate", content_type="text/plain")
+
+
+@patient_page
+@require_GET
+@verified_patient_required
+def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    """P6: enroll a card, see it, replace it, or turn autopay off, with the consent text in plain words."""
+    practices = autopay.autopay_practices(patient_id=patient_id)
+    enrollment = autopay.active_enrollment(patient_id=patient_id)
+    context: dict[str, Any] = {
+        "practices": practices,
+        "enrollment": enrollment,
+        "consent": autopay.consent_text(practices=practices),
+    }
+    if practices:
+        try:
+            customer_id = services.patient_customer_id(patient_id=patient_id)
+            context["setup_id"], context["setup_secret"] = gateway.setup_intent_create(
+                customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
+            )
+        except TransportError as error:
+            messages.error(request, error.message)
+            return redirect("pay-summary")
+        context.update(stripe_js_url=settings.STRIPE_JS_URL, publishable_key=settings.STRIPE_PUBLISHABLE_KEY)
+    return render(request, "payments/autopay.html", context)
+
+
+@patient_page
+@require_POST
+@verified_patient_required
+def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = {}
+    try:
+        customer_id = services.patient_customer_id(patient_id=patient_id)
+        card = gateway.card_from_setup_intent(
+            setup_intent_id=str(body.get("setup_intent", "")), customer_id=customer_id
+        )
+        if card is None:
+            return JsonResponse({"status": "error", "message": CARD_NOT_SAVED}, status=400)
+        autopay.autopay_enroll(
+            patient_id=patient_id,
+            card=card,
+            declared_benefit_card=bool(body.get("benefit_card")),
+            pay_open_now=bool(body.get("pay_open_now")),
+            ip=client_ip(request),
+        )
+    except ServiceError as error:
+        # The saved card was not enrolled: give the page a fresh SetupIntent so another card can be tried.
+        setup_id, setup_secret = gateway.setup_intent_create(
+            customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
+        )
+        return JsonResponse(
+            {
+                "status": "refused",
+                "message": error.message,
+                "code": error.code,
+                "setup_id": setup_id,
+                "setup_secret": setup_secret,
+            },
+            status=409,
+        )
+    except TransportError as error:
+        return JsonResponse({"status": "error", "message": error.message}, status=503)
+    messages.success(request, f"Autopay is on with your {card.brand.title()} ending in {card.last4}.")
+    return JsonResponse({"status": "enrolled", "redirect": reverse("pay-summary")})
+
+
+@patient_page
+@require_POST
+@verified_patient_required
+def pay_autopay_end(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    if autopay.autopay_end(patient_id=patient_id, actor=Actor.patient(patient_id, ip=client_ip(request))):
+        messages.success(request, "Autopay is off. Nothing more will be charged automatically.")
+    return redirect("pay-summary")

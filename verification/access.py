@@ -37,8 +37,9 @@ def verified_patient_id(request: HttpRequest) -> int | None:
     ):
         request.session.pop(ACCESS_KEY, None)
         return None
-    access["seen_at"] = now
-    request.session.modified = True
+    if now - access["seen_at"] > 60:  # a session write per minute at most, not one per page view
+        access["seen_at"] = now
+        request.session.modified = True
     return int(access["patient_id"])
 
 

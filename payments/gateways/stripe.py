@@ -207,6 +207,23 @@ def payment_intent_create(
     return _intent(intent)
 
 
+def payment_intent_find(*, customer_id: str, payment_id: int) -> Intent | None:
+    """The intent an earlier, interrupted call created for this payment of ours, if Stripe has one."""
+    client = _client()
+    try:
+        try:
+            page = client.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+        except stripe.InvalidRequestError:  # localstripe cannot filter by customer
+            page = client.v1.payment_intents.list(params={"limit": 100})
+    except stripe.StripeError as error:
+        raise _transport(error, "payment intent list") from error
+    for intent in page.data:
+        found = _intent(intent)
+        if found.metadata.get("payment_id") == str(payment_id) and found.customer_id == customer_id:
+            return found
+    return None
+
+
 def payment_intent_retrieve(intent_id: str) -> Intent:
     try:
         return _intent(_client().v1.payment_intents.retrieve(intent_id))

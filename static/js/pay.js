@@ -1,4 +1,4 @@
-// Card entry: save the card with a SetupIntent (Stripe.js), then the server charges it. Works with real
+// Card entry: save the card with a SetupIntent (Stripe.js), then the server charges it (or enrolls it in autopay). Works with real
 // Stripe.js and with localstripe's fake. One Pay click is one attempt: the button stays disabled while it runs.
 (function () {
   "use strict";
@@ -34,7 +34,11 @@
   }
 
   function finish(result) {
-    if (result.status === "succeeded" || result.status === "processing" || result.status === "failed") {
+    if (result.setup_secret) {  // the server kept nothing: a new SetupIntent for the next card
+      cfg.setupSecret = result.setup_secret;
+      cfg.setupId = result.setup_id;
+    }
+    if (["succeeded", "processing", "failed", "enrolled"].indexOf(result.status) >= 0) {
       if (result.redirect) { window.location.assign(result.redirect); return; }
     }
     fail(result.message);
@@ -55,7 +59,9 @@
         return;
       }
       status.textContent = "Paying…";
-      var result = await post(cfg.confirmUrl, {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey});
+      var body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey};
+      form.querySelectorAll("input[type=checkbox]").forEach(function (box) { body[box.name] = box.checked; });
+      var result = await post(cfg.confirmUrl, body);
       if (result.status === "requires_action") {
         status.textContent = "Your bank wants to confirm it's you…";
         await stripe.confirmCardPayment(result.client_secret);

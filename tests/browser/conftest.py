@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.conftest import need
+from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401  (localstripe for the paying tests)
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls made by the tests are still synchronous.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -93,3 +94,14 @@ def screenshot(request: pytest.FixtureRequest) -> Any:
         return path
 
     return take
+
+
+@pytest.fixture
+def browser_log(phone_page: Page) -> Iterator[list[str]]:
+    """Console messages, page errors and failed requests of phone_page; printed (shown on failure) after the test."""
+    log: list[str] = []
+    phone_page.on("console", lambda message: log.append(f"console.{message.type}: {message.text}"))
+    phone_page.on("pageerror", lambda error: log.append(f"pageerror: {error}"))
+    phone_page.on("requestfailed", lambda request: log.append(f"requestfailed: {request.url} {request.failure}"))
+    yield log
+    print("\n".join(["browser log:", *log]))

@@ -1,0 +1,325 @@
+"""Autopay (P6, P7): a saved card charged for each new invoice of a practice that offers it, never an FSA/HSA/HRA
+card. The schedule is `AutopayAttempt` rows (a beat sweep runs what is due); a decline falls back to the emailed
+link and is retried on AUTOPAY_RETRY_DAYS before autopay stops for that invoice and patient and staff are told."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import ServiceError
+from alma_billing.core.money import format_cents
+from invoices.models import Invoice, Patient, Practice
+from payments import services
+from payments.gateways import stripe as gateway
+from payments.models import AutopayAttempt, AutopayEnrollment, Payment
+
+logger = logging.getLogger(__name__)
+
+BENEFIT_REFUSED = (
+    "This looks like an FSA, HSA or HRA card ({why}). These cards can pay your invoices, but they can't be used for "
+    "autopay. You can pay your open invoices with it now, or enroll a different credit or debit card."
+)
+NO_PRACTICE = "None of your providers' practices offer autopay, so there is nothing to enroll in."
+CONSENT = (
+    "I authorize Alma to charge the card I am adding for each new invoice from my providers' practices that offer "
+    "autopay{practices}, {when}. Alma emails me before each charge and sends a receipt after. I can turn autopay off "
+    "or change the card at any time on this page; turning it off stops future charges."
+)
+
+
+def consent_text(*, practices: list[Practice]) -> str:
+    names = f" ({', '.join(p.name for p in practices)})" if practices else ""
+    days = settings.AUTOPAY_NOTICE_DAYS
+    when = (
+        "on the day the invoice is issued"
+        if days == 0
+        else f"{days} day{'s' if days != 1 else ''} after the invoice is issued"
+    )
+    return CONSENT.format(practices=names, when=when)
+
+
+def benefit_card_reason(*, card: gateway.Card, declared: bool) -> str | None:
+    """Why a card is an FSA/HSA/HRA card, or None. Stripe does not flag them, so this is ours (P7)."""
+    if declared:
+        return "you told us it is one"
+    if card.funding == "prepaid":
+        return "it is a prepaid card, as benefit cards are"
+    if card.iin and any(card.iin.startswith(prefix) for prefix in settings.BENEFIT_CARD_BIN_PREFIXES if prefix):
+        return "its card number belongs to a benefit card program"
+    issuer = card.issuer.lower()
+    if issuer and any(word.lower() in issuer for word in settings.BENEFIT_CARD_ISSUER_WORDS if word):
+        return "it is issued by a benefits administrator"
+    return None
+
+
+def autopay_practices(*, patient_id: int) -> list[Practice]:
+    """The practices this patient sees whose policy offers autopay (optional or required)."""
+    return list(
+        Practice.objects.filter(providers__sessions__patient_id=patient_id)
+        .exclude(autopay_policy=Practice.AutopayPolicy.OFF)
+        .distinct()
+        .order_by("name")
+    )
+
+
+def active_enrollment(*, patient_id: int) -> AutopayEnrollment | None:
+    return AutopayEnrollment.objects.filter(patient_id=patient_id, ended_at__isnull=True).first()
+
+
+def autopay_enroll(
+    *, patient_id: int, card: gateway.Card, declared_benefit_card: bool, pay_open_now: bool, ip: str | None
+) -> AutopayEnrollment:
+    practices = autopay_practices(patient_id=patient_id)
+    why = benefit_card_reason(card=card, declared=declared_benefit_card)
+    if why:
+        transaction.on_commit(lambda: _forget(card.payment_method_id))
+        audit_record(
+            actor=Actor.patient(patient_id, ip=ip),
+            action="autopay.benefit_card_refused",
+            obj=Patient.objects.get(pk=patient_id),
+            why=why,
+        )
+        raise ServiceError(BENEFIT_REFUSED.format(why=why), code="benefit_card")
+    if not practices:
+        raise ServiceError(NO_PRACTICE, code="not_offered")
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=patient_id)
+        previous = AutopayEnrollment.objects.select_for_update().filter(patient=patient, ended_at__isnull=True).first()
+        if previous is not None:
+            previous.ended_at = timezone.now()
+            previous.save(update_fields=["ended_at"])
+            old_card = previous.stripe_payment_method_id
+            transaction.on_commit(lambda: _forget(old_card))
+        enrollment = AutopayEnrollment.objects.create(
+            patient=patient,
+            stripe_payment_method_id=card.payment_method_id,
+            card_brand=card.brand,
+            card_last4=card.last4,
+            card_funding=card.funding,
+            consent_text=consent_text(practices=practices),
+            consent_ip=ip,
+        )
+        if previous is not None:  # charges still to come move to the new card
+            AutopayAttempt.objects.filter(enrollment=previous, status=AutopayAttempt.Status.SCHEDULED).update(
+                enrollment=enrollment
+            )
+        audit_record(
+            actor=Actor.patient(patient_id, ip=ip),
+            action="autopay.enrolled",
+            obj=enrollment,
+            replaced=previous.pk if previous else None,
+            pay_open_now=pay_open_now,
+        )
+        if pay_open_now:
+            now = timezone.now()
+            for invoice in Invoice.objects.filter(
+                patient=patient, status=Invoice.Status.OPEN, practice__in=practices
+            ).exclude(autopay_attempts__status=AutopayAttempt.Status.SCHEDULED):
+                number = invoice.autopay_attempts.count() + 1
+                AutopayAttempt.objects.create(
+                    invoice=invoice, enrollment=enrollment, number=number, scheduled_for=now, notice_sent_at=now
+                )
+            transaction.on_commit(lambda: _run_due_soon(patient_id))
+    return enrollment
+
+
+def autopay_end(*, patient_id: int, actor: Actor) -> bool:
+    with transaction.atomic():
+        enrollment = (
+            AutopayEnrollment.objects.select_for_update().filter(patient_id=patient_id, ended_at__isnull=True).first()
+        )
+        if enrollment is None:
+            return False
+        enrollment.ended_at = timezone.now()
+        enrollment.save(update_fields=["ended_at"])
+        AutopayAttempt.objects.filter(enrollment=enrollment, status=AutopayAttempt.Status.SCHEDULED).update(
+            status=AutopayAttempt.Status.CANCELED, failure_message="Autopay was turned off.", finished_at=timezone.now()
+        )
+        audit_record(actor=actor, action="autopay.ended", obj=enrollment)
+        card = enrollment.stripe_payment_method_id
+        transaction.on_commit(lambda: _forget(card))
+    return True
+
+
+def autopay_take_over(*, invoice_id: int) -> bool:
+    """For a new invoice of an enrolled patient whose practice offers autopay: tell them what will be charged and
+    when, and schedule the charge. Returns False when autopay does not apply (the link email goes out instead)."""
+    with transaction.atomic():
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",)).select_related("patient", "practice").get(pk=invoice_id)
+        )
+        if invoice.status != Invoice.Status.OPEN or invoice.practice.autopay_policy == Practice.AutopayPolicy.OFF:
+            return False
+        enrollment = active_enrollment(patient_id=invoice.patient_id)
+        if enrollment is None:
+            return False
+        if invoice.autopay_attempts.exists():
+            return True  # already scheduled by an earlier run of this task
+        when = invoice.issued_at + timedelta(days=settings.AUTOPAY_NOTICE_DAYS)
+        attempt = AutopayAttempt.objects.create(invoice=invoice, enrollment=enrollment, number=1, scheduled_for=when)
+        if invoice.patient.email:
+            _email(
+                invoice,
+                "emails/autopay_notice",
+                "Autopay: an upcoming charge from Alma",
+                card=f"{enrollment.card_brand.title()} ending in {enrollment.card_last4}",
+                when=when,
+            )
+            attempt.notice_sent_at = timezone.now()
+            attempt.save(update_fields=["notice_sent_at"])
+        invoice.emailed_at = timezone.now()
+        invoice.save(update_fields=["emailed_at"])
+        audit_record(actor=SYSTEM, action="autopay.scheduled", obj=invoice, attempt_id=attempt.pk)
+        if settings.AUTOPAY_NOTICE_DAYS == 0:
+            transaction.on_commit(lambda: _run_due_soon(invoice.patient_id))
+    return True
+
+
+def autopay_due() -> int:
+    """Run every scheduled charge whose time has come. Returns how many ran."""
+    due = AutopayAttempt.objects.filter(status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now())
+    ran = 0
+    for attempt_id in due.order_by("scheduled_for").values_list("id", flat=True)[:500]:
+        autopay_attempt_run(attempt_id=attempt_id)
+        ran += 1
+    return ran
+
+
+def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
+    """Charge one scheduled attempt, off-session. Run twice or concurrently, it charges once: the payment's
+    attempt key comes from (invoice, attempt number), and the charge itself is locked and counted."""
+    with transaction.atomic():
+        attempt = (
+            AutopayAttempt.objects.select_for_update(of=("self",))
+            .select_related("invoice", "enrollment")
+            .get(pk=attempt_id)
+        )
+        if attempt.status != AutopayAttempt.Status.SCHEDULED:
+            return attempt
+        invoice, enrollment = attempt.invoice, attempt.enrollment
+        if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID) or enrollment.ended_at is not None:
+            _finish(attempt, AutopayAttempt.Status.CANCELED, "Paid another way, voided, or autopay was turned off.")
+            return attempt
+    card = gateway.Card(
+        payment_method_id=enrollment.stripe_payment_method_id,
+        customer_id="",
+        brand=enrollment.card_brand,
+        last4=enrollment.card_last4,
+        funding=enrollment.card_funding,
+    )
+    try:
+        payment = services.payment_start(
+            patient_id=invoice.patient_id,
+            invoice_ids=[invoice.pk],
+            expected_amount_cents=invoice.amount_cents,
+            attempt_key=f"autopay-{invoice.pk}-{attempt.number}",
+            card=card,
+            actor=SYSTEM,
+            source=Payment.Source.AUTOPAY,
+            keep_card=True,
+        )
+    except ServiceError:
+        return attempt  # the patient is paying this invoice right now; the next sweep looks again
+    AutopayAttempt.objects.filter(pk=attempt.pk, payment__isnull=True).update(payment=payment)
+    payment = services.payment_charge(payment_id=payment.pk)
+    if payment.status == Payment.Status.PROCESSING:
+        # Off-session, a bank that wants the cardholder present (authentication_required) cannot be satisfied.
+        payment = services.payment_cancel(payment_id=payment.pk)
+        if payment.status != Payment.Status.SUCCEEDED:
+            Payment.objects.filter(pk=payment.pk).update(
+                failure_code="authentication_required",
+                failure_message=gateway.decline_message("authentication_required"),
+            )
+            payment.refresh_from_db()
+    with transaction.atomic():
+        attempt = AutopayAttempt.objects.select_for_update().get(pk=attempt.pk)
+        if attempt.status != AutopayAttempt.Status.SCHEDULED:
+            return attempt
+        if payment.status == Payment.Status.SUCCEEDED:
+            _finish(attempt, AutopayAttempt.Status.SUCCEEDED, "")
+        elif payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED):
+            _fall_back(attempt, payment)
+    return attempt
+
+
+def _finish(attempt: AutopayAttempt, status: str, message: str) -> None:
+    attempt.status, attempt.failure_message, attempt.finished_at = status, message[:300], timezone.now()
+    attempt.save(update_fields=["status", "failure_message", "finished_at"])
+
+
+def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
+    """The charge failed: the patient gets the link and the reason; retry on schedule, then stop and say so."""
+    _finish(attempt, AutopayAttempt.Status.FAILED, payment.failure_message)
+    invoice = attempt.invoice
+    retries = settings.AUTOPAY_RETRY_DAYS
+    next_at = None
+    if attempt.number <= len(retries):
+        next_at = timezone.now() + timedelta(days=retries[attempt.number - 1])
+        AutopayAttempt.objects.create(
+            invoice=invoice,
+            enrollment=attempt.enrollment,
+            number=attempt.number + 1,
+            scheduled_for=next_at,
+            notice_sent_at=timezone.now(),
+        )
+    audit_record(
+        actor=SYSTEM,
+        action="autopay.failed" if next_at else "autopay.gave_up",
+        obj=invoice,
+        attempt=attempt.number,
+        payment_id=payment.pk,
+        reason=payment.failure_code,
+    )
+    if invoice.patient.email:
+        _email(
+            invoice,
+            "emails/autopay_failed",
+            "Autopay didn't go through for your Alma invoice",
+            reason=payment.failure_message,
+            next_at=next_at,
+            card=f"{attempt.enrollment.card_brand.title()} ending in {attempt.enrollment.card_last4}",
+        )
+
+
+def _email(invoice: Invoice, template: str, subject: str, **extra: object) -> None:
+    from verification.services import pay_link_create, pay_link_url
+
+    link, token = pay_link_create(patient=invoice.patient, invoice=invoice)
+    context = {
+        "first_name": invoice.patient.first_name,
+        "url": pay_link_url(token),
+        "expires_at": link.expires_at,
+        "number": invoice.number,
+        "amount": format_cents(invoice.amount_cents),
+        **extra,
+    }
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[invoice.patient.email],
+    )
+    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    message.send()
+
+
+def _forget(payment_method_id: str) -> None:
+    from payments.tasks import card_detach_task
+
+    card_detach_task.delay(payment_method_id)
+
+
+def _run_due_soon(patient_id: int) -> None:
+    from payments.tasks import autopay_attempt_task
+
+    due = AutopayAttempt.objects.filter(
+        invoice__patient_id=patient_id, status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now()
+    )
+    for attempt_id in due.values_list("id", flat=True):
+        autopay_attempt_task.delay(attempt_id)
