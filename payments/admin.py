@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -13,8 +14,10 @@ from django.utils.html import format_html
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
+from alma_billing.core.staff import ProviderScopedAdmin, provider_of
+from invoices.models import Practice
 from payments import services
-from payments.models import Payment, PaymentAllocation, Refund, StripeEvent
+from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation, Refund, StripeEvent
 
 
 class ReadOnly:
@@ -61,7 +64,7 @@ class RefundForm(forms.Form):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnly, admin.ModelAdmin):
+class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
     list_display = ["reference", "patient", "amount", "status", "source", "card", "created_at", "disputed_at"]
     list_filter = ["status", "source", ("disputed_at", admin.EmptyFieldListFilter)]
     search_fields = ["stripe_payment_intent_id", "patient__last_name", "patient__email", "allocations__invoice__number"]
@@ -86,6 +89,9 @@ class PaymentAdmin(ReadOnly, admin.ModelAdmin):
     ]
     exclude = ["attempt_key", "amount_cents", "refunded_cents", "card_brand", "card_last4", "keep_card"]
     inlines = [AllocationInline, RefundInline]
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(allocations__invoice__provider=provider)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("payments.view_payment")  # viewing the page; nothing on it is editable
@@ -153,3 +159,94 @@ class StripeEventAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["received_at", "type", "event_id", "processed_at"]
     list_filter = ["type"]
     search_fields = ["event_id"]
+
+
+class PracticeOfPatientFilter(admin.SimpleListFilter):
+    title = "practice"
+    parameter_name = "practice"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(p.pk), p.name) for p in Practice.objects.exclude(autopay_policy="off").order_by("name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        return queryset.filter(patient__sessions__provider__practice_id=self.value()).distinct()
+
+
+class LastOutcomeFilter(admin.SimpleListFilter):
+    title = "last attempt"
+    parameter_name = "last_outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(AutopayAttempt.Status.choices) + [("none", "No attempt yet")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "none":
+            return queryset.filter(last_status__isnull=True)
+        return queryset.filter(last_status=self.value()) if self.value() else queryset
+
+
+@admin.register(AutopayEnrollment)
+class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
+    list_display = ["patient", "card", "active", "consented_at", "last_attempt_at", "last_status"]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter), PracticeOfPatientFilter, LastOutcomeFilter]
+    search_fields = ["patient__last_name", "patient__email"]
+    readonly_fields = ["patient", "card", "card_funding", "consent_text", "consented_at", "consent_ip", "ended_at"]
+    exclude = ["stripe_payment_method_id", "card_brand", "card_last4"]
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(patient__sessions__provider=provider)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        last = (
+            AutopayAttempt.objects.filter(enrollment=OuterRef("pk"))
+            .exclude(status="scheduled")
+            .order_by("-finished_at")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("patient")
+            .annotate(
+                last_status=Subquery(last.values("status")[:1]),
+                last_attempt_at=Subquery(last.values("finished_at")[:1]),
+            )
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("payments.view_autopayenrollment") or bool(provider_of(request.user))
+
+    @admin.display(description="Card")
+    def card(self, obj: AutopayEnrollment) -> str:
+        return f"{obj.card_brand} •••• {obj.card_last4}"
+
+    @admin.display(description="Active", boolean=True)
+    def active(self, obj: AutopayEnrollment) -> bool:
+        return obj.ended_at is None
+
+    @admin.display(description="Last attempt")
+    def last_attempt_at(self, obj: Any) -> Any:
+        return obj.last_attempt_at or "-"
+
+    @admin.display(description="Outcome")
+    def last_status(self, obj: Any) -> Any:
+        return obj.last_status or "-"
+
+
+@admin.register(AutopayAttempt)
+class AutopayAttemptAdmin(ReadOnly, ProviderScopedAdmin):
+    list_display = ["invoice", "patient", "number", "scheduled_for", "status", "failure_message", "payment"]
+    list_filter = ["status", "invoice__practice"]
+    search_fields = ["invoice__number", "invoice__patient__last_name"]
+    list_select_related = ["invoice__patient", "payment"]
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(invoice__provider=provider)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("payments.view_autopayattempt") or bool(provider_of(request.user))
+
+    @admin.display(description="Patient")
+    def patient(self, obj: AutopayAttempt) -> Any:
+        return obj.invoice.patient

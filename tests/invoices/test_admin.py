@@ -218,3 +218,32 @@ def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:  # type: ignore[n
 def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:  # type: ignore[no-untyped-def]
     mine, *_ = two_providers
     assert provider_client(mine).get("/admin/dashboard/").status_code == 403
+
+
+def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
+
+    mine, theirs, my_invoice, their_invoice = two_providers
+    for invoice, key in ((my_invoice, "mine"), (their_invoice, "theirs")):
+        payment = Payment.objects.create(
+            patient=invoice.patient,
+            amount_cents=invoice.amount_cents,
+            attempt_key=key,
+            status=Payment.Status.SUCCEEDED,
+            card_last4="4242",
+        )
+        PaymentAllocation.objects.create(
+            payment=payment, invoice=invoice, amount_cents=invoice.amount_cents, state=PaymentAllocation.State.SETTLED
+        )
+        enrollment = AutopayEnrollment.objects.create(
+            patient=invoice.patient,
+            stripe_payment_method_id=f"pm_{key}",
+            card_brand="visa",
+            card_last4="4242",
+            consent_text="ok",
+        )
+        AutopayAttempt.objects.create(invoice=invoice, enrollment=enrollment, number=1, scheduled_for=timezone.now())
+    client = provider_client(mine)
+    for url in ("/admin/payments/payment/", "/admin/payments/autopayenrollment/", "/admin/payments/autopayattempt/"):
+        page = client.get(url).content.decode()
+        assert "Mineson" in page and "Theirson" not in page, url
