@@ -25,6 +25,11 @@ def invoice_issue_task(session_id: int) -> int | None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def invoice_email_task(invoice_id: int) -> bool:
+    return invoice_announce(invoice_id)
+
+
+def invoice_announce(invoice_id: int) -> bool:
+    """Tell the patient about a new invoice: the autopay notice if autopay applies, else the link email."""
     from payments.autopay import autopay_take_over
 
     if autopay_take_over(invoice_id=invoice_id):
@@ -45,7 +50,7 @@ def invoices_sweep() -> dict[str, int]:
             logger.exception("sweep could not bill session %s", session_id)
     for invoice_id in selectors.invoices_awaiting_email(issued_before=cutoff).values_list("id", flat=True)[:1000]:
         try:
-            emailed += services.invoice_email_send(invoice_id=invoice_id)
+            emailed += invoice_announce(invoice_id)
         except Exception:
             logger.exception("sweep could not email invoice %s; next sweep retries", invoice_id)
     # Reminders a killed run planned but never sent.
