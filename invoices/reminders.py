@@ -1,6 +1,6 @@
 """P3: reminders until paid. Patients cannot turn them off; a payment made outside the platform does not stop them.
 
-Two phases. *Plan* selects the patients due, chunk by chunk with a fixed number of queries per chunk, and inserts
+Two phases. *Plan* selects the patients due, chunk by chunk with four queries per chunk, and inserts
 one `ReminderLog` per patient per day (a database rule, so re-runs, concurrent runs and restarts never plan a
 second reminder). *Deliver* sends each planned reminder with a fresh link, one row lock and one commit per email,
 skipping rows another worker holds; a restarted run delivers what a killed run planned but did not send.
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, audit_record
 from alma_billing.core.money import format_cents
-from invoices.models import Invoice, Patient, ReminderLog, ReminderRun
+from invoices.models import Invoice, ReminderLog, ReminderRun
 
 logger = logging.getLogger(__name__)
 
@@ -70,68 +70,67 @@ def _patient_chunks(*, as_of: date, size: int) -> Iterator[list[int]]:
 
 
 def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> PlanResult:
-    """Insert today's reminders for every patient who is due. Six queries per chunk of patients."""
+    """Insert today's reminders for every patient who is due. Four queries per chunk of patients."""
     result = PlanResult()
     as_of = run.as_of
+    tz = timezone.get_current_timezone()
     total = Invoice.objects.filter(status=Invoice.Status.OPEN).values("patient_id").distinct().count()
     seen = 0
     for patient_ids in _patient_chunks(as_of=as_of, size=settings.REMINDER_CHUNK_SIZE):
         seen += len(patient_ids)
-        open_rows = Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN).values_list(
-            "patient_id", "id", "issued_at", "amount_cents"
+        open_rows = (
+            Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
+            .order_by()  # the model's default ordering would join sessions for nothing
+            .values_list("patient_id", "id", "issued_at", "amount_cents", "patient__email")
         )
         invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
         latest_point: dict[int, date] = {}
-        for patient_id, invoice_id, issued_at, amount in open_rows:
+        emails: dict[int, str] = {}
+        for patient_id, invoice_id, issued_at, amount, email in open_rows:
             invoices[patient_id].append((invoice_id, amount))
-            point = latest_reminder_day(issued_on=timezone.localdate(issued_at), as_of=as_of)
+            emails[patient_id] = email
+            point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of)
             if point and (patient_id not in latest_point or point > latest_point[patient_id]):
                 latest_point[patient_id] = point
         last_reminded = dict(
             ReminderLog.objects.filter(patient_id__in=patient_ids)
             .exclude(status=ReminderLog.Status.FAILED)
+            .order_by()
             .values("patient_id")
             .annotate(last=Max("sent_on"))
             .values_list("patient_id", "last")
         )
-        due = [
-            pid for pid, point in latest_point.items() if last_reminded.get(pid) is None or point > last_reminded[pid]
-        ]
+        due = []
+        for pid, point in latest_point.items():
+            last = last_reminded.get(pid)
+            if last is None or point > last:
+                due.append(pid)
+            elif last == as_of:
+                result.already_today += 1
         result.due += len(due)
-        if due and not run.dry_run:
-            emails = dict(Patient.objects.filter(pk__in=due).values_list("id", "email"))
-            rows = []
-            for pid in due:
-                ids = sorted(i for i, _ in invoices[pid])
-                total_cents = sum(a for _, a in invoices[pid])
-                status, reason = ReminderLog.Status.PENDING, ""
-                if not emails.get(pid):
-                    status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
-                rows.append(
-                    ReminderLog(
-                        patient_id=pid,
-                        sent_on=as_of,
-                        run=run,
-                        status=status,
-                        reason=reason,
-                        invoice_ids=ids,
-                        total_cents=total_cents,
-                    )
+        rows = []
+        for pid in due:
+            status, reason = ReminderLog.Status.PENDING, ""
+            if not emails.get(pid):
+                status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
+                result.no_email.append(pid)
+            else:
+                result.planned += 1
+                result.invoices += len(invoices[pid])
+            rows.append(
+                ReminderLog(
+                    patient_id=pid,
+                    sent_on=as_of,
+                    run=run,
+                    status=status,
+                    reason=reason,
+                    invoice_ids=sorted(i for i, _ in invoices[pid]),
+                    total_cents=sum(a for _, a in invoices[pid]),
                 )
+            )
+        if rows and not run.dry_run:
+            # A concurrent run may have planned some of these a moment ago: the unique constraint keeps theirs.
             ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
-            mine = ReminderLog.objects.filter(run=run, patient_id__in=due).values_list("patient_id", "status")
-            planned = 0
-            for pid, log_status in mine:
-                if log_status == ReminderLog.Status.SKIPPED:
-                    result.no_email.append(pid)
-                else:
-                    planned += 1
-                    result.invoices += len(invoices[pid])
-            result.planned += planned
-            result.already_today += len(due) - len(mine)
-        elif due:
-            result.planned += len(due)
-            result.invoices += sum(len(invoices[pid]) for pid in due)
         if progress:
             progress("plan", seen, total)
     return result

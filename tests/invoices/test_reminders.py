@@ -242,7 +242,7 @@ def test_p3_planning_uses_a_fixed_number_of_queries_per_chunk(settings) -> None:
 
     one, two, four = queries_for(10), queries_for(20), queries_for(40)
     per_chunk = two - one
-    assert per_chunk <= 7
+    assert per_chunk <= 4
     assert four - two == 2 * per_chunk
 
 
