@@ -68,8 +68,35 @@ class ProviderAdmin(ProviderScopedAdmin):
         return [] if is_ops(request.user) else ["user", "practice", "npi"]
 
 
+def own_patients(provider: Any) -> QuerySet[Patient]:
+    return Patient.objects.filter(Q(sessions__provider=provider) | Q(added_by=provider)).distinct()
+
+
+def scoped_choices(db_field: Any, request: HttpRequest) -> QuerySet[Any] | None:
+    """For a provider, the rows a foreign-key dropdown may offer: only their own patients' records."""
+    provider = provider_of(request.user)
+    if provider is None or is_ops(request.user):
+        return None
+    model = db_field.remote_field.model
+    if model is Patient:
+        return own_patients(provider)
+    if model is Coverage:
+        return Coverage.objects.filter(patient__in=own_patients(provider))
+    if model is EapAuthorization:
+        return EapAuthorization.objects.filter(patient__in=own_patients(provider))
+    if model is Provider:
+        return Provider.objects.filter(pk=provider.pk)
+    return None
+
+
 class PatientScoped(ProviderScopedAdmin):
     patient_path = "patient"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        choices = scoped_choices(db_field, request)
+        if choices is not None:
+            kwargs["queryset"] = choices
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def provider_scope(self, provider: Any) -> Q:
         prefix = f"{self.patient_path}__" if self.patient_path else ""
@@ -152,7 +179,7 @@ class EapAuthorizationAdmin(PatientScoped):
 @admin.register(TherapySession)
 class TherapySessionAdmin(ProviderScopedAdmin):
     list_display = ["__str__", "patient", "provider", "billing_type", "status", "billing_outcome", "billing_note"]
-    list_filter = ["status", "billing_outcome", "billing_type", "provider__practice"]
+    list_filter = ["status", "billing_outcome", "billing_type", ("provider", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["patient__last_name", "patient__email", "invoice__number"]
     actions = ["mark_completed", "charge_self_pay_rate"]
     list_select_related = ["patient", "provider"]
@@ -176,16 +203,9 @@ class TherapySessionAdmin(ProviderScopedAdmin):
         return [] if is_ops(request.user) else ["provider"]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        provider = provider_of(request.user)
-        if provider is not None and not is_ops(request.user):
-            if db_field.name == "patient":
-                kwargs["queryset"] = Patient.objects.filter(
-                    Q(sessions__provider=provider) | Q(added_by=provider)
-                ).distinct()
-            if db_field.name == "eap_authorization":
-                kwargs["queryset"] = EapAuthorization.objects.filter(
-                    Q(patient__sessions__provider=provider) | Q(patient__added_by=provider)
-                ).distinct()
+        choices = scoped_choices(db_field, request)
+        if choices is not None:
+            kwargs["queryset"] = choices
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: TherapySession, form: Any, change: bool) -> None:
@@ -264,8 +284,8 @@ class InvoiceAdmin(ProviderScopedAdmin):
         AgeFilter,
         DiscrepancyFilter,
         ("disputed_at", admin.EmptyFieldListFilter),
-        "practice",
-        "provider",
+        ("practice", admin.RelatedOnlyFieldListFilter),
+        ("provider", admin.RelatedOnlyFieldListFilter),
         "kind",
     ]
     search_fields = [

@@ -198,6 +198,13 @@ class TherapySession(models.Model):
     def __str__(self) -> str:
         return f"Session #{self.pk} on {self.date_of_service}"
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        authorization = self.eap_authorization if self.eap_authorization_id else None
+        if authorization is not None and self.patient_id and authorization.patient_id != self.patient_id:
+            raise ValidationError({"eap_authorization": "This EAP authorization belongs to another patient."})
+
 
 class Invoice(models.Model):
     class Status(models.TextChoices):

@@ -287,6 +287,8 @@ def _eap(session: TherapySession) -> _Decision:
     )
     if authorization is not None:
         authorization = EapAuthorization.objects.select_for_update().get(pk=authorization.pk)
+        if authorization.patient_id != session.patient_id:
+            return _Attention("The session's EAP authorization belongs to another patient.")
         if not authorization.in_network:
             name = authorization.program_name or authorization.get_program_display()
             return _Attention(

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
-from alma_billing.core.staff import ProviderScopedAdmin, provider_of
+from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of
 from invoices.models import Practice
 from payments import services
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation, Refund, StripeEvent
@@ -31,14 +31,25 @@ class ReadOnly:
         return False
 
 
-class AllocationInline(ReadOnly, admin.TabularInline):
+class OwnInvoicesOnly:
+    """In a payment that also paid another provider's invoice, a provider sees only their own invoices' rows."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        provider = provider_of(request.user)
+        if is_ops(request.user) or provider is None:
+            return queryset
+        return queryset.filter(invoice__provider=provider)
+
+
+class AllocationInline(OwnInvoicesOnly, ReadOnly, admin.TabularInline):
     model = PaymentAllocation
     fields = ("invoice", "amount_cents", "state", "refunded_cents")
     readonly_fields = fields
     extra = 0
 
 
-class RefundInline(ReadOnly, admin.TabularInline):
+class RefundInline(OwnInvoicesOnly, ReadOnly, admin.TabularInline):
     model = Refund
     fields = ("created_at", "invoice", "amount_cents", "reason", "note", "stripe_refund_id", "created_by")
     readonly_fields = fields
@@ -92,6 +103,20 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
 
     def provider_scope(self, provider: Any) -> Q:
         return Q(allocations__invoice__provider=provider)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if is_ops(request.user):
+            return list(self.readonly_fields)
+        # The payment's total may include another provider's invoices: providers see their share in the rows.
+        return [f for f in self.readonly_fields if f not in ("amount", "refunded", "refund_link")]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return self.get_readonly_fields(request, obj)
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        if is_ops(request.user):
+            return list(self.list_display)
+        return [f for f in self.list_display if f != "amount"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("payments.view_payment")  # viewing the page; nothing on it is editable
@@ -166,7 +191,11 @@ class PracticeOfPatientFilter(admin.SimpleListFilter):
     parameter_name = "practice"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(str(p.pk), p.name) for p in Practice.objects.exclude(autopay_policy="off").order_by("name")]
+        practices = Practice.objects.exclude(autopay_policy="off").order_by("name")
+        provider = provider_of(request.user)
+        if provider is not None and not is_ops(request.user):
+            practices = practices.filter(pk=provider.practice_id)
+        return [(str(p.pk), p.name) for p in practices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if not self.value():
@@ -237,7 +266,7 @@ class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
 @admin.register(AutopayAttempt)
 class AutopayAttemptAdmin(ReadOnly, ProviderScopedAdmin):
     list_display = ["invoice", "patient", "number", "scheduled_for", "status", "failure_message", "payment"]
-    list_filter = ["status", "invoice__practice"]
+    list_filter = ["status", ("invoice__practice", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["invoice__number", "invoice__patient__last_name"]
     list_select_related = ["invoice__patient", "payment"]
 

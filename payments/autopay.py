@@ -186,8 +186,11 @@ def autopay_due() -> int:
     due = AutopayAttempt.objects.filter(status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now())
     ran = 0
     for attempt_id in due.order_by("scheduled_for").values_list("id", flat=True)[:500]:
-        autopay_attempt_run(attempt_id=attempt_id)
-        ran += 1
+        try:
+            autopay_attempt_run(attempt_id=attempt_id)
+            ran += 1
+        except Exception:  # one attempt's trouble (e.g. Stripe unreachable) must not stop the others; it stays due
+            logger.exception("autopay attempt %s could not run; the next sweep tries again", attempt_id)
     return ran
 
 

@@ -60,7 +60,8 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Payment #{self.pk} ({format_cents(self.amount_cents)}, {self.get_status_display()})"
+        # No amount here: a payment can cover several providers' invoices, and providers see only their share.
+        return f"{self.reference} ({self.get_status_display()})"
 
     @property
     def reference(self) -> str:

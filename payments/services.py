@@ -114,10 +114,15 @@ def payment_charge(*, payment_id: int) -> Payment:
     """
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
+        if payment.status != Payment.Status.CREATED:
             return payment
-        payment.charge_attempts += 1
-        payment.save(update_fields=["charge_attempts"])
+        sent_already = bool(payment.stripe_payment_intent_id)
+        if not sent_already:
+            payment.charge_attempts += 1
+            payment.save(update_fields=["charge_attempts"])
+    if sent_already:
+        # Sent, but its outcome was never applied (the worker died in between): ask Stripe instead of sending again.
+        return payment_refresh(payment_id=payment_id)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
@@ -198,7 +203,15 @@ def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
 
 
 def payment_abandon(*, payment_id: int, message: str) -> Payment:
-    """A payment held but never sent to Stripe: release its invoices."""
+    """A payment held but never confirmed as sent to Stripe: adopt the intent if a call got through, else release."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != Payment.Status.CREATED or payment.stripe_payment_intent_id:
+        return payment
+    if payment.charge_attempts > 0:  # a call was made and may have reached Stripe before it failed or timed out
+        customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
+        found = gateway.payment_intent_find(customer_id=customer_id, payment_id=payment.pk)
+        if found is not None:
+            return payment_apply_intent(intent=found) or payment
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
@@ -262,6 +275,10 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     payment.status, payment.failure_code, payment.failure_message = status, code[:64], message[:300]
     payment.save(update_fields=["status", "failure_code", "failure_message"])
     audit_record(actor=SYSTEM, action=f"payment.{status}", obj=payment, code=code)
+    if not payment.keep_card and payment.stripe_payment_method_id:
+        from payments.tasks import payment_card_forget_task
+
+        transaction.on_commit(lambda: payment_card_forget_task.delay(payment.pk))
 
 
 def surplus_refund(*, allocation_id: int) -> Refund | None:
@@ -283,40 +300,49 @@ def surplus_refund(*, allocation_id: int) -> Refund | None:
 
 
 def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note: str) -> Refund:
-    """Staff refund a payment's share for one invoice, or everything not yet refunded. The invoices become void."""
+    """Staff refund a payment's share for one invoice, or everything not yet refunded. The invoices become void.
+
+    Each invoice's refund is its own transaction, so a failure part-way keeps the refunds already made on record.
+    """
     if not note.strip():
         raise ServiceError("Say why the money is going back (it is kept with the refund).")
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != Payment.Status.SUCCEEDED:
+        raise ServiceError(f"{payment.reference} has not succeeded, so there is nothing to refund.")
+    allocations = PaymentAllocation.objects.filter(payment=payment, state=State.SETTLED)
+    if invoice_id is not None:
+        allocations = allocations.filter(invoice_id=invoice_id)
+    refunds = []
+    for allocation_id in allocations.order_by("invoice_id").values_list("id", flat=True):
+        refund = _refund_allocation(payment_id=payment.pk, allocation_id=allocation_id, actor=actor, note=note)
+        if refund is not None:
+            refunds.append(refund)
+    if not refunds:
+        raise ServiceError(f"{payment.reference} has nothing left to refund for that choice.")
+    return refunds[-1]
+
+
+def _refund_allocation(*, payment_id: int, allocation_id: int, actor: Actor, note: str) -> Refund | None:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != Payment.Status.SUCCEEDED:
-            raise ServiceError(f"{payment.reference} has not succeeded, so there is nothing to refund.")
-        allocations = PaymentAllocation.objects.select_for_update().filter(payment=payment, state=State.SETTLED)
-        if invoice_id is not None:
-            allocations = allocations.filter(invoice_id=invoice_id)
+        allocation = PaymentAllocation.objects.select_for_update().get(pk=allocation_id)
         # Never more than what is left on the payment: refunds made in the Stripe dashboard count too.
-        left_on_payment = payment.amount_cents - payment.refunded_cents
-        refunds = []
-        for allocation in allocations.order_by("invoice_id"):
-            amount = min(allocation.amount_cents - allocation.refunded_cents, left_on_payment)
-            if amount <= 0:
-                continue
-            refund = _refund(
-                payment=payment,
-                allocation=allocation,
-                amount_cents=amount,
-                reason=Refund.Reason.STAFF,
-                key=f"staff-{allocation.pk}-{allocation.refunded_cents}",
-                actor=actor,
-                note=note,
-            )
-            left_on_payment -= amount
-            Invoice.objects.filter(pk=allocation.invoice_id).update(
-                status=Invoice.Status.VOID, voided_at=timezone.now(), void_reason=f"Refunded: {note}"
-            )
-            refunds.append(refund)
-        if not refunds:
-            raise ServiceError(f"{payment.reference} has nothing left to refund for that choice.")
-    return refunds[0] if len(refunds) == 1 else refunds[-1]
+        amount = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
+        if amount <= 0:
+            return None
+        refund = _refund(
+            payment=payment,
+            allocation=allocation,
+            amount_cents=amount,
+            reason=Refund.Reason.STAFF,
+            key=f"staff-{allocation.pk}-{allocation.refunded_cents}",
+            actor=actor,
+            note=note,
+        )
+        Invoice.objects.filter(pk=allocation.invoice_id).update(
+            status=Invoice.Status.VOID, voided_at=timezone.now(), void_reason=f"Refunded: {note}"
+        )
+    return refund
 
 
 def _refund(
@@ -402,6 +428,6 @@ def payment_record_dispute(*, payment_intent_id: str, status: str) -> None:
 def payment_forget_card(*, payment_id: int) -> None:
     """Detach a card the patient did not ask us to keep, once the payment has settled."""
     payment = Payment.objects.get(pk=payment_id)
-    if payment.keep_card or not payment.stripe_payment_method_id or payment.status != Payment.Status.SUCCEEDED:
+    if payment.keep_card or not payment.stripe_payment_method_id or payment.status in Payment.OPEN_STATUSES:
         return
     gateway.payment_method_detach(payment.stripe_payment_method_id)

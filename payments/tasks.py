@@ -13,6 +13,13 @@ logger = logging.getLogger(__name__)
 _RETRYABLE = (TransportError, ConnectionError)
 
 
+def _unless_permanent(error: TransportError) -> None:
+    """Retrying cannot fix a permanent refusal: log it for staff instead of retrying."""
+    if not error.permanent:
+        raise error
+    logger.error("permanent failure, not retried: %s", error.message)
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def payment_receipt_task(payment_id: int) -> bool:
     return receipts.receipt_email_send(payment_id=payment_id)
@@ -20,12 +27,19 @@ def payment_receipt_task(payment_id: int) -> bool:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def payment_card_forget_task(payment_id: int) -> None:
-    services.payment_forget_card(payment_id=payment_id)
+    try:
+        services.payment_forget_card(payment_id=payment_id)
+    except TransportError as error:
+        _unless_permanent(error)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def surplus_refund_task(allocation_id: int) -> int | None:
-    refund = services.surplus_refund(allocation_id=allocation_id)
+    try:
+        refund = services.surplus_refund(allocation_id=allocation_id)
+    except TransportError as error:
+        _unless_permanent(error)
+        return None
     return refund.pk if refund else None
 
 
@@ -36,7 +50,10 @@ def payments_reconcile() -> dict[str, int]:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def card_detach_task(payment_method_id: str) -> None:
-    gateway.payment_method_detach(payment_method_id)
+    try:
+        gateway.payment_method_detach(payment_method_id)
+    except TransportError as error:
+        _unless_permanent(error)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)

@@ -171,6 +171,14 @@ def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return render(request, "payments/card.html", context)
 
 
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _payment_json(payment: Payment) -> JsonResponse:
     result_url = reverse("pay-result", kwargs={"payment_id": payment.pk})
     if payment.status == Payment.Status.SUCCEEDED:
@@ -178,7 +186,10 @@ def _payment_json(payment: Payment) -> JsonResponse:
     if payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED):
         return JsonResponse({"status": "failed", "message": payment.failure_message, "redirect": result_url})
     if payment.status == Payment.Status.PROCESSING and payment.stripe_payment_intent_id:
-        intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
+        try:
+            intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
+        except TransportError:
+            return JsonResponse({"status": "processing", "redirect": result_url})
         if intent.status == "requires_action":
             refresh = reverse("pay-refresh", kwargs={"payment_id": payment.pk})
             return JsonResponse(
@@ -192,10 +203,7 @@ def _payment_json(payment: Payment) -> JsonResponse:
 @verified_patient_required
 def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     """Called by the card page once Stripe.js saved the card: hold the invoices, then charge them."""
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        body = {}
+    body = _json_body(request)
     current = _checkout(request, patient_id)
     if current is None or body.get("attempt_key") != current[0]["attempt_key"]:
         earlier = Payment.objects.filter(attempt_key=str(body.get("attempt_key", "-")), patient_id=patient_id).first()
@@ -220,7 +228,12 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
             card=card,
             actor=Actor.patient(patient_id, ip=client_ip(request)),
         )
-        payment = services.payment_charge(payment_id=payment.pk)
+        try:
+            payment = services.payment_charge(payment_id=payment.pk)
+        except TransportError:
+            # The card processor did not answer: the payment stays held and is settled or released by
+            # reconciliation. Never "nothing was charged" here: the call may have gone through.
+            return JsonResponse({"status": "processing", "redirect": reverse("pay-result", args=[payment.pk])})
         return _payment_json(payment)
     except ServiceError as error:
         return JsonResponse(
@@ -263,7 +276,10 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
         "payments/result.html",
         {
             "payment": payment,
-            "amount": format_cents(payment.amount_cents),
+            "amount": format_cents(
+                receipts.settled_cents(payment) if payment.status == "succeeded" else payment.amount_cents
+            ),
+            "settled": receipts.settled_cents(payment),
             "allocations": [a for a in payment.allocations.all() if a.state != "released"],
         },
     )
@@ -324,10 +340,7 @@ def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 @require_POST
 @verified_patient_required
 def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        body = {}
+    body = _json_body(request)
     try:
         customer_id = services.patient_customer_id(patient_id=patient_id)
         card = gateway.card_from_setup_intent(
@@ -344,9 +357,12 @@ def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse
         )
     except ServiceError as error:
         # The saved card was not enrolled: give the page a fresh SetupIntent so another card can be tried.
-        setup_id, setup_secret = gateway.setup_intent_create(
-            customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
-        )
+        try:
+            setup_id, setup_secret = gateway.setup_intent_create(
+                customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
+            )
+        except TransportError:
+            setup_id = setup_secret = ""
         return JsonResponse(
             {
                 "status": "refused",

@@ -34,6 +34,8 @@ PROVIDER_PERMISSIONS = [
     "invoices.change_invoice",
     "invoices.view_reminderlog",
     "payments.view_payment",
+    "payments.view_paymentallocation",
+    "payments.view_refund",
     "payments.view_autopayenrollment",
     "payments.view_autopayattempt",
 ]

@@ -84,7 +84,8 @@ def _client() -> stripe.StripeClient:
 
 
 def _transport(error: stripe.StripeError, action: str) -> TransportError:
-    retryable = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
+    # IdempotencyError: the same key is still being processed (e.g. a dead worker's request); asking again helps.
+    retryable = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError | stripe.IdempotencyError) or (
         isinstance(error, stripe.APIError) and (error.http_status or 500) >= 500
     )
     logger.warning(
@@ -147,6 +148,8 @@ def setup_intent_create(*, customer_id: str, purpose: str, key: str) -> tuple[st
 
 def card_from_setup_intent(*, setup_intent_id: str, customer_id: str) -> Card | None:
     """The card a succeeded SetupIntent saved, attached to the customer. None if it is not this customer's."""
+    if not setup_intent_id.startswith("seti_") or not setup_intent_id.replace("_", "").isalnum():
+        return None
     client = _client()
     try:
         intent = client.v1.setup_intents.retrieve(setup_intent_id)

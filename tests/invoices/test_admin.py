@@ -247,3 +247,30 @@ def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_pro
     for url in ("/admin/payments/payment/", "/admin/payments/autopayenrollment/", "/admin/payments/autopayattempt/"):
         page = client.get(url).content.decode()
         assert "Mineson" in page and "Theirson" not in page, url
+
+
+@pytest.mark.parametrize("page", ["eapauthorization", "eligibilitysnapshot", "therapysession"])
+def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import CoverageFactory
+
+    mine, _, my_invoice, their_invoice = two_providers
+    CoverageFactory(patient=my_invoice.patient, member_id="MINE-1")
+    CoverageFactory(patient=their_invoice.patient, member_id="THEIRS-1")
+    form = provider_client(mine).get(f"/admin/invoices/{page}/add/").content.decode()
+    assert "Theirson" not in form and "THEIRS-1" not in form
+    assert "Mineson" in form or "MINE-1" in form
+
+
+def test_a_payment_covering_two_providers_shows_each_only_their_share(two_providers) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import Payment, PaymentAllocation
+
+    mine, theirs, my_invoice, _ = two_providers
+    other = InvoiceFactory(session__patient=my_invoice.patient, session__provider=theirs, number="INV-OTHER-DR")
+    payment = Payment.objects.create(patient=my_invoice.patient, amount_cents=24_000, attempt_key="both",
+                                     status=Payment.Status.SUCCEEDED)
+    for invoice in (my_invoice, other):
+        PaymentAllocation.objects.create(payment=payment, invoice=invoice, amount_cents=12_000,
+                                         state=PaymentAllocation.State.SETTLED)
+    page = provider_client(mine).get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
+    assert my_invoice.number in page
+    assert "INV-OTHER-DR" not in page and "$240.00" not in page

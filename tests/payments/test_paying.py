@@ -299,3 +299,16 @@ def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> Non
     page = response.content.decode()
     assert f'<script src="{stripe_api}/js.stripe.com/v3/"></script>' in page
     assert ">Pay $70.00</button>" in page
+
+
+@pytest.mark.parametrize("body", [b"[]", b"1", b"not json", b'"x"'])
+def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    client.post("/pay/checkout/", {"choice": "all"})
+    card_page(client)
+    for url in ("/pay/card/confirm/", "/pay/autopay/enroll/"):
+        response = client.post(url, body, content_type="application/json")
+        assert response.status_code in (400, 409), (url, response.status_code)
+        assert response.json()["message"]
+    assert not Payment.objects.exists()

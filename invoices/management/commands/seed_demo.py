@@ -44,7 +44,9 @@ class Command(BaseCommand):
             raise CommandError("seed_demo creates demo logins; it only runs with DEBUG on.")
         with transaction.atomic():
             providers = self._staff()
-            sessions = self._patients(providers)
+            # Seeded once: on a later day the relative dates would otherwise make new sessions.
+            seeded = Patient.objects.filter(email="jordan.lee@example.com").exists()
+            sessions = [] if seeded else self._patients(providers)
         for session in sessions:  # completing outside the seed transaction lets on_commit issue the invoices
             services.session_complete(session_id=session.pk, actor=SYSTEM)
         self._report()
