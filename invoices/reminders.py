@@ -6,6 +6,7 @@ second reminder). *Deliver* sends each planned reminder with a fresh link, one r
 skipping rows another worker holds; a restarted run delivers what a killed run planned but did not send.
 """
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -130,10 +131,35 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
             )
         if rows and not run.dry_run:
             # A concurrent run may have planned some of these a moment ago: the unique constraint keeps theirs.
-            ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
+            _insert_logs(rows, as_of=as_of, run_id=run.pk)
         if progress:
             progress("plan", seen, total)
     return result
+
+
+def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
+    """One statement per chunk. On PostgreSQL the rows travel as arrays (no per-row SQL building in Python)."""
+    if connection.vendor != "postgresql":
+        ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO invoices_reminderlog"
+            " (patient_id, sent_on, run_id, status, reason, invoice_ids, total_cents, created_at)"
+            " SELECT d.patient_id, %s, %s, d.status, d.reason, d.invoice_ids::jsonb, d.total_cents, now()"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::integer[])"
+            " AS d(patient_id, status, reason, invoice_ids, total_cents)"
+            " ON CONFLICT (patient_id, sent_on) DO NOTHING",
+            [
+                as_of,
+                run_id,
+                [row.patient_id for row in rows],
+                [row.status for row in rows],
+                [row.reason for row in rows],
+                [json.dumps(row.invoice_ids) for row in rows],
+                [row.total_cents for row in rows],
+            ],
+        )
 
 
 def reminder_deliver(*, log_id: int) -> bool:

@@ -196,6 +196,9 @@ def invoice_void(*, invoice_id: int, reason: str, actor: Actor) -> Invoice:
             )
         invoice.status, invoice.voided_at, invoice.void_reason = Invoice.Status.VOID, timezone.now(), reason.strip()
         invoice.save(update_fields=["status", "voided_at", "void_reason"])
+        invoice.autopay_attempts.filter(status="scheduled").update(
+            status="canceled", failure_message="Invoice voided.", finished_at=timezone.now()
+        )
         audit_record(actor=actor, action="invoice.voided", obj=invoice, reason=reason.strip())
     return invoice
 

@@ -16,7 +16,7 @@ from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError, TransportError
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
-from payments.models import Payment, PaymentAllocation, Refund
+from payments.models import AutopayAttempt, Payment, PaymentAllocation, Refund
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ def _settle(payment: Payment) -> list[int]:
             invoice.status, invoice.paid_at = Invoice.Status.PAID, now
             invoice.save(update_fields=["status", "paid_at"])
             audit_record(actor=SYSTEM, action="invoice.paid", obj=invoice, payment_id=payment.pk)
+            # Paid: automatic charges still scheduled for it (e.g. an autopay retry) will not happen.
+            AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED).exclude(
+                payment=payment
+            ).update(status=AutopayAttempt.Status.CANCELED, failure_message="Paid.", finished_at=now)
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""
     payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])

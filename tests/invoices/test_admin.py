@@ -266,11 +266,13 @@ def test_a_payment_covering_two_providers_shows_each_only_their_share(two_provid
 
     mine, theirs, my_invoice, _ = two_providers
     other = InvoiceFactory(session__patient=my_invoice.patient, session__provider=theirs, number="INV-OTHER-DR")
-    payment = Payment.objects.create(patient=my_invoice.patient, amount_cents=24_000, attempt_key="both",
-                                     status=Payment.Status.SUCCEEDED)
+    payment = Payment.objects.create(
+        patient=my_invoice.patient, amount_cents=24_000, attempt_key="both", status=Payment.Status.SUCCEEDED
+    )
     for invoice in (my_invoice, other):
-        PaymentAllocation.objects.create(payment=payment, invoice=invoice, amount_cents=12_000,
-                                         state=PaymentAllocation.State.SETTLED)
+        PaymentAllocation.objects.create(
+            payment=payment, invoice=invoice, amount_cents=12_000, state=PaymentAllocation.State.SETTLED
+        )
     page = provider_client(mine).get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
     assert my_invoice.number in page
     assert "INV-OTHER-DR" not in page and "$240.00" not in page
