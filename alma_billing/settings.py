@@ -71,6 +71,8 @@ TEMPLATES = [
     },
 ]
 
+if not env.str("DATABASE_URL", default=""):
+    VAR_DIR.mkdir(exist_ok=True)  # the embedded SQLite default lives here; a fresh clone has no var/ yet
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 # Keep connections open: every page otherwise pays the connection setup (3-5x throughput, see DESIGN.md).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
