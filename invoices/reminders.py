@@ -29,18 +29,22 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
-def latest_reminder_day(*, issued_on: date, as_of: date) -> date | None:
+def latest_reminder_day(*, issued_on: date, as_of: date, schedule: tuple[int, ...] | None = None) -> date | None:
     """The most recent scheduled reminder day on or before `as_of` for an invoice issued on `issued_on`."""
-    schedule = sorted(settings.REMINDER_SCHEDULE_DAYS)
+    days = schedule if schedule is not None else _schedule()
     age = (as_of - issued_on).days
-    if not schedule or age < schedule[0]:
+    if not days or age < days[0]:
         return None
-    last = schedule[-1]
-    if age > last and settings.REMINDER_REPEAT_DAYS > 0:
-        offset = last + (age - last) // settings.REMINDER_REPEAT_DAYS * settings.REMINDER_REPEAT_DAYS
+    last, repeat = days[-1], settings.REMINDER_REPEAT_DAYS
+    if age > last and repeat > 0:
+        offset = last + (age - last) // repeat * repeat
     else:
-        offset = max(day for day in schedule if day <= age)
+        offset = max(day for day in days if day <= age)
     return issued_on + timedelta(days=offset)
+
+
+def _schedule() -> tuple[int, ...]:
+    return tuple(sorted(settings.REMINDER_SCHEDULE_DAYS))
 
 
 @dataclass
@@ -75,6 +79,7 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
     result = PlanResult()
     as_of = run.as_of
     tz = timezone.get_current_timezone()
+    schedule = _schedule()
     total = Invoice.objects.filter(status=Invoice.Status.OPEN).values("patient_id").distinct().count()
     seen = 0
     for patient_ids in _patient_chunks(as_of=as_of, size=settings.REMINDER_CHUNK_SIZE):
@@ -90,7 +95,7 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
         for patient_id, invoice_id, issued_at, amount, email in open_rows:
             invoices[patient_id].append((invoice_id, amount))
             emails[patient_id] = email
-            point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of)
+            point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of, schedule=schedule)
             if point and (patient_id not in latest_point or point > latest_point[patient_id]):
                 latest_point[patient_id] = point
         last_reminded = dict(
