@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, patient_page
+from alma_billing.core.http import client_ip, message_page, patient_page
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -89,8 +89,7 @@ def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
     invoice = invoice_selectors.invoice_for_patient(patient_id=patient_id, number=number)
     if invoice is None:
-        context = {"heading": "Invoice not found", "message": "We couldn't find that invoice on your account."}
-        return render(request, "verification/link_problem.html", context, status=404)
+        return message_page(request, "Invoice not found", "We couldn't find that invoice on your account.", status=404)
     return render(request, "verification/invoice.html", _row(invoice))
 
 
@@ -263,8 +262,7 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
 def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        context = {"heading": "Payment not found", "message": "We couldn't find that payment on your account."}
-        return render(request, "verification/link_problem.html", context, status=404)
+        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
     if payment.status in Payment.OPEN_STATUSES:
         try:
             services.payment_refresh(payment_id=payment.pk)  # ask Stripe so the patient sees the outcome now
@@ -291,8 +289,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
-        context = {"heading": "Receipt not found", "message": "We couldn't find that receipt on your account."}
-        return render(request, "verification/link_problem.html", context, status=404)
+        return message_page(request, "Receipt not found", "We couldn't find that receipt on your account.", status=404)
     response = HttpResponse(receipts.receipt_pdf(payment), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="alma-receipt-{payment.reference}.pdf"'
     return response

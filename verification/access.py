@@ -6,8 +6,9 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.utils import timezone
+
+from alma_billing.core.http import message_page
 
 ACCESS_KEY = "patient_access"
 PENDING_KEY = "patient_pending"
@@ -48,8 +49,7 @@ def verified_patient_required(view: Callable[..., HttpResponse]) -> Callable[...
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         patient_id = verified_patient_id(request)
         if patient_id is None:
-            context = {"heading": "Session ended", "message": ENDED}
-            return render(request, "verification/link_problem.html", context, status=401)
+            return message_page(request, "Session ended", ENDED, status=401)
         return view(request, *args, patient_id=patient_id, **kwargs)
 
     return wrapped

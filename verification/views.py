@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from alma_billing.core.http import client_ip, patient_page
+from alma_billing.core.http import client_ip, message_page, patient_page
 from verification import services
 from verification.access import (
     PENDING_KEY,
@@ -48,7 +48,7 @@ class CodeForm(forms.Form):
 
 
 def _problem(request: HttpRequest, heading: str, message: str, status: int) -> HttpResponse:
-    return render(request, "verification/link_problem.html", {"heading": heading, "message": message}, status=status)
+    return message_page(request, heading, message, status=status)
 
 
 def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | None:

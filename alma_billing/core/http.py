@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 View = Callable[..., HttpResponse]
 
@@ -52,3 +53,8 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(forwarded) >= hops:
             return forwarded[-hops]
     return request.META.get("REMOTE_ADDR")
+
+
+def message_page(request: HttpRequest, heading: str, message: str, *, status: int) -> HttpResponse:
+    """A patient page that only says what happened and what to do next (unknown link, ended session, not found)."""
+    return render(request, "verification/link_problem.html", {"heading": heading, "message": message}, status=status)
