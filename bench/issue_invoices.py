@@ -10,15 +10,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
-import psycopg2.extensions
+import benchdb
 import psycopg2.extras
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = "issue_invoices.py"
 BENCH_DB = "alma_bench"
 PROBE_ISSUANCES = 8  # issuances whose SQL is captured and counted (outside the timed runs)
 ALLOWED_CENTS = 15_000
@@ -27,7 +24,8 @@ SESSIONS_PER_PATIENT = (1, 2, 3, 5)  # cycled, so some patients have several ses
 # Columns every raw baseline row fills (Django sets defaults in Python, not in the database).
 INVOICE_COLUMNS = (
     "number, session_id, patient_id, provider_id, practice_id, kind, amount_cents, status, eligibility_snapshot_id, "
-    "deductible_applied_cents, calculation, issued_at, emailed_at, email_problem, paid_at, voided_at, void_reason"
+    "deductible_applied_cents, calculation, issued_at, emailed_at, email_problem, paid_at, voided_at, void_reason, "
+    "outside_payment_note"
 )
 
 
@@ -46,62 +44,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_database_url() -> str:
-    """DATABASE_URL pointed at the throwaway bench database; refuses anything but PostgreSQL."""
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql", "psql"}:
-        sys.exit("issue_invoices.py needs PostgreSQL: set DATABASE_URL=postgres://user@host:port/db (not SQLite).")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-
-
-def admin_connection(url: str) -> psycopg2.extensions.connection:
-    parts = urlsplit(url)
-    conn = psycopg2.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password,
-        dbname="postgres",
-    )
-    conn.autocommit = True
-    return conn
-
-
-def drop_database(url: str, *, recreate: bool = False) -> None:
-    conn = admin_connection(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            if recreate:
-                cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        conn.close()
-
-
 def django_setup(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "alma_billing.settings_test"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")  # one INFO line per email would time the terminal, not us
-    sys.path.insert(0, str(ROOT))
-    import django
+    benchdb.django_setup(url, SCRIPT)
     from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
 
-    django.setup()
-    if connection.vendor != "postgresql":
-        sys.exit(f"issue_invoices.py needs PostgreSQL, got {connection.vendor}.")
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     from alma_billing.celery_app import app
 
     if not app.conf.task_always_eager:
         sys.exit("Celery must run eagerly for this benchmark (CELERY_TASK_ALWAYS_EAGER=1, the settings_test default).")
-    try:
-        call_command("makemigrations", check=True, dry_run=True, verbosity=0)
-    except SystemExit:
-        sys.exit("The models have changes without a migration (makemigrations --check); the bench cannot run yet.")
-    call_command("migrate", verbosity=0, interactive=False)
+    benchdb.migrate()
 
 
 def reset_data() -> None:
@@ -286,23 +238,15 @@ def baseline_rows(session_ids: list[int], *, prefix: str) -> list[tuple[Any, ...
             None,
             None,
             "",
+            "",  # outside_payment_note
         )
         for sid, patient, provider, practice, snapshot in sessions
     ]
 
 
-def raw_connection() -> psycopg2.extensions.connection:
-    from django.db import connection
-
-    params = connection.get_connection_params()
-    params.pop("context", None)
-    params.pop("cursor_factory", None)
-    return psycopg2.connect(**params)
-
-
 def time_bulk_insert(rows: list[tuple[Any, ...]]) -> float:
     """Baseline: execute_values of every row into invoices_invoice (its constraints and indexes), one commit."""
-    conn = raw_connection()
+    conn = benchdb.raw_connection()
     try:
         started = time.perf_counter()
         with conn.cursor() as cur:
@@ -317,7 +261,7 @@ def time_bulk_insert(rows: list[tuple[Any, ...]]) -> float:
 
 def time_per_row_commit(rows: list[tuple[Any, ...]]) -> float:
     """Floor for a service that commits per invoice: one INSERT and one COMMIT per row."""
-    conn = raw_connection()
+    conn = benchdb.raw_connection()
     placeholders = ", ".join(["%s"] * len(rows[0]))
     sql = f"INSERT INTO invoices_invoice ({INVOICE_COLUMNS}) VALUES ({placeholders})"
     try:
@@ -398,8 +342,8 @@ def print_table(results: list[Result]) -> None:
 
 def main() -> None:
     args = parse_args()
-    url = bench_database_url()
-    drop_database(url, recreate=True)
+    url = benchdb.bench_database_url(SCRIPT, BENCH_DB)
+    benchdb.drop_database(url, BENCH_DB, recreate=True)
     try:
         django_setup(url)
         per_issue, kinds, sample = probe_queries()
@@ -414,7 +358,7 @@ def main() -> None:
 
         connections.close_all()
         if not args.keep_db:
-            drop_database(url)
+            benchdb.drop_database(url, BENCH_DB)
 
 
 if __name__ == "__main__":

@@ -30,13 +30,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg2
+import benchdb
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = benchdb.ROOT
 VENV_BIN = Path(sys.executable).parent
+SCRIPT = "pay_page.py"
 BENCH_DB = "alma_bench_pay"
 SETTINGS_MODULE = "bench.pay_settings"
 SECRET_KEY = "bench-only-secret-key-not-a-secret-0123456789abcdef"
@@ -157,33 +158,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- database and environment -------------------------------------------------------------------------------
-
-
-def bench_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql", "psql"}:
-        sys.exit("pay_page.py needs PostgreSQL: set DATABASE_URL=postgres://user@host:port/db (not SQLite).")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-
-
-def recreate_database(url: str, *, create: bool) -> None:
-    parts = urlsplit(url)
-    conn = psycopg2.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password,
-        dbname="postgres",
-    )
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            if create:
-                cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        conn.close()
 
 
 def server_environment(url: str, tmp: Path) -> dict[str, str]:
@@ -584,13 +558,13 @@ def check_once(base: str, target: Target) -> None:
 
 def main() -> None:
     args = parse_args()
-    url = bench_database_url()
+    url = benchdb.bench_database_url(SCRIPT, BENCH_DB, default="postgres://postgres@127.0.0.1:5432/postgres")
     use_wrk = bool(shutil.which("wrk")) and not args.python_load
     load = run_wrk if use_wrk else run_python
     generator = "wrk" if use_wrk else "Python threads (wrk not found or --python-load)"
     tmp = Path(tempfile.mkdtemp(prefix="alma-bench-pay-"))
     env = server_environment(url, tmp)
-    recreate_database(url, create=True)
+    benchdb.drop_database(url, BENCH_DB, recreate=True)
     process: subprocess.Popen[bytes] | None = None
     try:
         django_setup(env)
@@ -660,7 +634,7 @@ def main() -> None:
 
             connections.close_all()
         if not args.keep_db:
-            recreate_database(url, create=False)
+            benchdb.drop_database(url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -37,14 +37,12 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
+import benchdb
 import psycopg2.extensions
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = "reminders.py"
 BENCH_DB = "alma_bench_reminders"
 AGES = (3, 7, 14, 21, 30, 44, 58, 72)  # days between issue and the as-of day: each one a schedule point
 PROVIDERS = 20
@@ -74,7 +72,7 @@ class Measure:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# database and Django setup (same conventions as bench/issue_invoices.py)
+# arguments and Django setup (database plumbing in bench/benchdb.py, shared with bench/issue_invoices.py)
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,71 +88,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_database_url() -> str:
-    """DATABASE_URL pointed at the throwaway bench database; refuses anything but PostgreSQL."""
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql", "psql"}:
-        sys.exit("reminders.py needs PostgreSQL: set DATABASE_URL=postgres://user@host:port/db (not SQLite).")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-
-
-def admin_connection(url: str) -> psycopg2.extensions.connection:
-    parts = urlsplit(url)
-    conn = psycopg2.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password,
-        dbname="postgres",
-    )
-    conn.autocommit = True
-    return conn
-
-
-def drop_database(url: str, *, recreate: bool = False) -> None:
-    conn = admin_connection(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            if recreate:
-                cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        conn.close()
-
-
 def django_setup(url: str, *, migrate: bool) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "alma_billing.settings_test"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
+    benchdb.django_setup(url, SCRIPT)
     from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
 
-    django.setup()
-    if connection.vendor != "postgresql":
-        sys.exit(f"reminders.py needs PostgreSQL, got {connection.vendor}.")
     if settings.DEBUG:
         sys.exit("Run with DEBUG off: with DEBUG on Django keeps every SQL string, which would be measured too.")
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    if not migrate:
-        return
-    try:
-        call_command("makemigrations", check=True, dry_run=True, verbosity=0)
-    except SystemExit:
-        sys.exit("The models have changes without a migration (makemigrations --check); the bench cannot run yet.")
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def raw_connection() -> psycopg2.extensions.connection:
-    from django.db import connection
-
-    params = connection.get_connection_params()
-    params.pop("context", None)
-    params.pop("cursor_factory", None)
-    return psycopg2.connect(**params)
+    if migrate:
+        benchdb.migrate()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -167,7 +109,7 @@ def seed(*, invoices: int, as_of: date) -> int:
 
     patients = invoices // 2
     tz = settings.TIME_ZONE
-    conn = raw_connection()
+    conn = benchdb.raw_connection()
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -378,7 +320,7 @@ def measure(*, invoices: int, as_of: date, repeats: int) -> Measure:
     patients = invoices // 2
     checks: list[str] = []
     problems: list[str] = []
-    conn = raw_connection()
+    conn = benchdb.raw_connection()
     try:
         due = floor_due_count(conn, as_of)  # untimed: warms the server's caches for both sides alike
         if due != patients:
@@ -504,7 +446,7 @@ def deliver(*, invoices: int, as_of: date) -> dict[str, Any]:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    django_setup(bench_database_url(), migrate=False)
+    django_setup(benchdb.bench_database_url(SCRIPT, BENCH_DB), migrate=False)
     if args.child == "measure":
         payload: Any = measure(invoices=args.size, as_of=args.as_of, repeats=args.repeats).__dict__
     else:
@@ -583,8 +525,8 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
-    url = bench_database_url()
-    drop_database(url, recreate=True)
+    url = benchdb.bench_database_url(SCRIPT, BENCH_DB)
+    benchdb.drop_database(url, BENCH_DB, recreate=True)
     passed = False
     try:
         django_setup(url, migrate=True)
@@ -612,7 +554,7 @@ def main() -> None:
 
         connections.close_all()
         if not args.keep_db:
-            drop_database(url)
+            benchdb.drop_database(url, BENCH_DB)
     sys.exit(0 if passed else 1)
 
 
