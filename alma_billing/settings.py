@@ -4,7 +4,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -129,15 +128,18 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="alma")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE = {
-    # Outbox sweep: issue invoices and send emails that a lost task left undone.
-    "invoices-sweep": {"task": "invoices.tasks.invoices_sweep", "schedule": timedelta(minutes=5)},
-    # P3: reminders until paid, evaluated daily (ops can change the time in the admin's periodic tasks).
-    "reminders-daily": {"task": "invoices.tasks.reminders_run_task", "schedule": crontab(hour=10, minute=0)},
-    # Autopay charges whose time has come (the schedule lives in the database: AutopayAttempt).
-    "autopay-due": {"task": "payments.tasks.autopay_due_task", "schedule": timedelta(minutes=15)},
-    # Ask Stripe about payments still in flight, in case a webhook was lost.
-    "payments-reconcile": {"task": "payments.tasks.payments_reconcile", "schedule": timedelta(minutes=10)},
+# Periodic tasks live in the database (django-celery-beat) so ops can change them in the admin. `migrate` creates
+# these defaults when they are missing and never overwrites an edited one (settings-defined beat entries would be
+# reset at every beat start). Each: name -> (task, every N minutes | "HH:MM" daily).
+PERIODIC_TASK_DEFAULTS: dict[str, tuple[str, int | str]] = {
+    # Outbox sweep: bill sessions, announce invoices and send reminders that a lost task left undone.
+    "invoices-sweep": ("invoices.tasks.invoices_sweep", 5),
+    # P3: reminders until paid, evaluated daily.
+    "reminders-daily": ("invoices.tasks.reminders_run_task", "10:00"),
+    # Autopay charges (AutopayAttempt rows) whose time has come.
+    "autopay-due": ("payments.tasks.autopay_due_task", 15),
+    # Ask Stripe about payments still in flight, in case a webhook was lost; finish lost refunds and receipts.
+    "payments-reconcile": ("payments.tasks.payments_reconcile", 10),
 }
 
 # Reminders (P3): days after issue, then every REMINDER_REPEAT_DAYS while anything is open.

@@ -11,6 +11,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(staff_groups_ensure, dispatch_uid="alma-staff-groups")
+        post_migrate.connect(periodic_tasks_ensure, dispatch_uid="alma-periodic-tasks")
 
 
 # What each staff group may do in the admin; row-level scoping for providers lives in the admin classes.
@@ -61,3 +62,29 @@ def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
         app_label, codename = dotted.split(".")
         wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
     providers.permissions.set(wanted)
+
+
+def periodic_tasks_ensure(sender: Any, **kwargs: Any) -> None:
+    """Create the default periodic tasks that are missing; leave every existing one as ops set it."""
+    from django.conf import settings
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    if sender.label != "django_celery_beat":
+        return
+    for name, (task, when) in settings.PERIODIC_TASK_DEFAULTS.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        if isinstance(when, int):
+            interval, _ = IntervalSchedule.objects.get_or_create(every=when, period=IntervalSchedule.MINUTES)
+            PeriodicTask.objects.create(name=name, task=task, interval=interval)
+        else:
+            hour, minute = when.split(":")
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=str(int(minute)),
+                hour=str(int(hour)),
+                day_of_week="*",
+                day_of_month="*",
+                month_of_year="*",
+                timezone=settings.TIME_ZONE,
+            )
+            PeriodicTask.objects.create(name=name, task=task, crontab=crontab)

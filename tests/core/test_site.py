@@ -55,3 +55,21 @@ def test_seed_demo_refuses_without_debug() -> None:
 
     with pytest.raises(CommandError, match="DEBUG"):
         call_command("seed_demo")
+
+
+def test_periodic_tasks_are_installed_once_and_ops_edits_are_kept() -> None:
+    from django.apps import apps
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from alma_billing.core.apps import periodic_tasks_ensure
+
+    names = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert {"invoices-sweep", "reminders-daily", "autopay-due", "payments-reconcile"} <= names
+    reminders = PeriodicTask.objects.get(name="reminders-daily")
+    assert reminders.task == "invoices.tasks.reminders_run_task" and reminders.crontab.hour == "10"
+
+    # Ops move the reminders to 08:30 in the admin; the next migrate (or deploy) keeps that.
+    reminders.crontab = CrontabSchedule.objects.create(minute="30", hour="8")
+    reminders.save()
+    periodic_tasks_ensure(sender=apps.get_app_config("django_celery_beat"))
+    assert PeriodicTask.objects.get(name="reminders-daily").crontab.hour == "8"
