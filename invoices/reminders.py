@@ -184,7 +184,12 @@ def reminder_deliver(*, log_id: int) -> bool:
             Invoice.objects.filter(pk__in=log.invoice_ids, status=Invoice.Status.OPEN).order_by("issued_at", "id")
         )
         if not invoices:
-            log.status, log.reason = ReminderLog.Status.SKIPPED, "Paid or being paid before the reminder went out."
+            if Invoice.objects.filter(pk__in=log.invoice_ids, status=Invoice.Status.PROCESSING).exists():
+                # Being paid right now: no reminder, and no record of one, so that if the payment fails the
+                # patient is reminded on the next run rather than at the next schedule point.
+                log.delete()
+                return False
+            log.status, log.reason = ReminderLog.Status.SKIPPED, "Paid before the reminder went out."
             log.save(update_fields=["status", "reason"])
             return False
         patient = log.patient

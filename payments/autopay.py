@@ -87,10 +87,13 @@ def autopay_enroll(
         )
         raise ServiceError(BENEFIT_REFUSED.format(why=why), code="benefit_card")
     if not practices:
+        transaction.on_commit(lambda: _forget(card.payment_method_id))
         raise ServiceError(NO_PRACTICE, code="not_offered")
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
         previous = AutopayEnrollment.objects.select_for_update().filter(patient=patient, ended_at__isnull=True).first()
+        if previous is not None and previous.stripe_payment_method_id == card.payment_method_id:
+            return previous  # the same card again (e.g. a replayed request): nothing to change
         if previous is not None:
             previous.ended_at = timezone.now()
             previous.save(update_fields=["ended_at"])
@@ -200,14 +203,21 @@ def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
     with transaction.atomic():
         attempt = (
             AutopayAttempt.objects.select_for_update(of=("self",))
-            .select_related("invoice", "enrollment")
+            .select_related("invoice__practice", "enrollment")
             .get(pk=attempt_id)
         )
         if attempt.status != AutopayAttempt.Status.SCHEDULED:
             return attempt
         invoice, enrollment = attempt.invoice, attempt.enrollment
-        if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID) or enrollment.ended_at is not None:
-            _finish(attempt, AutopayAttempt.Status.CANCELED, "Paid another way, voided, or autopay was turned off.")
+        if (
+            attempt.payment_id
+            and Payment.objects.filter(pk=attempt.payment_id, status=Payment.Status.SUCCEEDED).exists()
+        ):
+            _finish(attempt, AutopayAttempt.Status.SUCCEEDED, "")  # charged by an earlier run that died after
+            return attempt
+        stop = _stop_reason(attempt)
+        if stop:
+            _finish(attempt, AutopayAttempt.Status.CANCELED, stop)
             return attempt
     card = gateway.Card(
         payment_method_id=enrollment.stripe_payment_method_id,
@@ -230,6 +240,22 @@ def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
     except ServiceError:
         return attempt  # the patient is paying this invoice right now; the next sweep looks again
     AutopayAttempt.objects.filter(pk=attempt.pk, payment__isnull=True).update(payment=payment)
+    with transaction.atomic():
+        # Autopay may have been turned off (or the practice's policy changed) while the invoice was being held.
+        current = (
+            AutopayAttempt.objects.select_for_update(of=("self",))
+            .select_related("invoice__practice", "enrollment")
+            .get(pk=attempt.pk)
+        )
+        reason = "" if current.status == AutopayAttempt.Status.SCHEDULED else "Autopay was turned off."
+        reason = reason or _stop_reason(current)
+    if reason and payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
+        services.payment_abandon(payment_id=payment.pk, message="Autopay was turned off before the charge.")
+        with transaction.atomic():
+            current = AutopayAttempt.objects.select_for_update().get(pk=attempt.pk)
+            if current.status == AutopayAttempt.Status.SCHEDULED:
+                _finish(current, AutopayAttempt.Status.CANCELED, reason)
+        return current
     payment = services.payment_charge(payment_id=payment.pk)
     if payment.status == Payment.Status.PROCESSING:
         # Off-session, a bank that wants the cardholder present (authentication_required) cannot be satisfied.
@@ -249,6 +275,18 @@ def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
         elif payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED):
             _fall_back(attempt, payment)
     return attempt
+
+
+def _stop_reason(attempt: AutopayAttempt) -> str:
+    """Why a scheduled charge must not happen now, or ""."""
+    invoice = attempt.invoice
+    if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID):
+        return "Paid another way or voided."
+    if attempt.enrollment.ended_at is not None:
+        return "Autopay was turned off."
+    if invoice.practice.autopay_policy == Practice.AutopayPolicy.OFF:
+        return "The practice no longer offers autopay."
+    return ""
 
 
 def _finish(attempt: AutopayAttempt, status: str, message: str) -> None:

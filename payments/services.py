@@ -252,9 +252,11 @@ def _settle(payment: Payment) -> list[int]:
             invoice.save(update_fields=["status", "paid_at"])
             audit_record(actor=SYSTEM, action="invoice.paid", obj=invoice, payment_id=payment.pk)
             # Paid: automatic charges still scheduled for it (e.g. an autopay retry) will not happen.
-            AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED).exclude(
-                payment=payment
-            ).update(status=AutopayAttempt.Status.CANCELED, failure_message="Paid.", finished_at=now)
+            attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
+            attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
+            attempts.exclude(payment=payment).update(
+                status=AutopayAttempt.Status.CANCELED, failure_message="Paid.", finished_at=now
+            )
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""
     payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])

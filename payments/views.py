@@ -23,7 +23,7 @@ from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
 from invoices.models import Invoice
-from payments import autopay, receipts, selectors, services
+from payments import autopay, receipts, selectors, services, tasks
 from payments.gateways import stripe as gateway
 from payments.models import Payment
 from payments.webhooks import stripe_event_ingest
@@ -212,6 +212,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
             {"status": "failed", "message": services.STALE, "redirect": reverse("pay-summary")}, status=409
         )
     checkout, invoices = current
+    card: gateway.Card | None = None
     try:
         customer_id = services.patient_customer_id(patient_id=patient_id)
         card = gateway.card_from_setup_intent(
@@ -235,6 +236,8 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
             return JsonResponse({"status": "processing", "redirect": reverse("pay-result", args=[payment.pk])})
         return _payment_json(payment)
     except ServiceError as error:
+        if card is not None:
+            tasks.card_detach_task.delay(card.payment_method_id)  # saved for a payment that will not happen
         return JsonResponse(
             {"status": "failed", "message": error.message, "redirect": reverse("pay-summary")}, status=409
         )

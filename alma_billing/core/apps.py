@@ -50,6 +50,7 @@ def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
 
     del sender, kwargs
     # Runs after every app's migrations (permissions of later apps only exist by then); the last run wins.
+    # The groups are defined here, in code: a migrate resets their permissions to this list.
     ops, _ = Group.objects.get_or_create(name=OPS_GROUP)
     ops.permissions.set(
         Permission.objects.filter(
@@ -71,6 +72,11 @@ def periodic_tasks_ensure(sender: Any, **kwargs: Any) -> None:
 
     if sender.label != "django_celery_beat":
         return
+    from django.db import connections
+
+    connection = connections[kwargs.get("using", "default")]
+    if PeriodicTask._meta.db_table not in connection.introspection.table_names():
+        return  # a partial migrate (e.g. `migrate auth`): the tables come later
     for name, (task, when) in settings.PERIODIC_TASK_DEFAULTS.items():
         if PeriodicTask.objects.filter(name=name).exists():
             continue

@@ -268,3 +268,17 @@ def test_p3_two_runs_at_once_send_one_reminder_each(postgres: None) -> None:
 
     assert sorted(m.to[0] for m in mail.outbox) == sorted(p.email for p in patients)
     assert ReminderLog.objects.filter(status=ReminderLog.Status.SENT).count() == 30
+
+
+def test_p3_a_patient_paying_at_send_time_is_reminded_next_run_if_the_payment_fails() -> None:
+    patient = PatientFactory()
+    invoice = issued(patient, 7)
+    run = ReminderRun.objects.create(as_of=TODAY)
+    reminders_plan(run=run)
+    Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PROCESSING)  # a card check under way
+    reminders_run(as_of=TODAY)
+    assert not mail.outbox
+
+    Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.OPEN)  # the payment failed
+    reminders_run(as_of=TODAY + timedelta(days=1))
+    assert len(reminders_to(patient.email)) == 1

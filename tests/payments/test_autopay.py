@@ -300,3 +300,70 @@ def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, strip
     assert invoice.status == Invoice.Status.PAID
     customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
     assert len([i for i in stripe_fake.intents_for(customer) if i.status == "succeeded"]) == 1
+
+
+def _scheduled(invoice: Invoice) -> AutopayAttempt:
+    return AutopayAttempt.objects.create(
+        invoice=invoice, enrollment=AutopayEnrollment.objects.get(ended_at=None), number=1, scheduled_for=timezone.now()
+    )
+
+
+def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    enroll(verified(invoice))
+    attempt = _scheduled(invoice)
+    Practice.objects.filter(pk=provider.practice_id).update(autopay_policy=Practice.AutopayPolicy.OFF)
+
+    autopay.autopay_attempt_run(attempt_id=attempt.pk)
+
+    attempt.refresh_from_db()
+    invoice.refresh_from_db()
+    assert attempt.status == AutopayAttempt.Status.CANCELED and "no longer offers autopay" in attempt.failure_message
+    assert invoice.status == Invoice.Status.OPEN and not Payment.objects.exists()
+
+
+def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    client = verified(invoice)
+    first = enroll(client)
+    assert first["status"] == "enrolled"
+    enrollment = AutopayEnrollment.objects.get()
+    setup = stripe_fake.client().v1.setup_intents.list().data[-1]
+    replay = client.post("/pay/autopay/enroll/", {"setup_intent": setup.id}, content_type="application/json")
+    assert replay.json()["status"] == "enrolled"
+    assert AutopayEnrollment.objects.get(ended_at=None) == enrollment
+    assert stripe_fake.client().v1.payment_methods.retrieve(enrollment.stripe_payment_method_id).customer
+
+
+def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_succeeded(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    from payments import services
+
+    _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    enroll(verified(invoice))
+    attempt = _scheduled(invoice)
+    enrollment = attempt.enrollment
+    card = Card(
+        payment_method_id=enrollment.stripe_payment_method_id,
+        customer_id="",
+        brand="visa",
+        last4="4242",
+        funding="credit",
+    )
+    payment = services.payment_start(
+        patient_id=invoice.patient_id,
+        invoice_ids=[invoice.pk],
+        expected_amount_cents=invoice.amount_cents,
+        attempt_key=f"autopay-{invoice.pk}-1",
+        card=card,
+        actor=SYSTEM,
+        source=Payment.Source.AUTOPAY,
+        keep_card=True,
+    )
+    AutopayAttempt.objects.filter(pk=attempt.pk).update(payment=payment)
+    services.payment_charge(payment_id=payment.pk)  # the worker "dies" here; the settlement ran meanwhile
+
+    autopay.autopay_attempt_run(attempt_id=attempt.pk)  # the redelivered task
+
+    attempt.refresh_from_db()
+    assert attempt.status == AutopayAttempt.Status.SUCCEEDED
+    assert Payment.objects.count() == 1
