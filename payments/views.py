@@ -51,12 +51,13 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     recent = selectors.recent_payments_for(patient_id=patient_id)
     most_recent = options.most_recent
     practices = autopay.autopay_practices(patient_id=patient_id)
-    enrollment = autopay.active_enrollment(patient_id=patient_id)
+    # Most patients' practices do not offer autopay: then there is no enrollment or charge to look up.
+    enrollment = autopay.active_enrollment(patient_id=patient_id) if practices else None
     context = {
         "autopay_practices": practices,
         "autopay_required": [p for p in practices if p.autopay_policy == "required"] if enrollment is None else [],
         "enrollment": enrollment,
-        "autopay_charges": selectors.autopay_charges_for(patient_id=patient_id),
+        "autopay_charges": selectors.autopay_charges_for(patient_id=patient_id) if practices else [],
         "options": options,
         "rows": [_row(i) for i in reversed(options.payable)],
         "processing": [_row(i) for i in options.processing],
