@@ -25,10 +25,28 @@ class PayOptions:
         return sum(invoice.amount_cents for invoice in self.payable)
 
 
+# What the summary and Details pages show of an invoice; fetching only this keeps the query and the ORM cheap.
+SUMMARY_FIELDS = (
+    "id",
+    "number",
+    "amount_cents",
+    "status",
+    "calculation",
+    "patient_id",
+    "practice_id",
+    "session__id",
+    "session__date_of_service",
+    "provider__id",
+    "provider__display_name",
+)
+
+
 def pay_options_for(*, patient_id: int) -> PayOptions:
     """One query whatever the number of invoices."""
     invoices = list(
-        invoices_for_patient(patient_id=patient_id).filter(status__in=[Invoice.Status.OPEN, Invoice.Status.PROCESSING])
+        invoices_for_patient(patient_id=patient_id)
+        .filter(status__in=[Invoice.Status.OPEN, Invoice.Status.PROCESSING])
+        .only(*SUMMARY_FIELDS)
     )
     return PayOptions(
         payable=[i for i in invoices if i.status == Invoice.Status.OPEN],
