@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
 from django.db.models import Max
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, audit_record
+from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from invoices.models import Invoice, ReminderLog, ReminderRun
 
@@ -169,7 +168,7 @@ def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
 
 def reminder_deliver(*, log_id: int) -> bool:
     """Send one planned reminder with a fresh link. Returns whether an email went out. Never sends a row twice."""
-    from verification.services import pay_link_create, pay_link_url
+    from verification.services import pay_link_email_context
 
     with transaction.atomic():
         log = (
@@ -193,32 +192,19 @@ def reminder_deliver(*, log_id: int) -> bool:
             log.save(update_fields=["status", "reason"])
             return False
         patient = log.patient
-        link, token = pay_link_create(patient=patient, invoice=invoices[-1])
-        context = {
-            "first_name": patient.first_name,
-            "url": pay_link_url(token),
-            "expires_at": link.expires_at,
-            "invoices": [
-                {
-                    "number": i.number,
-                    "issued_on": timezone.localdate(i.issued_at),
-                    "amount": format_cents(i.amount_cents),
-                }
-                for i in invoices
-            ],
-            "total": format_cents(sum(i.amount_cents for i in invoices)),
-        }
+        _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
+        context["invoices"] = [
+            {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.amount_cents)}
+            for i in invoices
+        ]
+        context["total"] = format_cents(sum(i.amount_cents for i in invoices))
         count = len(invoices)
-        message = EmailMultiAlternatives(
-            subject="Reminder: you have an open invoice from Alma"
+        subject = (
+            "Reminder: you have an open invoice from Alma"
             if count == 1
-            else f"Reminder: you have {count} open invoices from Alma",
-            body=render_to_string("emails/reminder.txt", context),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[patient.email],
+            else f"Reminder: you have {count} open invoices from Alma"
         )
-        message.attach_alternative(render_to_string("emails/reminder.html", context), "text/html")
-        message.send()
+        send_patient_email(to=patient.email, subject=subject, template="emails/reminder", context=context)
         log.status, log.sent_at = ReminderLog.Status.SENT, timezone.now()
         log.invoice_ids = [i.pk for i in invoices]
         log.save(update_fields=["status", "sent_at", "invoice_ids"])

@@ -52,12 +52,6 @@ def invoices_for_patient(*, patient_id: int) -> QuerySet[Invoice]:
     )
 
 
-def open_invoices_for(*, patient_id: int) -> list[Invoice]:
-    return list(
-        invoices_for_patient(patient_id=patient_id).filter(status__in=[Invoice.Status.OPEN, Invoice.Status.PROCESSING])
-    )
-
-
 def invoice_for_patient(*, patient_id: int, number: str) -> Invoice | None:
     """One invoice, only if it belongs to this patient: another patient's number is simply not found."""
     return invoices_for_patient(patient_id=patient_id).filter(number=number).first()

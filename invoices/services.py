@@ -4,15 +4,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Sum
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
+from alma_billing.core.mail import send_patient_email
 from invoices import selectors
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
@@ -167,19 +165,15 @@ def invoice_resend_link(*, invoice_id: int, actor: Actor) -> None:
 
 
 def _email_link(invoice: Invoice) -> int:
-    from verification.services import pay_link_create, pay_link_url
+    from verification.services import pay_link_email_context
 
-    patient = invoice.patient
-    link, token = pay_link_create(patient=patient, invoice=invoice)
-    context = {"first_name": patient.first_name, "url": pay_link_url(token), "expires_at": link.expires_at}
-    message = EmailMultiAlternatives(
+    link, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
+    send_patient_email(
+        to=invoice.patient.email,
         subject="You have a new invoice from Alma",
-        body=render_to_string("emails/invoice_issued.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[patient.email],
+        template="emails/invoice_issued",
+        context=context,
     )
-    message.attach_alternative(render_to_string("emails/invoice_issued.html", context), "text/html")
-    message.send()
     return link.pk
 
 

@@ -6,13 +6,12 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
+from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from invoices.models import Invoice, Patient, Practice
 from payments import services
@@ -329,25 +328,11 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
 
 
 def _email(invoice: Invoice, template: str, subject: str, **extra: object) -> None:
-    from verification.services import pay_link_create, pay_link_url
+    from verification.services import pay_link_email_context
 
-    link, token = pay_link_create(patient=invoice.patient, invoice=invoice)
-    context = {
-        "first_name": invoice.patient.first_name,
-        "url": pay_link_url(token),
-        "expires_at": link.expires_at,
-        "number": invoice.number,
-        "amount": format_cents(invoice.amount_cents),
-        **extra,
-    }
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"{template}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[invoice.patient.email],
-    )
-    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
-    message.send()
+    _, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
+    context.update(number=invoice.number, amount=format_cents(invoice.amount_cents), **extra)
+    send_patient_email(to=invoice.patient.email, subject=subject, template=template, context=context)
 
 
 def _forget(payment_method_id: str) -> None:

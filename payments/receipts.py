@@ -2,14 +2,12 @@
 
 import logging
 
-from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 from fpdf import FPDF
 
 from alma_billing.core.audit import SYSTEM, audit_record
+from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from payments.models import Payment, PaymentAllocation
 
@@ -106,14 +104,12 @@ def receipt_email_send(*, payment_id: int) -> bool:
             "card": f"{payment.card_brand.title() or 'Card'} ending in {payment.card_last4}",
             "paid_on": timezone.localtime(payment.succeeded_at or payment.created_at),
         }
-        message = EmailMultiAlternatives(
+        send_patient_email(
+            to=payment.patient.email,
             subject="Your payment to Alma was received",
-            body=render_to_string("emails/payment_receipt.txt", context),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[payment.patient.email],
+            template="emails/payment_receipt",
+            context=context,
         )
-        message.attach_alternative(render_to_string("emails/payment_receipt.html", context), "text/html")
-        message.send()
         payment.receipt_emailed_at = timezone.now()
         payment.save(update_fields=["receipt_emailed_at"])
         audit_record(actor=SYSTEM, action="payment.receipt_emailed", obj=payment)

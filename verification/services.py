@@ -84,6 +84,12 @@ def pay_link_url(token: str) -> str:
     return f"{settings.SITE_URL}/pay/{token}/"
 
 
+def pay_link_email_context(*, patient: Patient, invoice: Invoice | None) -> tuple[PayLink, dict[str, object]]:
+    """A fresh link for an email, and what every patient email says around it (name, link, expiry)."""
+    link, token = pay_link_create(patient=patient, invoice=invoice)
+    return link, {"first_name": patient.first_name, "url": pay_link_url(token), "expires_at": link.expires_at}
+
+
 def pay_links_revoke(*, patient: Patient, reason: str, actor: Actor) -> int:
     """Stop every live link of a patient (e.g. the phone number on the profile changed)."""
     with transaction.atomic():

@@ -4,10 +4,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
+from django.template.loader import render_to_string
 
 
 def outbox_dir() -> Path:
@@ -25,3 +28,16 @@ class OutboxEmailBackend(BaseEmailBackend):
             tmp.write_bytes(message.message().as_bytes())
             tmp.rename(folder / name)  # atomic, so a reader never sees half a message
         return len(email_messages)
+
+
+def send_patient_email(*, to: str, subject: str, template: str, context: dict[str, Any]) -> None:
+    """Send `template`.txt with `template`.html as its alternative. Subjects and bodies stay discreet (no clinical
+    words, no provider names): the templates under templates/emails/ are the only place the words live."""
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+    )
+    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    message.send()
