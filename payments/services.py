@@ -6,6 +6,7 @@ was taken), a failure never undoes a success, and a duplicate or late report cha
 """
 
 import logging
+import uuid
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
@@ -37,6 +38,28 @@ def patient_customer_id(*, patient_id: int) -> str:
     Patient.objects.filter(pk=patient.pk, stripe_customer_id="").update(stripe_customer_id=customer_id)
     patient.refresh_from_db(fields=["stripe_customer_id"])
     return patient.stripe_customer_id
+
+
+def card_setup_start(*, patient_id: int, purpose: str) -> tuple[str, str]:
+    """A SetupIntent for Stripe.js to save a card on (the pay page and autopay): (id, client secret)."""
+    customer_id = patient_customer_id(patient_id=patient_id)
+    return gateway.setup_intent_create(
+        customer_id=customer_id, purpose=purpose, key=f"{purpose}-{patient_id}-{uuid.uuid4().hex}"
+    )
+
+
+def card_saved(*, patient_id: int, setup_intent_id: str) -> gateway.Card | None:
+    """The card Stripe.js saved on a SetupIntent, if that SetupIntent is this patient's and succeeded."""
+    customer_id = patient_customer_id(patient_id=patient_id)
+    return gateway.card_from_setup_intent(setup_intent_id=setup_intent_id, customer_id=customer_id)
+
+
+def payment_action_secret(*, payment: Payment) -> str | None:
+    """The client secret Stripe.js needs when the bank asks the patient to authenticate, else None."""
+    if payment.status != Payment.Status.PROCESSING or not payment.stripe_payment_intent_id:
+        return None
+    intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
+    return intent.client_secret if intent.status == "requires_action" else None
 
 
 def payment_start(

@@ -152,10 +152,7 @@ def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         checkout["attempt_key"] = uuid.uuid4().hex  # the last try failed: a new card is a new attempt
     request.session[CHECKOUT_KEY] = checkout
     try:
-        customer_id = services.patient_customer_id(patient_id=patient_id)
-        setup_id, setup_secret = gateway.setup_intent_create(
-            customer_id=customer_id, purpose="payment", key=f"{patient_id}-{uuid.uuid4().hex}"
-        )
+        setup_id, setup_secret = services.card_setup_start(patient_id=patient_id, purpose="payment")
     except TransportError as error:
         messages.error(request, error.message)
         return redirect("pay-summary")
@@ -185,17 +182,23 @@ def _payment_json(payment: Payment) -> JsonResponse:
         return JsonResponse({"status": "succeeded", "redirect": result_url})
     if payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED):
         return JsonResponse({"status": "failed", "message": payment.failure_message, "redirect": result_url})
-    if payment.status == Payment.Status.PROCESSING and payment.stripe_payment_intent_id:
-        try:
-            intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
-        except TransportError:
-            return JsonResponse({"status": "processing", "redirect": result_url})
-        if intent.status == "requires_action":
-            refresh = reverse("pay-refresh", kwargs={"payment_id": payment.pk})
-            return JsonResponse(
-                {"status": "requires_action", "client_secret": intent.client_secret, "refresh": refresh}
-            )
+    try:
+        secret = services.payment_action_secret(payment=payment)
+    except TransportError:
+        secret = None  # the result page asks Stripe again
+    if secret:
+        refresh = reverse("pay-refresh", kwargs={"payment_id": payment.pk})
+        return JsonResponse({"status": "requires_action", "client_secret": secret, "refresh": refresh})
     return JsonResponse({"status": "processing", "redirect": result_url})
+
+
+def _another_card(patient_id: int, purpose: str) -> dict[str, str]:
+    """A fresh SetupIntent for an error answer, so the page can take a card again without reloading."""
+    try:
+        setup_id, setup_secret = services.card_setup_start(patient_id=patient_id, purpose=purpose)
+    except TransportError:
+        return {}
+    return {"setup_id": setup_id, "setup_secret": setup_secret}
 
 
 @patient_page
@@ -215,12 +218,11 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     checkout, invoices = current
     card: gateway.Card | None = None
     try:
-        customer_id = services.patient_customer_id(patient_id=patient_id)
-        card = gateway.card_from_setup_intent(
-            setup_intent_id=str(body.get("setup_intent", "")), customer_id=customer_id
-        )
+        card = services.card_saved(patient_id=patient_id, setup_intent_id=str(body.get("setup_intent", "")))
         if card is None:
-            return JsonResponse({"status": "error", "message": CARD_NOT_SAVED}, status=400)
+            return JsonResponse(
+                {"status": "error", "message": CARD_NOT_SAVED, **_another_card(patient_id, "payment")}, status=400
+            )
         payment = services.payment_start(
             patient_id=patient_id,
             invoice_ids=[i.pk for i in invoices],
@@ -326,9 +328,8 @@ def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     }
     if practices:
         try:
-            customer_id = services.patient_customer_id(patient_id=patient_id)
-            context["setup_id"], context["setup_secret"] = gateway.setup_intent_create(
-                customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
+            context["setup_id"], context["setup_secret"] = services.card_setup_start(
+                patient_id=patient_id, purpose="autopay"
             )
         except TransportError as error:
             messages.error(request, error.message)
@@ -343,12 +344,11 @@ def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     body = _json_body(request)
     try:
-        customer_id = services.patient_customer_id(patient_id=patient_id)
-        card = gateway.card_from_setup_intent(
-            setup_intent_id=str(body.get("setup_intent", "")), customer_id=customer_id
-        )
+        card = services.card_saved(patient_id=patient_id, setup_intent_id=str(body.get("setup_intent", "")))
         if card is None:
-            return JsonResponse({"status": "error", "message": CARD_NOT_SAVED}, status=400)
+            return JsonResponse(
+                {"status": "error", "message": CARD_NOT_SAVED, **_another_card(patient_id, "autopay")}, status=400
+            )
         autopay.autopay_enroll(
             patient_id=patient_id,
             card=card,
@@ -357,21 +357,9 @@ def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse
             ip=client_ip(request),
         )
     except ServiceError as error:
-        # The saved card was not enrolled: give the page a fresh SetupIntent so another card can be tried.
-        try:
-            setup_id, setup_secret = gateway.setup_intent_create(
-                customer_id=customer_id, purpose="autopay", key=f"{patient_id}-{uuid.uuid4().hex}"
-            )
-        except TransportError:
-            setup_id = setup_secret = ""
+        # The saved card was not enrolled: the page gets a fresh SetupIntent so another card can be tried.
         return JsonResponse(
-            {
-                "status": "refused",
-                "message": error.message,
-                "code": error.code,
-                "setup_id": setup_id,
-                "setup_secret": setup_secret,
-            },
+            {"status": "refused", "message": error.message, "code": error.code, **_another_card(patient_id, "autopay")},
             status=409,
         )
     except TransportError as error:

@@ -312,3 +312,17 @@ def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, bo
         assert response.status_code in (400, 409), (url, response.status_code)
         assert response.json()["message"]
     assert not Payment.objects.exists()
+
+
+def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    client.post("/pay/checkout/", {"choice": "all"})
+    fields = card_page(client)
+
+    refused = confirm(client, {**fields, "setup-id": "seti_not_ours"})
+
+    assert refused["http"] == 400 and refused["message"] == "We couldn't read that card. Please enter it again."
+    assert refused["setup_id"] != fields["setup-id"]
+    stripe_fake.save_card(refused["setup_id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, {**fields, "setup-id": refused["setup_id"]})["status"] == "succeeded"
