@@ -278,7 +278,7 @@ def _settle(payment: Payment) -> list[int]:
             attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
             attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
             attempts.exclude(payment=payment).update(
-                status=AutopayAttempt.Status.CANCELED, failure_message="Paid.", finished_at=now
+                status=AutopayAttempt.Status.CANCELED, failure_message="Paid another way.", finished_at=now
             )
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""

@@ -367,3 +367,27 @@ def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_s
     attempt.refresh_from_db()
     assert attempt.status == AutopayAttempt.Status.SUCCEEDED
     assert Payment.objects.count() == 1
+
+
+def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from alma_billing.core.errors import TransportError
+
+    provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    enroll(verified(invoice))
+    second = InvoiceFactory(session__patient=invoice.patient, session__provider=provider, amount_cents=5_000)
+    broken = _scheduled(invoice)
+    _scheduled(second)
+    real_run = autopay.autopay_attempt_run
+
+    def run(*, attempt_id: int) -> AutopayAttempt:
+        if attempt_id == broken.pk:
+            raise TransportError("Stripe is unreachable", permanent=False)
+        return real_run(attempt_id=attempt_id)
+
+    monkeypatch.setattr(autopay, "autopay_attempt_run", run)
+    assert autopay.autopay_due() == 1
+
+    second.refresh_from_db()
+    broken.refresh_from_db()
+    assert second.status == Invoice.Status.PAID
+    assert broken.status == AutopayAttempt.Status.SCHEDULED  # due again at the next sweep

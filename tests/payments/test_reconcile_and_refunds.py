@@ -414,3 +414,27 @@ def test_the_database_refuses_a_second_live_allocation_for_an_invoice(patient: A
     # A released share is history, not a hold: it may sit beside the live one.
     PaymentAllocation.objects.create(payment=other, invoice=invoice, amount_cents=2_200, state=State.RELEASED)
     assert PaymentAllocation.objects.filter(invoice=invoice).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_charge_whose_answer_was_lost_is_adopted_not_released(stripe_api: str, patient: Any) -> None:
+    """The call reached Stripe and charged, but its answer never came back (timeout, dead worker)."""
+    (invoice,) = open_invoices(patient, 6_000)
+    payment = start(patient, [invoice], card=saved_card(patient))
+    customer_id = services.patient_customer_id(patient_id=patient.pk)
+    charged = gateway.payment_intent_create(
+        amount_cents=payment.amount_cents,
+        customer_id=customer_id,
+        payment_method_id=payment.stripe_payment_method_id,
+        payment_id=payment.pk,
+    )
+    assert isinstance(charged, gateway.Intent) and charged.status == "succeeded"
+    Payment.objects.filter(pk=payment.pk).update(charge_attempts=1)  # counted before the call, as payment_charge does
+    age(payment, timedelta(minutes=30))
+
+    reconcile()
+
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and payment.stripe_payment_intent_id == charged.id
+    assert status_of(invoice) == Invoice.Status.PAID
+    assert [i.id for i in stripe_fake.intents_for(customer_id)] == [charged.id]  # adopted, not charged again
