@@ -56,6 +56,13 @@ def _open_invoices_page(page: Page, live_server: Any, *amounts: int) -> list[Inv
     return invoices
 
 
+def _card_page_for_one_invoice(page: Page, live_server: Any) -> Invoice:
+    """Verified, one $70.00 invoice, on its card page (P10: "Enter payment details")."""
+    [invoice] = _open_invoices_page(page, live_server, 7_000)
+    page.get_by_role("button", name="Enter payment details").click()
+    return invoice
+
+
 def _fill_card(page: Page, number: str) -> None:
     """The fake Stripe.js card element: five plain inputs named by their placeholders."""
     card = page.locator("#card-element")
@@ -213,8 +220,7 @@ def test_p5_declined_card_then_a_good_one(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
+    invoice = _card_page_for_one_invoice(page, live_server)
     _pay(page, "$70.00", stripe_fake.DECLINED_AT_CHARGE)
 
     expect(page.get_by_role("heading", name=DIDNT_GO_THROUGH, level=1)).to_be_visible()
@@ -241,8 +247,7 @@ def test_declined_at_setup_shows_the_reason_in_the_page(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
+    invoice = _card_page_for_one_invoice(page, live_server)
     _pay(page, "$70.00", stripe_fake.DECLINED_AT_SETUP)
 
     errors = page.locator("#card-errors")
@@ -271,8 +276,7 @@ def test_3d_secure_completed_in_the_page(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
+    invoice = _card_page_for_one_invoice(page, live_server)
     _pay(page, "$70.00", stripe_fake.THREE_D_SECURE)
 
     _authenticate(page, "Complete authentication", screenshot)  # saving the card
@@ -286,8 +290,7 @@ def test_3d_secure_failed_does_not_pay(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
+    invoice = _card_page_for_one_invoice(page, live_server)
     _pay(page, "$70.00", stripe_fake.THREE_D_SECURE)
 
     _authenticate(page, "Complete authentication")  # saving the card
@@ -304,8 +307,7 @@ def test_double_click_on_pay_charges_once(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
+    invoice = _card_page_for_one_invoice(page, live_server)
     expect(page.get_by_role("heading", name="Pay $70.00", level=1)).to_be_visible()
     _fill_card(page, stripe_fake.GOOD_CARD)
     confirms: list[str] = []
