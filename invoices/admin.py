@@ -1,13 +1,12 @@
 """The admin providers and ops staff live in. Providers see only their own patients, sessions and invoices; ops see
 everything. Money is read-only once issued; every action goes through a service that writes an audit event."""
 
-from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +29,7 @@ from invoices.models import (
     ReminderRun,
     TherapySession,
 )
+from invoices.selectors import AGING_BUCKETS, issued_within
 
 
 class OpsOnlyAdmin(admin.ModelAdmin):
@@ -119,19 +119,26 @@ class PatientAdmin(PatientScoped):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         last = ReminderLog.objects.filter(patient=OuterRef("pk"), status=ReminderLog.Status.SENT).order_by("-sent_on")
-        return super().get_queryset(request).annotate(last_reminder_on=Subquery(last.values("sent_on")[:1]))
+        open_cents = (
+            Invoice.objects.filter(patient=OuterRef("pk"), status=Invoice.Status.OPEN)
+            .order_by()
+            .values("patient")
+            .annotate(total=Sum("amount_cents"))
+            .values("total")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_reminder_on=Subquery(last.values("sent_on")[:1]), open_cents=Subquery(open_cents))
+        )
 
-    @admin.display(description="Open balance")
-    def open_balance(self, obj: Patient) -> str:
-        total = sum(i.amount_cents for i in obj.invoices.all() if i.status == Invoice.Status.OPEN)
-        return format_cents(total)
+    @admin.display(description="Open balance", ordering="open_cents")
+    def open_balance(self, obj: Any) -> str:
+        return format_cents(obj.open_cents or 0)
 
     @admin.display(description="Last reminder", ordering="last_reminder_on")
     def last_reminder(self, obj: Any) -> Any:
         return obj.last_reminder_on or "-"
-
-    def get_list_display(self, request: HttpRequest) -> Any:
-        return super().get_list_display(request)
 
     def save_model(self, request: HttpRequest, obj: Patient, form: Any, change: bool) -> None:
         if not change:
@@ -241,20 +248,19 @@ class TherapySessionAdmin(ProviderScopedAdmin):
 
 
 class AgeFilter(admin.SimpleListFilter):
+    """The dashboard's aging buckets, as a filter on the invoice list."""
+
     title = "age"
     parameter_name = "age"
-    BUCKETS = {"0-30": (0, 30), "31-60": (31, 60), "61-90": (61, 90), "90+": (91, None)}
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(key, f"{key} days") for key in self.BUCKETS]
+        return [(str(index), label) for index, (label, _, _) in enumerate(AGING_BUCKETS)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() not in self.BUCKETS:
+        if self.value() not in {str(index) for index in range(len(AGING_BUCKETS))}:
             return queryset
-        low, high = self.BUCKETS[str(self.value())]
-        now = timezone.now()
-        queryset = queryset.filter(issued_at__lte=now - timedelta(days=low))
-        return queryset if high is None else queryset.filter(issued_at__gt=now - timedelta(days=high + 1))
+        _, low, high = AGING_BUCKETS[int(str(self.value()))]
+        return queryset.filter(issued_within(low=low, high=high, now=timezone.now()))
 
 
 class DiscrepancyFilter(admin.SimpleListFilter):

@@ -19,16 +19,16 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
     if not is_ops(request.user):
         raise PermissionDenied
     buckets = open_balance_by_age(now=timezone.now())
-    biggest = max((int(b["cents"]) for b in buckets), default=0) or 1  # type: ignore[call-overload]
+    biggest = max((b.cents for b in buckets), default=0) or 1
     bars = [
-        {**b, "amount": format_cents(int(b["cents"])), "width": round(300 * int(b["cents"]) / biggest)}  # type: ignore[call-overload]
+        {"label": b.label, "count": b.count, "amount": format_cents(b.cents), "width": round(300 * b.cents / biggest)}
         for b in buckets
     ]
     context = {
         **admin.site.each_context(request),
         "title": "Ops dashboard",
         "bars": bars,
-        "total": format_cents(sum(int(b["cents"]) for b in buckets)),  # type: ignore[call-overload]
+        "total": format_cents(sum(b.cents for b in buckets)),
         "runs": ReminderRun.objects.all()[:10],
         "autopay_failures": Payment.objects.filter(
             source=Payment.Source.AUTOPAY, status=Payment.Status.FAILED

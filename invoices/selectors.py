@@ -1,8 +1,10 @@
 """Reads for billing: which plan, which eligibility check, which EAP authorization, what is left undone."""
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, Q, QuerySet, Sum, Value
 
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
 
@@ -57,22 +59,39 @@ def invoice_for_patient(*, patient_id: int, number: str) -> Invoice | None:
     return invoices_for_patient(patient_id=patient_id).filter(number=number).first()
 
 
-AGING_BUCKETS = [("0–30 days", 0, 30), ("31–60 days", 31, 60), ("61–90 days", 61, 90), ("90+ days", 91, None)]
+# Open balance age buckets (days since issue), shared by the dashboard and the admin's age filter.
+AGING_BUCKETS: list[tuple[str, int, int | None]] = [
+    ("0–30 days", 0, 30),
+    ("31–60 days", 31, 60),
+    ("61–90 days", 61, 90),
+    ("90+ days", 91, None),
+]
 
 
-def open_balance_by_age(*, now: datetime) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class AgingBucket:
+    label: str
+    cents: int
+    count: int
+
+
+def issued_within(*, low: int, high: int | None, now: datetime) -> Q:
+    """Invoices issued between `low` and `high` whole days ago (`high` None: or earlier)."""
+    window = Q(issued_at__lte=now - timedelta(days=low))
+    if high is not None:
+        window &= Q(issued_at__gt=now - timedelta(days=high + 1))
+    return window
+
+
+def open_balance_by_age(*, now: datetime) -> list[AgingBucket]:
     """Open invoices by days since issue, in one aggregate query."""
-    from django.db.models import Count, IntegerField, Q, Sum, Value
-
-    aggregates: dict[str, object] = {}
+    aggregates: dict[str, Any] = {}
     for index, (_, low, high) in enumerate(AGING_BUCKETS):
-        window = Q(issued_at__lte=now - timedelta(days=low))
-        if high is not None:
-            window &= Q(issued_at__gt=now - timedelta(days=high + 1))
+        window = issued_within(low=low, high=high, now=now)
         aggregates[f"cents_{index}"] = Sum("amount_cents", filter=window, default=Value(0, IntegerField()))
         aggregates[f"count_{index}"] = Count("id", filter=window)
     totals = Invoice.objects.filter(status=Invoice.Status.OPEN).aggregate(**aggregates)
     return [
-        {"label": label, "cents": totals[f"cents_{i}"], "count": totals[f"count_{i}"]}
+        AgingBucket(label=label, cents=int(totals[f"cents_{i}"]), count=int(totals[f"count_{i}"]))
         for i, (label, _, _) in enumerate(AGING_BUCKETS)
     ]

@@ -276,3 +276,16 @@ def test_a_payment_covering_two_providers_shows_each_only_their_share(two_provid
     page = provider_client(mine).get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
     assert my_invoice.number in page
     assert "INV-OTHER-DR" not in page and "$240.00" not in page
+
+
+def test_ops_filter_invoices_by_the_dashboards_age_buckets_and_see_patient_balances(ops) -> None:  # type: ignore[no-untyped-def]
+    fresh = InvoiceFactory(amount_cents=1_000, session__patient=PatientFactory(last_name="Freshly"))
+    old = InvoiceFactory(amount_cents=2_500, session__patient=PatientFactory(last_name="Oldham"))
+    Invoice.objects.filter(pk=old.pk).update(issued_at=timezone.now() - timedelta(days=120))
+
+    ninety_plus = ops.get("/admin/invoices/invoice/?age=3").content.decode()
+    assert f">{old.number}</a>" in ninety_plus and f">{fresh.number}</a>" not in ninety_plus
+    assert "90+ days" in ninety_plus
+
+    patients = ops.get("/admin/invoices/patient/").content.decode()
+    assert "$25.00" in patients and "$10.00" in patients
