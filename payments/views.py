@@ -257,8 +257,10 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
         return JsonResponse({"status": "error", "message": "Payment not found."}, status=404)
     try:
         payment = services.payment_refresh(payment_id=payment.pk)
-    except TransportError as error:
-        return JsonResponse({"status": "error", "message": error.message}, status=503)
+    except TransportError:
+        # After the card check the charge may well have gone through: never say "nothing was charged" here.
+        # The result page shows "We're confirming your payment" and asks Stripe again.
+        return JsonResponse({"status": "processing", "redirect": reverse("pay-result", args=[payment.pk])})
     return _payment_json(payment)
 
 

@@ -326,3 +326,21 @@ def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, p
     assert refused["setup_id"] != fields["setup-id"]
     stripe_fake.save_card(refused["setup_id"], stripe_fake.GOOD_CARD)
     assert confirm(client, {**fields, "setup-id": refused["setup_id"]})["status"] == "succeeded"
+
+
+def test_stripe_unreachable_after_the_card_check_never_claims_nothing_was_charged(
+    stripe_api, patient, settings
+) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
+    stripe_fake.authenticate(Payment.objects.get().stripe_payment_intent_id, success=True)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:1"  # the card processor stops answering
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+
+    answer = client.post(result["refresh"]).json()
+
+    assert answer["status"] == "processing" and "message" not in answer
+    page = client.get(answer["redirect"]).content.decode()
+    assert "We&#x27;re confirming your payment" in page or "We're confirming your payment" in page
+    assert "Nothing was charged" not in page
