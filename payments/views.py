@@ -14,11 +14,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, message_page, patient_page
+from alma_billing.core.http import client_ip, message_page
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -27,7 +27,7 @@ from payments import autopay, receipts, selectors, services, tasks
 from payments.gateways import stripe as gateway
 from payments.models import Payment
 from payments.webhooks import stripe_event_ingest
-from verification.access import verified_patient_required
+from verification.access import verified_patient_page
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def _row(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     options = selectors.pay_options_for(patient_id=patient_id)
     recent = selectors.recent_payments_for(patient_id=patient_id)
@@ -68,9 +66,7 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return render(request, "payments/summary.html", context)
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     """P12: every open invoice, oldest first, each payable on its own."""
     options = selectors.pay_options_for(patient_id=patient_id)
@@ -84,9 +80,7 @@ def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     )
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
     invoice = invoice_selectors.invoice_for_patient(patient_id=patient_id, number=number)
     if invoice is None:
@@ -106,9 +100,7 @@ def _chosen_invoices(patient_id: int, choice: str) -> list[Invoice]:
     return []
 
 
-@patient_page
-@require_POST
-@verified_patient_required
+@verified_patient_page("POST")
 def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     invoices = _chosen_invoices(patient_id, request.POST.get("choice", ""))
     if not invoices:
@@ -135,9 +127,7 @@ def _checkout(request: HttpRequest, patient_id: int) -> tuple[dict[str, Any], li
     return checkout, invoices
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     checkout = request.session.get(CHECKOUT_KEY) or {}
     earlier = Payment.objects.filter(attempt_key=checkout.get("attempt_key", "-"), patient_id=patient_id).first()
@@ -201,9 +191,7 @@ def _another_card(patient_id: int, purpose: str) -> dict[str, str]:
     return {"setup_id": setup_id, "setup_secret": setup_secret}
 
 
-@patient_page
-@require_POST
-@verified_patient_required
+@verified_patient_page("POST")
 def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     """Called by the card page once Stripe.js saved the card: hold the invoices, then charge them."""
     body = _json_body(request)
@@ -248,9 +236,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         return JsonResponse({"status": "error", "message": error.message}, status=503)
 
 
-@patient_page
-@require_POST
-@verified_patient_required
+@verified_patient_page("POST")
 def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
@@ -264,9 +250,7 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
     return _payment_json(payment)
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
@@ -291,9 +275,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
     )
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
@@ -316,9 +298,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok" if fresh else "duplicate", content_type="text/plain")
 
 
-@patient_page
-@require_GET
-@verified_patient_required
+@verified_patient_page("GET")
 def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     """P6: enroll a card, see it, replace it, or turn autopay off, with the consent text in plain words."""
     practices = autopay.autopay_practices(patient_id=patient_id)
@@ -340,9 +320,7 @@ def pay_autopay(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return render(request, "payments/autopay.html", context)
 
 
-@patient_page
-@require_POST
-@verified_patient_required
+@verified_patient_page("POST")
 def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     body = _json_body(request)
     try:
@@ -370,9 +348,7 @@ def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse
     return JsonResponse({"status": "enrolled", "redirect": reverse("pay-summary")})
 
 
-@patient_page
-@require_POST
-@verified_patient_required
+@verified_patient_page("POST")
 def pay_autopay_end(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     if autopay.autopay_end(patient_id=patient_id, actor=Actor.patient(patient_id, ip=client_ip(request))):
         messages.success(request, "Autopay is off. Nothing more will be charged automatically.")

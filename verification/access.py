@@ -53,3 +53,15 @@ def verified_patient_required(view: Callable[..., HttpResponse]) -> Callable[...
         return view(request, *args, patient_id=patient_id, **kwargs)
 
     return wrapped
+
+
+def verified_patient_page(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A patient page behind verification: security headers, allowed methods, and the verified patient's id."""
+    from django.views.decorators.http import require_http_methods
+
+    from alma_billing.core.http import patient_page
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return patient_page(require_http_methods(list(methods))(verified_patient_required(view)))
+
+    return decorate
