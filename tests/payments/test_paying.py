@@ -159,6 +159,8 @@ def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(stripe
     failed = Payment.objects.get()
     assert failed.status == Payment.Status.FAILED
     assert failed.allocations.get().state == PaymentAllocation.State.RELEASED
+    # The declined card is not kept on the patient's Stripe customer.
+    assert not stripe_fake.client().v1.payment_methods.retrieve(failed.stripe_payment_method_id).customer
     page = client.get(result["redirect"]).content.decode()
     assert "didn't go through" in page and "Nothing was charged" in page and "Try another card" in page
 
