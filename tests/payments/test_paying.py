@@ -146,11 +146,14 @@ def test_p11_paid_and_processing_invoices_are_never_offered(stripe_api, patient)
     assert Payment.objects.count() == 1
 
 
-def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(  # type: ignore[no-untyped-def]
+    stripe_api, patient, django_capture_on_commit_callbacks
+) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
 
-    result = pay(client, "all", card=stripe_fake.DECLINED_AT_CHARGE)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = pay(client, "all", card=stripe_fake.DECLINED_AT_CHARGE)
 
     assert result["status"] == "failed"
     assert "declined" in result["message"] and "Try another card" in result["message"]
