@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "alma_billing.core.budget.OutsideCallBudgetMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -125,7 +126,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="alma")
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Short socket timeouts: publishing to a Redis that is down or hung must fail fast (the sweeps finish the work).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 5, "socket_connect_timeout": 2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks live in the database (django-celery-beat) so ops can change them in the admin. `migrate` creates
@@ -177,6 +180,10 @@ BENEFIT_CARD_ISSUER_WORDS = env.list(
 PAY_LINK_TTL = timedelta(days=env.int("PAY_LINK_TTL_DAYS", default=30))
 # A completed session older than this without an outcome is picked up by the sweep.
 ISSUE_SWEEP_GRACE = timedelta(minutes=env.int("ISSUE_SWEEP_GRACE_MINUTES", default=2))
+# How long a reminder run keeps reconnecting to a database that went away (a restart, a dropped connection)
+# before it stops and says it was interrupted.
+REMINDER_DB_RETRY = timedelta(seconds=env.int("REMINDER_DB_RETRY_SECONDS", default=60))
+REMINDER_MESSAGE_ID_DOMAIN = env.str("REMINDER_MESSAGE_ID_DOMAIN", default=SITE_URL.split("//")[-1].split(":")[0])
 
 # SMS codes: Twilio Verify in production; the local backend (codes in the dev outbox) only with DEBUG.
 VERIFY_BACKEND = env.str("VERIFY_BACKEND", default="local" if DEBUG else "twilio")
@@ -224,7 +231,22 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default=LOCALSTRIPE_URL if _use_loc
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL", default=f"{LOCALSTRIPE_URL}/js.stripe.com/v3/" if _use_localstripe else "https://js.stripe.com/v3/"
 )
-STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
+# --- Outside-call budget, chosen together with the web worker's timeout (bin/web, README "When things fail").
+# A sync gunicorn worker is killed after GUNICORN_TIMEOUT seconds on one request; every request spends at most
+# OUTSIDE_CALL_BUDGET_SECONDS on Stripe/Twilio/SMTP in all (alma_billing.core.budget), leaving the rest for the
+# database and the page. One Stripe call waits at most STRIPE_TIMEOUT_SECONDS per try, retried while time is left.
+GUNICORN_TIMEOUT = env.int("GUNICORN_TIMEOUT", default=30)
+OUTSIDE_CALL_BUDGET_SECONDS = env.float("OUTSIDE_CALL_BUDGET_SECONDS", default=20.0)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=8.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=16.0)  # both tries together
+if OUTSIDE_CALL_BUDGET_SECONDS > GUNICORN_TIMEOUT - 5:
+    raise ImproperlyConfigured(
+        f"OUTSIDE_CALL_BUDGET_SECONDS ({OUTSIDE_CALL_BUDGET_SECONDS:g}) must be at least 5 s below GUNICORN_TIMEOUT "
+        f"({GUNICORN_TIMEOUT}), or a slow card processor gets web workers killed mid-payment."
+    )
+# A payment in flight that Stripe has not answered about for this long is flagged to ops on the dashboard.
+PAYMENT_STUCK_AFTER = timedelta(hours=env.int("PAYMENT_STUCK_AFTER_HOURS", default=24))
 # A payment still in flight after this long is asked about by reconciliation (webhooks may have been lost).
 PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MINUTES", default=10))
 

@@ -11,7 +11,7 @@ from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, confirm, open_invoices, pay, verified_client
+from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -168,7 +168,8 @@ def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(  # ty
     assert "didn't go through" in page and "Nothing was charged" in page and "Try another card" in page
 
     # "Try another card" opens the card page again, as a new attempt.
-    fields = card_page(client)
+    retry = client.get(f"/pay/payments/{failed.pk}/retry/")
+    fields = card_page(client, retry["Location"])
     assert fields["attempt-key"] != failed.attempt_key
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
     assert confirm(client, fields)["status"] == "succeeded"
@@ -211,8 +212,7 @@ def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> N
 def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
 
     first, second = confirm(client, fields), confirm(client, fields)
@@ -223,15 +223,14 @@ def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patien
     customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
     assert len(stripe_fake.intents_for(customer)) == 1
     # Opening the card page again after paying goes to the result, not to a second charge.
-    response = client.get("/pay/card/")
+    response = client.get(fields["url"])
     assert response.status_code == 302 and response["Location"] == first["redirect"]
 
 
 def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
 
     result = confirm(client, fields, amount=1, amount_cents=1, invoice_ids=[999])
@@ -256,8 +255,7 @@ def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, pa
 def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     tab_one = verified_client(invoice)
-    tab_one.post("/pay/checkout/", {"choice": "all"})
-    stale = card_page(tab_one)
+    stale = card_page(tab_one, checkout(tab_one, "all"))
     pay(verified_client(invoice), "all")  # another tab (or device) pays first
 
     stripe_fake.save_card(stale["setup-id"], stripe_fake.GOOD_CARD)
@@ -288,7 +286,7 @@ def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(strip
 
 def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-untyped-def]
     client = Client()
-    for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/", "/pay/payments/1/"):
+    for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/0123456789abcdef/", "/pay/payments/1/"):
         assert client.get(url).status_code == 401
     assert client.post("/pay/checkout/", {"choice": "all"}).status_code == 401
 
@@ -296,8 +294,7 @@ def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-unt
 def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    response = client.get("/pay/card/")
+    response = client.get(checkout(client, "all"))
     policy = response["Content-Security-Policy"]
     assert f"script-src 'self' {stripe_api}" in policy
     assert "frame-ancestors 'none'" in policy
@@ -310,8 +307,7 @@ def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> Non
 def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, body: bytes) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    card_page(client)
+    card_page(client, checkout(client, "all"))
     for url in ("/pay/card/confirm/", "/pay/autopay/enroll/"):
         response = client.post(url, body, content_type="application/json")
         assert response.status_code in (400, 409), (url, response.status_code)
@@ -322,8 +318,7 @@ def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, bo
 def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
 
     refused = confirm(client, {**fields, "setup-id": "seti_not_ours"})
 
