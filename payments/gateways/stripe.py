@@ -91,7 +91,7 @@ class Event:
     raw: dict[str, Any]
 
 
-def _client() -> stripe.StripeClient:
+def _client(*, retries: bool = True) -> stripe.StripeClient:
     """A client whose timeout and retries fit in what is left of the request's outside-call budget."""
     per_call = settings.STRIPE_TIMEOUT_SECONDS
     try:
@@ -103,7 +103,7 @@ def _client() -> stripe.StripeClient:
         settings.STRIPE_SECRET_KEY,
         base_addresses={"api": settings.STRIPE_API_BASE},
         http_client=stripe.RequestsClient(timeout=timeout),
-        max_network_retries=budget.call_retries(per_call, settings.STRIPE_MAX_NETWORK_RETRIES),
+        max_network_retries=budget.call_retries(per_call, settings.STRIPE_MAX_NETWORK_RETRIES) if retries else 0,
     )
 
 
@@ -115,7 +115,10 @@ def payment_signature(*, payment_id: int, amount_cents: int) -> str:
 
 
 def _missing(error: stripe.StripeError) -> bool:
-    return isinstance(error, stripe.InvalidRequestError) and getattr(error, "code", "") == "resource_missing"
+    """Stripe's "No such ..." (code resource_missing, HTTP 404)."""
+    return isinstance(error, stripe.InvalidRequestError) and (
+        getattr(error, "code", "") == "resource_missing" or error.http_status == 404
+    )
 
 
 def _transport(error: stripe.StripeError, action: str) -> TransportError:
@@ -148,8 +151,10 @@ def _intent(source: Any) -> Intent:
     intent_id, status = _text(obj.get("id")), _text(obj.get("status"))
     if not intent_id.startswith("pi_") or not status:
         raise Malformed("a payment intent has an id and a status")
-    error = obj.get("last_payment_error") or {}
-    metadata = obj.get("metadata") or {}
+    error = obj.get("last_payment_error")
+    error = {} if error is None else error
+    metadata = obj.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(error, dict) or not isinstance(metadata, dict):
         raise Malformed("last_payment_error and metadata are objects")
     return Intent(
@@ -264,7 +269,9 @@ def payment_intent_create(
     if off_session:
         params["off_session"] = True
     try:
-        intent = _client().v1.payment_intents.create(
+        # Not retried here: an unanswered charge is found and adopted by reconciliation (payment_intent_find), which
+        # holds even where the idempotency key would not (localstripe ignores them).
+        intent = _client(retries=False).v1.payment_intents.create(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"alma-payment-{payment_id}"},
         )

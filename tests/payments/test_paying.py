@@ -344,3 +344,71 @@ def test_stripe_unreachable_after_the_card_check_never_claims_nothing_was_charge
     page = client.get(answer["redirect"]).content.decode()
     assert "We&#x27;re confirming your payment" in page or "We're confirming your payment" in page
     assert "Nothing was charged" not in page
+
+
+def test_two_tabs_of_one_browser_pay_two_different_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    older, newer = open_invoices(patient, 4_000, 5_000)
+    client = verified_client(newer)
+    tab_one = card_page(client, checkout(client, f"invoice:{older.number}"))
+    tab_two = card_page(client, checkout(client, f"invoice:{newer.number}"))  # opened before tab one pays
+    assert "Pay $40.00" in tab_one["page"] and "Pay $50.00" in tab_two["page"]
+
+    for fields in (tab_one, tab_two):
+        stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+        assert confirm(client, fields)["status"] == "succeeded"
+
+    assert sorted(Payment.objects.values_list("amount_cents", flat=True)) == [4_000, 5_000]
+    assert set(Invoice.objects.values_list("status", flat=True)) == {Invoice.Status.PAID}
+
+
+def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    older, newer = open_invoices(patient, 4_000, 5_000)
+    client = verified_client(newer)
+    loser = card_page(client, checkout(client, "all"))
+    winner = card_page(client, checkout(client, f"invoice:{newer.number}"))
+    stripe_fake.save_card(winner["setup-id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, winner)["status"] == "succeeded"
+
+    stripe_fake.save_card(loser["setup-id"], stripe_fake.GOOD_CARD)
+    result = confirm(client, loser)
+
+    assert result["http"] == 409 and result["redirect"] == "/pay/invoices/"
+    summary = client.get(result["redirect"]).content.decode()
+    assert "These invoices were just paid or are being paid. Here is what you still owe." in summary
+    assert 'You owe <strong class="amount">$40.00</strong>' in summary
+    assert Payment.objects.count() == 1
+
+
+def test_a_lost_answer_to_pay_says_confirming_until_the_request_cannot_still_be_running(  # type: ignore[no-untyped-def]
+    stripe_api, patient, time_machine
+) -> None:
+    import datetime
+
+    time_machine.move_to(datetime.datetime.now(datetime.UTC), tick=True)
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    fields = card_page(client, checkout(client, "all"))
+
+    # The page lost the answer before any payment was held: nobody can say yet whether one will be.
+    first = client.get(fields["attempt-url"])
+    assert first.status_code == 202 and "We're confirming your payment" in first.content.decode()
+    assert "Nothing was charged" not in first.content.decode()
+
+    time_machine.shift(60)  # longer than any web request can run (gunicorn's timeout)
+    later = client.get(fields["attempt-url"], follow=True)
+    page = later.content.decode()
+    assert "Nothing was charged" in page and "Pay $70.00" in page  # back on the card page, as a new attempt
+
+    # When the Pay did get through, the attempt page leads to its result.
+    again = card_page(client, later.redirect_chain[-1][0])
+    stripe_fake.save_card(again["setup-id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, again)["status"] == "succeeded"
+    assert "Payment received" in client.get(again["attempt-url"], follow=True).content.decode()
+
+
+def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    response = client.get("/pay/card/ffffffffffffffff/", follow=True)
+    assert "That payment page has expired" in response.content.decode()
+    assert client.get("/pay/card/attempt/nothing-like-this/").status_code == 404
