@@ -394,11 +394,8 @@ def reminders_run(
     recorded as interrupted, by this process if it can, else by the next run.
     """
     as_of = as_of or timezone.localdate()
-    run = ReminderRun.objects.create(
-        as_of=as_of, dry_run=dry_run, triggered_by=triggered_by, heartbeat_at=timezone.now()
-    )
     summary = RunSummary(
-        run_id=run.pk,
+        run_id=0,
         as_of=as_of,
         dry_run=dry_run,
         due=0,
@@ -408,6 +405,16 @@ def reminders_run(
         already_today=0,
         failures=0,
     )
+    try:
+        run = _with_database(
+            lambda: ReminderRun.objects.create(
+                as_of=as_of, dry_run=dry_run, triggered_by=triggered_by, heartbeat_at=timezone.now()
+            )
+        )
+    except DatabaseUnavailable as error:  # down before anything happened: nothing to record, nothing sent
+        summary.interrupted = f"Interrupted: {error}; nothing was sent. Run send_reminders again once it is back."
+        raise ReminderRunInterrupted(summary) from error
+    summary.run_id = run.pk
     plan = PlanResult()
     try:
         if not dry_run:
