@@ -69,19 +69,21 @@ class PrivateCluster:
         return f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40"
 
     def initdb(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
-                  "--no-sync")  # fmt: skip
+        flags = ["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+        self._run("initdb", "-D", str(self.data), *flags)
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", str(TIMEOUT), *args, action)
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(TIMEOUT), "-o", self._options(),
-                  "start")  # fmt: skip
+        self._pg_ctl("start", "-l", str(self.log), "-o", self._options())
 
     def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", str(TIMEOUT), "-m", mode, "stop")
+        """mode "fast": clients are disconnected, clean shutdown; "immediate": like a crash (recovery on start)."""
+        self._pg_ctl("stop", "-m", mode)
 
     def restart(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(TIMEOUT), "-m", mode,
-                  "-o", self._options(), "restart")  # fmt: skip
+        self._pg_ctl("restart", "-m", mode, "-l", str(self.log), "-o", self._options())
 
     def running(self) -> bool:
         return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
@@ -130,7 +132,7 @@ class PrivateCluster:
 def private_postgres() -> Iterator[PrivateCluster]:
     """A fresh cluster, started; stopped and deleted afterwards, even when the test failed."""
     bin_dir = server_bin_dir()
-    need("PostgreSQL server binaries", bin_dir is not None, "no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")
+    need("PostgreSQL server binaries", bin_dir is not None, "no /usr/lib/postgresql/*/bin/initdb (apt-get postgresql)")
     assert bin_dir is not None
     as_user = None
     if os.geteuid() == 0:
