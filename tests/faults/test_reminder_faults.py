@@ -58,6 +58,7 @@ class Inbox:
 
     hook: Callable[[int], str | None] | None = None
     received: list[Received] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
@@ -66,7 +67,11 @@ class Inbox:
             k = len(self.received) + 1
             entry = Received(envelope.rcpt_tos[0], str(message["Message-ID"]), accepted=True)
             self.received.append(entry)
-        answer = self.hook(k) if self.hook else None  # blocks this server's loop: the client waits for its 250
+        try:
+            answer = self.hook(k) if self.hook else None  # blocks this server's loop: the client waits for its 250
+        except Exception as error:  # e.g. pg_ctl failed: surfaced by the fixture, not lost in the server's thread
+            self.errors.append(error)
+            raise
         if answer and answer.startswith("5"):
             entry.accepted = False
             return answer
@@ -87,6 +92,7 @@ def inbox() -> Iterator[Inbox]:
         yield box
     finally:
         controller.stop()
+    assert not box.errors, f"the SMTP hook failed: {box.errors!r}"
 
 
 # --- the database ------------------------------------------------------------------------------------------------
