@@ -179,6 +179,9 @@ class ReminderNotSent(Exception):
 class DatabaseUnavailable(Exception):
     """The database stayed unreachable past REMINDER_DB_RETRY: the run stops and says so."""
 
+    # True when raised after the mail server was called: the row stays "sending", so its outcome is in doubt.
+    in_flight = False
+
 
 # Errors that mean the mail server did not take the message (it refused, or was never reached). Anything else
 # while sending (a timeout or a dropped connection after DATA) may have delivered it: that is "in doubt".
@@ -291,18 +294,27 @@ def reminder_deliver(*, log_id: int) -> bool:
         reason = f"Mail server refused it ({type(error).__name__}); " + (
             f"gave up after {log.attempts} tries." if gave_up else "it is sent again on the next run."
         )
-        _with_database(
+        _record_outcome(
             lambda: ReminderLog.objects.filter(pk=log.pk, status=ReminderLog.Status.SENDING).update(
                 status=status, reason=reason[:200]
             )
         )
         raise ReminderNotSent(reason) from error
-    _with_database(
+    _record_outcome(
         lambda: ReminderLog.objects.filter(pk=log.pk, status=ReminderLog.Status.SENDING).update(
             status=ReminderLog.Status.SENT, sent_at=timezone.now(), reason=""
         )
     )
     return True
+
+
+def _record_outcome(update: Callable[[], int]) -> None:
+    """Record what the mail server said; if the database stays away, the row is left "sending" (in doubt)."""
+    try:
+        _with_database(update)
+    except DatabaseUnavailable as error:
+        error.in_flight = True
+        raise
 
 
 def reminders_mark_interrupted(*, now: datetime | None = None) -> tuple[int, int]:
@@ -382,11 +394,8 @@ def reminders_run(
     recorded as interrupted, by this process if it can, else by the next run.
     """
     as_of = as_of or timezone.localdate()
-    run = ReminderRun.objects.create(
-        as_of=as_of, dry_run=dry_run, triggered_by=triggered_by, heartbeat_at=timezone.now()
-    )
     summary = RunSummary(
-        run_id=run.pk,
+        run_id=0,
         as_of=as_of,
         dry_run=dry_run,
         due=0,
@@ -396,6 +405,16 @@ def reminders_run(
         already_today=0,
         failures=0,
     )
+    try:
+        run = _with_database(
+            lambda: ReminderRun.objects.create(
+                as_of=as_of, dry_run=dry_run, triggered_by=triggered_by, heartbeat_at=timezone.now()
+            )
+        )
+    except DatabaseUnavailable as error:  # down before anything happened: nothing to record, nothing sent
+        summary.interrupted = f"Interrupted: {error}; nothing was sent. Run send_reminders again once it is back."
+        raise ReminderRunInterrupted(summary) from error
+    summary.run_id = run.pk
     plan = PlanResult()
     try:
         if not dry_run:
@@ -422,7 +441,13 @@ def reminders_run(
                 except ReminderNotSent:
                     summary.failures += 1
                     logger.warning("reminder %s was refused by the mail server; it waits for the next run", log_id)
-                except DatabaseUnavailable:
+                except DatabaseUnavailable as error:
+                    # The summary must still add up: a send handed to the mail server but not recorded is in
+                    # doubt; one the database refused to claim was not attempted (it stays pending).
+                    if error.in_flight:
+                        summary.in_doubt_now += 1
+                    else:
+                        summary.attempted -= 1
                     raise
                 except Exception:  # e.g. a timeout after DATA: the message may have gone out
                     summary.in_doubt_now += 1
@@ -445,6 +470,7 @@ def reminders_run(
             )
     except DatabaseUnavailable as error:
         summary.interrupted = f"Interrupted: {error}. Run send_reminders again once the database is back."
+        summary.in_doubt = max(summary.in_doubt, summary.in_doubt_now)  # the database cannot be asked for more
         try:
             _with_database(
                 lambda: ReminderRun.objects.filter(pk=run.pk).update(
@@ -452,6 +478,7 @@ def reminders_run(
                     finished_at=timezone.now(),
                     patients_reminded=summary.reminded,
                     failures=summary.failures,
+                    in_doubt=summary.in_doubt,
                     error=summary.interrupted,
                 )
             )

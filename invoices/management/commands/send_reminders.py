@@ -75,7 +75,8 @@ class Command(BaseCommand):
                 as_of=as_of, dry_run=options["dry_run"], triggered_by="manage.py", progress=progress
             )
         except ReminderRunInterrupted as interrupted:
-            self._summary(interrupted.summary, verbosity)
+            if interrupted.summary.run_id:  # 0: it could not even start, so there are no figures to show
+                self._summary(interrupted.summary, verbosity)
             raise CommandError(interrupted.summary.interrupted) from None
         self._summary(summary, verbosity)
         if not summary.ok:
