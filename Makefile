@@ -32,6 +32,7 @@ run: install  ## migrate, seed demo data, start localstripe and the site on http
 	@$(PY) -m payments.localstripe_server --port 8420 & ls_pid=$$!; \
 	  trap 'kill $$ls_pid 2>/dev/null' EXIT INT TERM; \
 	  echo "localstripe (Stripe fake) on http://127.0.0.1:8420; site on http://127.0.0.1:8000"; \
+	  echo "admin logins and their second factor (one-time codes demo1..demo5) are printed above by seed_demo"; \
 	  DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 lint:  ## ruff

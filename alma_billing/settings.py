@@ -231,6 +231,24 @@ PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MIN
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
+# --- Staff access (admin): a second factor (django-otp). ---
+# Kept in one block: the apps, middleware and backends staff sign-in needs are added here, not spread over the file.
+# Who an unenrolled staff member should ask (shown on the login page).
+STAFF_HELP_CONTACT = env.str("STAFF_HELP_CONTACT", default="an Alma ops administrator")
+
+# Second factor: the admin site is django-otp's OTPAdminSite (alma_billing/core/staff_login.py), so no admin page
+# opens without a verified authenticator or recovery code. Ops enroll staff with `manage.py staff_otp_enroll USER`.
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "alma_billing.core.admin_apps.StaffAdminConfig"
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+# Right after authentication: it reads request.user and adds which device verified it.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = "Alma billing"
+# --- end of staff access ---
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
