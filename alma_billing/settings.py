@@ -231,7 +231,7 @@ PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MIN
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
-# --- Staff access (admin): a second factor (django-otp). ---
+# --- Staff access (admin): a second factor (django-otp), sessions of hours. ---
 # Kept in one block: the apps, middleware and backends staff sign-in needs are added here, not spread over the file.
 # Who an unenrolled staff member should ask (shown on the login page).
 STAFF_HELP_CONTACT = env.str("STAFF_HELP_CONTACT", default="an Alma ops administrator")
@@ -247,6 +247,11 @@ MIDDLEWARE.insert(
 )
 # The name authenticator apps show next to the code.
 OTP_TOTP_ISSUER = "Alma billing"
+
+# Staff sessions last hours, not Django's two weeks. Patient access has its own, shorter limits
+# (PATIENT_ACCESS_IDLE, PATIENT_ACCESS_MAX) checked on every patient page, well inside this.
+SESSION_COOKIE_AGE = env.int("STAFF_SESSION_HOURS", default=8) * 3600
+
 # --- end of staff access ---
 
 SESSION_COOKIE_HTTPONLY = True

@@ -217,3 +217,11 @@ def test_a_device_field_naming_another_model_is_refused_not_an_error(ops_user: A
     # user's own devices.
     response = log_in(Client(), ops_user.username, PASSWORD, recovery_code, otp_device="auth.user/1")
     assert response.status_code == 200
+
+
+def test_staff_sessions_last_hours_not_weeks(ops_user: Any, authenticator: TOTPDevice, settings: Any) -> None:
+    client = Client()
+    log_in(client, ops_user.username, PASSWORD, code_now(authenticator))
+    assert client.session.get_expiry_age() == 8 * 3600 == settings.SESSION_COOKIE_AGE
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    assert int(cookie["max-age"]) == 8 * 3600
