@@ -1,15 +1,30 @@
-"""Staff sign-in: the admin site that needs a second factor, its login form."""
+"""Staff sign-in: the admin site that needs a second factor, its login form, and the lockout page."""
 
+import ipaddress
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from alma_billing.core.http import client_ip
+
+
+def staff_client_ip(request: HttpRequest) -> str | None:
+    """`client_ip` (the one the patient limits use), kept only when it is an address: axes and audit rows store it
+    in an address column, and a malformed X-Forwarded-For must not turn a login into an error page."""
+    for candidate in (client_ip(request), request.META.get("REMOTE_ADDR")):
+        try:
+            return str(ipaddress.ip_address(candidate or ""))
+        except ValueError:
+            continue
+    return None
 
 
 class StaffLoginForm(OTPAdminAuthenticationForm):
@@ -24,6 +39,15 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
         label="Authenticator code or recovery code",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "none"}),
     )
+
+    def clean_username(self) -> str:
+        # AuthenticationForm only sets the input's maxlength; a longer name would reach authenticate() and axes,
+        # whose attempt row cannot hold it (a database error, i.e. a 500, instead of "wrong username").
+        username = self.cleaned_data.get("username", "")
+        limit = self.fields["username"].max_length or 150
+        if len(username) > limit:
+            raise forms.ValidationError(f"A username has at most {limit} characters.", code="max_length")
+        return username
 
     def clean_otp_token(self) -> str:
         return "".join(self.cleaned_data.get("otp_token", "").split()).lower()
@@ -66,3 +90,16 @@ class StaffAdminSite(OTPAdminSite):
 
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
         return {**super().each_context(request), "staff_help_contact": settings.STAFF_HELP_CONTACT}
+
+
+def staff_lockout_response(request: HttpRequest, original_response: Any, credentials: Any) -> HttpResponse:
+    """What a locked-out login sees (AXES_LOCKOUT_CALLABLE): what happened and whom to ask, as an admin page."""
+    from django.contrib import admin
+
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sign-in locked",
+        "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "cooloff": settings.AXES_COOLOFF_TIME,
+    }
+    return render(request, "admin/staff_locked_out.html", context, status=429)  # Too Many Requests

@@ -225,3 +225,40 @@ def test_staff_sessions_last_hours_not_weeks(ops_user: Any, authenticator: TOTPD
     assert client.session.get_expiry_age() == 8 * 3600 == settings.SESSION_COOKIE_AGE
     cookie = client.cookies[settings.SESSION_COOKIE_NAME]
     assert int(cookie["max-age"]) == 8 * 3600
+
+
+def test_thirty_wrong_passwords_lock_the_account_until_ops_reset_it(ops_user: Any, authenticator: TOTPDevice) -> None:
+    client = Client()
+    answers = [log_in(client, ops_user.username, f"guess-{n}").status_code for n in range(30)]
+    assert 429 in answers and set(answers) <= {200, 429}
+
+    locked = log_in(client, ops_user.username, PASSWORD, code_now(authenticator))
+    assert locked.status_code == 429
+    page = locked.content.decode()
+    assert "Sign-in locked" in page and "an Alma ops administrator" in page and "failed sign-in attempts" in page
+    assert not signed_in(client)
+
+    call_command("axes_reset_username", ops_user.username)
+    response = log_in(client, ops_user.username, PASSWORD, code_now(authenticator))
+    assert response.status_code == 302
+    assert signed_in(client)
+
+
+def test_a_lockout_holds_one_address_and_leaves_the_others(ops_user: Any, recovery_code: str, settings: Any) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    attacker = {"HTTP_X_FORWARDED_FOR": "203.0.113.66"}
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        log_in(Client(), ops_user.username, f"guess-{n}", **attacker)
+    assert log_in(Client(), ops_user.username, PASSWORD, recovery_code, **attacker).status_code == 429
+
+    colleague = Client()
+    assert (
+        log_in(colleague, ops_user.username, PASSWORD, recovery_code, HTTP_X_FORWARDED_FOR="198.51.100.7").status_code
+        == 302
+    )
+
+
+def test_a_username_longer_than_any_account_is_a_form_error(ops_user: Any) -> None:
+    # Found by the property test above: 256 characters reached axes' attempt row (varchar 255) and answered 500.
+    response = log_in(Client(), "0" * 256, PASSWORD, "k7p2m4qz")
+    assert response.status_code == 200 and "at most 150 characters" in response.content.decode()
