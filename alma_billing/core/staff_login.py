@@ -1,10 +1,12 @@
-"""Staff sign-in: the admin site that needs a second factor, its login form, and the lockout page."""
+"""Staff sign-in: the admin site that needs a second factor, its login form, and login events in the audit trail."""
 
 import ipaddress
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_otp import devices_for_user
@@ -13,7 +15,9 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from alma_billing.core.audit import Actor, audit_record
 from alma_billing.core.http import client_ip
+from alma_billing.core.models import AuditEvent
 
 
 def staff_client_ip(request: HttpRequest) -> str | None:
@@ -103,3 +107,74 @@ def staff_lockout_response(request: HttpRequest, original_response: Any, credent
         "cooloff": settings.AXES_COOLOFF_TIME,
     }
     return render(request, "admin/staff_locked_out.html", context, status=429)  # Too Many Requests
+
+
+# Audit trail of sign-ins: who, from which address (proxy-aware), never what was typed.
+
+
+def _user_named(username: Any) -> Any:
+    User = get_user_model()
+    if not isinstance(username, str) or not 0 < len(username) <= 150 or "\x00" in username:
+        return None
+    return User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+
+
+def _record_attempt(action: str, request: HttpRequest | None, username: Any, **data: Any) -> None:
+    """An event about a login attempt: the actor is whoever typed, so it is anonymous; the object is the account."""
+    ip = staff_client_ip(request) if request is not None else None
+    actor = Actor(label="anonymous", ip=ip)
+    user = _user_named(username)
+    if user is not None:
+        audit_record(actor=actor, action=action, obj=user, **data)
+    else:  # no such account: keep the address and time, not the typed name (it is often a misplaced password)
+        AuditEvent.objects.create(
+            actor_label=actor.label,
+            action=action,
+            object_type="auth.user",
+            object_id="unknown",
+            ip_address=ip,
+            data=data,
+        )
+
+
+def staff_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    ip = staff_client_ip(request) if request is not None else None
+    device = getattr(user, "otp_device", None)
+    audit_record(
+        actor=Actor.staff(user, ip=ip),
+        action="staff.login",
+        obj=user,
+        second_factor=type(device).__name__ if device is not None else None,
+    )
+
+
+def staff_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if user is None:  # the session had already ended
+        return
+    ip = staff_client_ip(request) if request is not None else None
+    audit_record(actor=Actor.staff(user, ip=ip), action="staff.logout", obj=user)
+
+
+def staff_login_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    if request is not None and getattr(request, "axes_locked_out", False):
+        return  # refused while locked out (or the attempt that locked it): the lockout event tells it, once
+    _record_attempt("staff.login_failed", request, credentials.get("username"))
+
+
+def staff_locked_out(sender: Any, request: HttpRequest | None, username: Any, **kwargs: Any) -> None:
+    # Axes sends this for the failure that crosses the limit and again for every attempt during the lockout; only
+    # the first has counted a failure (axes_failures_since_start is set), so the lock is recorded once.
+    if request is not None and getattr(request, "axes_failures_since_start", None) is None:
+        return
+    _record_attempt("staff.locked_out", request, username, failure_limit=settings.AXES_FAILURE_LIMIT)
+
+
+def audit_receivers_connect() -> None:
+    from axes.signals import user_locked_out
+
+    user_logged_in.connect(staff_logged_in, dispatch_uid="alma-staff-login")
+    user_logged_out.connect(staff_logged_out, dispatch_uid="alma-staff-logout")
+    user_login_failed.connect(staff_login_failed, dispatch_uid="alma-staff-login-failed")
+    user_locked_out.connect(staff_locked_out, dispatch_uid="alma-staff-locked-out")

@@ -237,6 +237,8 @@ def test_thirty_wrong_passwords_lock_the_account_until_ops_reset_it(ops_user: An
     page = locked.content.decode()
     assert "Sign-in locked" in page and "an Alma ops administrator" in page and "failed sign-in attempts" in page
     assert not signed_in(client)
+    # One lockout event however many attempts follow it.
+    assert AuditEvent.objects.filter(action="staff.locked_out", object_id=str(ops_user.pk)).count() == 1
 
     call_command("axes_reset_username", ops_user.username)
     response = log_in(client, ops_user.username, PASSWORD, code_now(authenticator))
@@ -256,9 +258,48 @@ def test_a_lockout_holds_one_address_and_leaves_the_others(ops_user: Any, recove
         log_in(colleague, ops_user.username, PASSWORD, recovery_code, HTTP_X_FORWARDED_FOR="198.51.100.7").status_code
         == 302
     )
+    event = AuditEvent.objects.get(action="staff.locked_out")
+    assert event.ip_address == "203.0.113.66"
 
 
 def test_a_username_longer_than_any_account_is_a_form_error(ops_user: Any) -> None:
     # Found by the property test above: 256 characters reached axes' attempt row (varchar 255) and answered 500.
     response = log_in(Client(), "0" * 256, PASSWORD, "k7p2m4qz")
     assert response.status_code == 200 and "at most 150 characters" in response.content.decode()
+
+
+def test_login_logout_and_failures_are_audited_with_the_forwarded_address(
+    ops_user: Any, authenticator: TOTPDevice, settings: Any
+) -> None:
+    from axes.models import AccessAttempt
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    # The client claims an address; the one proxy we trust appends the real one, which is what counts.
+    via_proxy = {"HTTP_X_FORWARDED_FOR": "10.9.9.9, 198.51.100.23", "REMOTE_ADDR": "10.0.0.2"}
+    client = Client()
+    log_in(client, ops_user.username, "not-the-password", **via_proxy)
+    log_in(client, "nobody-by-this-name", "also-not", **via_proxy)
+    log_in(client, ops_user.username, PASSWORD, code_now(authenticator), **via_proxy)
+    client.post("/admin/logout/", **via_proxy)
+
+    events = {e.action: e for e in AuditEvent.objects.filter(action__startswith="staff.")}
+    assert set(events) == {"staff.login_failed", "staff.login", "staff.logout"}
+    assert {e.ip_address for e in events.values()} == {"198.51.100.23"}
+    assert events["staff.login"].actor == ops_user and events["staff.login"].data["second_factor"] == "TOTPDevice"
+    assert events["staff.logout"].actor == ops_user
+    failures = AuditEvent.objects.filter(action="staff.login_failed")
+    assert sorted(e.object_id for e in failures) == sorted([str(ops_user.pk), "unknown"])
+    stored = json.dumps([e.data for e in AuditEvent.objects.all()]) + "".join(
+        a.post_data for a in AccessAttempt.objects.all()
+    )
+    for secret in ("not-the-password", "also-not", PASSWORD, "nobody-by-this-name"):
+        assert secret not in stored
+
+
+def test_a_malformed_forwarded_address_falls_back_to_the_peer(ops_user: Any, settings: Any) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    response = log_in(
+        Client(), ops_user.username, "wrong", HTTP_X_FORWARDED_FOR="not-an-ip\x01", REMOTE_ADDR="10.0.0.2"
+    )
+    assert response.status_code == 200
+    assert AuditEvent.objects.get(action="staff.login_failed").ip_address == "10.0.0.2"
