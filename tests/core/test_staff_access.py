@@ -303,3 +303,18 @@ def test_a_malformed_forwarded_address_falls_back_to_the_peer(ops_user: Any, set
     )
     assert response.status_code == 200
     assert AuditEvent.objects.get(action="staff.login_failed").ip_address == "10.0.0.2"
+
+
+def test_staff_actions_are_audited_with_the_forwarded_address(ops_user: Any, settings: Any) -> None:
+    from tests.factories import InvoiceFactory
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    invoice = InvoiceFactory()
+    client = staff_login(Client(), ops_user)
+    client.post(
+        "/admin/invoices/invoice/",
+        {"action": "void_invoices", "_selected_action": [invoice.pk], "note": "Entered twice"},
+        HTTP_X_FORWARDED_FOR="198.51.100.44",
+    )
+    event = AuditEvent.objects.filter(actor=ops_user, object_id=str(invoice.pk)).exclude(action__startswith="staff.")
+    assert [e.ip_address for e in event] == ["198.51.100.44"]
