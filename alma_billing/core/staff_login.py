@@ -37,6 +37,14 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
     The code's shape picks the device, so nobody chooses from a list and a code is only tried against one device
     (trying every device would count failures against, and throttle, the ones not used)."""
 
+    otp_error_messages = {
+        **OTPAdminAuthenticationForm.otp_error_messages,
+        "token_required": "Enter the 6-digit code from your authenticator app, or one of your recovery codes.",
+        "invalid_token": "That code is not right, or was already used. Try the code your app shows now, "
+        "or another recovery code.",
+        "device_required": "That code is not right. Enter the 6-digit code from your app, or a recovery code.",
+    }
+
     otp_token = forms.CharField(
         required=False,
         max_length=64,
@@ -62,7 +70,15 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
                 f"This account has no second factor yet. Ask {settings.STAFF_HELP_CONTACT} to enroll one.",
                 code="no_device",
             )
-        super().clean_otp(user)
+        try:
+            super().clean_otp(user)
+        except forms.ValidationError as error:
+            if user is not None and error.code != "token_required":
+                # A right password with a wrong code: the password may be known to someone else. Ops should see it.
+                _record_attempt(
+                    "staff.second_factor_failed", self.request, user.get_username(), reason=error.code or "throttled"
+                )
+            raise
 
     def _chosen_device(self, user: Any) -> Device | None:
         devices = list(devices_for_user(user, confirmed=True))

@@ -69,15 +69,24 @@ def test_a_right_password_without_a_code_does_not_sign_in(ops_user: Any, authent
     client = Client()
     response = log_in(client, ops_user.username, PASSWORD)
     assert response.status_code == 200
-    assert "Please enter your OTP token." in response.content.decode()
+    assert "Enter the 6-digit code from your authenticator app" in response.content.decode()
     assert not signed_in(client)
+    assert not AuditEvent.objects.filter(action="staff.second_factor_failed").exists()  # just the first step
 
 
 def test_a_wrong_code_does_not_sign_in(ops_user: Any, authenticator: TOTPDevice) -> None:
     client = Client()
     wrong = f"{(int(code_now(authenticator)) + 1) % 1_000_000:06d}"
-    assert log_in(client, ops_user.username, PASSWORD, wrong).status_code == 200
+    response = log_in(client, ops_user.username, PASSWORD, wrong, REMOTE_ADDR="192.0.2.8")
+    assert response.status_code == 200 and "That code is not right" in response.content.decode()
     assert not signed_in(client)
+    # A right password with a wrong code is worth a look: the password may be known to someone else.
+    event = AuditEvent.objects.get(action="staff.second_factor_failed")
+    assert (event.object_id, event.ip_address, event.data) == (
+        str(ops_user.pk),
+        "192.0.2.8",
+        {"reason": "invalid_token"},
+    )
 
 
 def test_staff_without_a_device_cannot_sign_in_and_are_told_whom_to_ask(ops_user: Any) -> None:
