@@ -253,6 +253,49 @@ PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MIN
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
+# --- Staff access (admin): a second factor (django-otp), sessions of hours, login throttling (django-axes). ---
+# Kept in one block: the apps, middleware and backends staff sign-in needs are added here, not spread over the file.
+# Who a locked-out or unenrolled staff member should ask (shown on the login and lockout pages).
+STAFF_HELP_CONTACT = env.str("STAFF_HELP_CONTACT", default="an Alma ops administrator")
+
+# Second factor: the admin site is django-otp's OTPAdminSite (alma_billing/core/staff_login.py), so no admin page
+# opens without a verified authenticator or recovery code. Ops enroll staff with `manage.py staff_otp_enroll USER`.
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "alma_billing.core.admin_apps.StaffAdminConfig"
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+# Right after authentication: it reads request.user and adds which device verified it.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = "Alma billing"
+
+# Staff sessions last hours, not Django's two weeks. Patient access has its own, shorter limits
+# (PATIENT_ACCESS_IDLE, PATIENT_ACCESS_MAX) checked on every patient page, well inside this.
+SESSION_COOKIE_AGE = env.int("STAFF_SESSION_HOURS", default=8) * 3600
+
+# Login throttling. Lock a username *from one client address* after N failures: guessing from one place stops,
+# but nobody can lock every colleague out by typing wrong passwords for each name (a username-only lock would let
+# them). Guessing spread over many addresses still meets the second factor, which throttles itself.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last: turns a refused login into the lockout page
+# Axes' backend refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=10)
+# 0: locked until ops reset it (`manage.py axes_reset_username USERNAME`); otherwise the lock lifts after that long.
+_staff_lockout_minutes = env.int("STAFF_LOCKOUT_MINUTES", default=0)
+AXES_COOLOFF_TIME = timedelta(minutes=_staff_lockout_minutes) if _staff_lockout_minutes else None
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not extend it and are not counted again.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The same proxy-aware address the patient limits use (TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "alma_billing.core.staff_login.staff_client_ip"
+AXES_LOCKOUT_CALLABLE = "alma_billing.core.staff_login.staff_lockout_response"
+# Never store or log what was typed as a username, password or code (a password typed in the wrong box included).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+# --- end of staff access ---
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

@@ -8,10 +8,7 @@ from invoices.dashboard import ops_dashboard
 from payments import views as payment_views
 from verification import views as verification_views
 
-admin.site.site_header = "Alma billing"
-admin.site.site_title = "Alma billing"
-admin.site.index_template = "admin/alma_index.html"
-
+# admin.site is alma_billing.core.staff_login.StaffAdminSite: staff need a second factor (see README "Staff access").
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),

@@ -7,6 +7,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
 from alma_billing.core.audit import Actor
+from alma_billing.core.staff_login import staff_client_ip
 
 OPS_GROUP = "Ops"
 
@@ -21,7 +22,8 @@ def provider_of(user: Any) -> Any:
 
 
 def staff_actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR"))
+    # The proxy-aware address, as for patients and sign-ins: behind a proxy REMOTE_ADDR is the proxy's.
+    return Actor.staff(request.user, ip=staff_client_ip(request))
 
 
 class ProviderScopedAdmin(admin.ModelAdmin):
