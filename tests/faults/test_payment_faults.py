@@ -31,6 +31,7 @@ from tests.faults.redis_server import PrivateRedis
 from tests.integration.test_autopay_worker import StripeProxy
 from tests.payments import stripe_fake
 from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.staff import staff_login
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +93,7 @@ def test_redis_down_a_provider_completes_twenty_sessions_and_each_is_billed_once
     user = get_user_model().objects.create_user("ops-faults", password="x", is_staff=True)
     user.groups.add(Group.objects.get(name="Ops"))
     admin = Client()
-    admin.force_login(user)
+    staff_login(admin, user)
     broker.stop()
 
     response = admin.post(
@@ -221,7 +222,7 @@ def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(
     call_command("reconcile_payments")  # nothing new: exit 0
     ops = get_user_model().objects.create_superuser("ops-dash", password="x")
     dashboard = Client()
-    dashboard.force_login(ops)
+    staff_login(dashboard, ops)
     assert payment.reference in dashboard.get("/admin/dashboard/").content.decode()
     # The patient can pay it now.
     assert pay(client, "all")["status"] == "succeeded"
