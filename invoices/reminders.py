@@ -335,8 +335,14 @@ def reminders_mark_interrupted(*, now: datetime | None = None) -> tuple[int, int
     return rows, runs
 
 
+UNSETTLED = (ReminderLog.Status.IN_DOUBT, ReminderLog.Status.SENDING)
+
+
 def reminders_in_doubt() -> list[ReminderLog]:
-    return list(ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).order_by("sent_on", "id")[:200])
+    """Reminders in doubt, and those still marked "sending" (a run is sending them right now, or was killed
+    less than SENDING_STALE_AFTER ago: they become "in doubt" then)."""
+    reminders_mark_interrupted()
+    return list(ReminderLog.objects.filter(status__in=UNSETTLED).order_by("sent_on", "id")[:200])
 
 
 def reminder_resolve(*, log_id: int, delivered: bool, actor: Actor) -> ReminderLog:
@@ -465,9 +471,9 @@ def reminders_run(
                     _with_database(lambda: ReminderRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now()))
                 if progress:
                     progress("send", done, len(pending))
-            summary.in_doubt = _with_database(
-                lambda: ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).count()
-            )
+            # This run leaves nothing "sending": any such row is another run's, live or killed. Counted, so that a
+            # rerun right after a kill does not look clean.
+            summary.in_doubt = _with_database(lambda: ReminderLog.objects.filter(status__in=UNSETTLED).count())
     except DatabaseUnavailable as error:
         summary.interrupted = f"Interrupted: {error}. Run send_reminders again once the database is back."
         summary.in_doubt = max(summary.in_doubt, summary.in_doubt_now)  # the database cannot be asked for more

@@ -122,7 +122,8 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No reminders in doubt.")
         for log in rows:
+            still = " (still marked sending: a run is sending it, or was killed under 5 minutes ago)"
             self.stdout.write(
                 f"#{log.pk} patient #{log.patient_id} {log.sent_on} claimed {log.claimed_at:%Y-%m-%d %H:%M} "
-                f"Message-ID {reminder_message_id(log.pk)}"
+                f"Message-ID {reminder_message_id(log.pk)}{still if log.status == log.Status.SENDING else ''}"
             )
