@@ -158,12 +158,23 @@ def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return render(request, "payments/card.html", context)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _json_body(request: HttpRequest) -> dict[str, Any]:
+    """The page's JSON object; {} for anything else (not JSON, nested too deep, or text PostgreSQL cannot store)."""
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+        return body if isinstance(body, dict) and not _has_nul(body) else {}
+    except (ValueError, RecursionError):
         return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _payment_json(payment: Payment) -> JsonResponse:
