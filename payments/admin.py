@@ -11,10 +11,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
-from alma_billing.core.staff import ProviderScopedAdmin, id_param, is_ops, provider_of, scoped_provider
+from alma_billing.core.staff import ProviderScopedAdmin, id_param, is_ops, provider_of, scoped_provider, staff_actor
 from invoices.models import Practice
 from payments import services
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation, Refund, StripeEvent
@@ -162,7 +161,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
                 services.refund_issue(
                     payment_id=payment.pk,
                     invoice_id=int(invoice) if invoice else None,
-                    actor=Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR")),
+                    actor=staff_actor(request),
                     note=form.cleaned_data["note"],
                 )
             except (ServiceError, TransportError) as error:

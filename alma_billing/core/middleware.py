@@ -1,4 +1,4 @@
-"""Refuse a request whose path, query string or form fields carry a NUL byte, before any view reads it.
+"""Refuse a request whose path, query string, form fields or cookies carry a NUL byte, before any view reads it.
 
 PostgreSQL cannot store NUL in text, so such input used to reach the database and answer 500. No legitimate link or
 form has one: the answer is a plain 400.
@@ -16,6 +16,8 @@ def _has_nul(request: HttpRequest) -> bool:
         return True
     if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
         return True
+    if any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items()):
+        return True  # the session cookie is looked up in the database
     # Multipart bodies are left alone: parsing them here would make request.body unreadable later.
     if request.method == "POST" and request.content_type in FORM_TYPES:
         return any("\x00" in key or any("\x00" in value for value in values) for key, values in request.POST.lists())

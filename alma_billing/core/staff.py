@@ -8,6 +8,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
 from alma_billing.core.audit import Actor
+from alma_billing.core.http import client_ip
 
 OPS_GROUP = "Ops"
 
@@ -22,7 +23,8 @@ def provider_of(user: Any) -> Any:
 
 
 def scoped_provider(request: HttpRequest) -> Any:
-    """The provider whose view of the data is restricted to their own part; None for ops (who see everything)."""
+    """The provider whose view is restricted to their own part of shared records; None for ops (who see everything)
+    and for staff who are neither (ProviderScopedAdmin already gives them no rows)."""
     if is_ops(request.user):
         return None
     return provider_of(request.user)
@@ -37,7 +39,7 @@ def id_param(value: object) -> int | None:
 
 
 def staff_actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR"))
+    return Actor.staff(request.user, ip=client_ip(request))  # the same valid address (or None) as patient steps
 
 
 class ProviderScopedAdmin(admin.ModelAdmin):

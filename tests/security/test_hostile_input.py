@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from alma_billing.core.models import AuditEvent
@@ -264,6 +264,21 @@ def test_sign_out(data: dict[str, Any], xff: str | None, method: str) -> None:
 
 
 @PROPERTY
+@example(cookies={"sessionid": "abc\x00defghijkl"}, url="/pay/invoices/", method="GET")
+@given(
+    cookies=st.dictionaries(st.sampled_from(["sessionid", "csrftoken", "django_language", "x"]), TEXT, max_size=3),
+    url=st.sampled_from(["/pay/invoices/", "/pay/code/", "/pay/card/", "/admin/", "/admin/invoices/invoice/"]),
+    method=st.sampled_from(["GET", "POST"]),
+)
+def test_any_cookie(verified: Client, cookies: dict[str, str], url: str, method: str) -> None:
+    # As a WSGI server passes it: the header's bytes, read as latin-1.
+    header = "; ".join(f"{name}={value}" for name, value in cookies.items()).encode().decode("latin-1")
+    own = "; ".join(f"{name}={morsel.coded_value}" for name, morsel in verified.cookies.items())
+    send(Client(), method, url, HTTP_COOKIE=header, data={"code": "123456"})
+    send(verified, method, url, HTTP_COOKIE=f"{own}; {header}")
+
+
+@PROPERTY
 @given(path=TEXT)
 def test_any_patient_path(path: str) -> None:
     send(Client(), "GET", f"/pay/{quote(path, safe='/')}")
@@ -374,12 +389,13 @@ def test_ops_dashboard(staff: Client, query: dict[str, Any]) -> None:
     send(staff, "GET", "/admin/dashboard/", data=query)
 
 
-def test_nul_in_a_path_query_or_form_field_is_a_400(verified: Client, invoice: Invoice) -> None:
+def test_nul_in_a_path_query_form_field_or_cookie_is_a_400(verified: Client, invoice: Invoice) -> None:
     assert send(Client(), "GET", "/pay/abc%00def/").status_code == 400
     assert send(verified, "GET", "/pay/invoices/", data={"x": "\x00"}).status_code == 400
     assert send(Client(), "POST", link_for(invoice), data={"phone\x00": "1"}).status_code == 400
     assert send(Client(), "POST", link_for(invoice), data={"phone": "(202) 555-0143\x00"}).status_code == 400
     assert send(verified, "GET", f"/pay/invoices/{invoice.number}%00/").status_code == 400
+    assert send(Client(), "GET", "/pay/invoices/", HTTP_COOKIE="sessionid=abc\x00defghijkl").status_code == 400
 
 
 def test_an_x_forwarded_for_with_a_port_stores_the_address_without_it(invoice: Invoice) -> None:
