@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -244,6 +244,30 @@ class EligibilitySnapshotAdmin(PatientScoped):
 class EapAuthorizationAdmin(PatientScoped):
     list_display = ["__str__", "patient", "sessions_used", "sessions_authorized", "valid_from", "valid_until"]
     list_filter = ["program"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        provider = scoped_provider(request)
+        if provider is None:
+            return queryset
+        return queryset.annotate(own_sessions=Count("sessions", filter=Q(sessions__provider=provider)))
+
+    @admin.display(description="Sessions with you")
+    def own_sessions_used(self, obj: Any) -> int:
+        return int(obj.own_sessions or 0)
+
+    # A provider sees the sessions they held under a shared authorization, not the total: the total counts another
+    # provider's sessions with the patient.
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if scoped_provider(request) is None:
+            return list(self.list_display)
+        return ["own_sessions_used" if f == "sessions_used" else f for f in self.list_display]
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["sessions_used"] if obj is not None and scoped_provider(request) is not None else []
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["own_sessions_used"] if obj is not None and scoped_provider(request) is not None else []
 
 
 @admin.register(TherapySession)

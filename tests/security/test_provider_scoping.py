@@ -19,10 +19,17 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from alma_billing.core.models import AuditEvent
-from invoices.models import Invoice, Patient, Practice, Provider, ReminderLog
+from invoices.models import Invoice, Patient, Practice, Provider, ReminderLog, TherapySession
 from payments.autopay import consent_text
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
-from tests.factories import InvoiceFactory, PatientFactory, PracticeFactory, ProviderFactory, UserFactory
+from tests.factories import (
+    EapAuthorizationFactory,
+    InvoiceFactory,
+    PatientFactory,
+    PracticeFactory,
+    ProviderFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -258,6 +265,19 @@ def test_the_reminder_about_only_the_other_providers_invoices_is_not_theirs(shar
     assert client.get(f"/admin/invoices/reminderlog/{shared.b_only_log.pk}/change/").status_code == 302
     page = client.get(f"/admin/invoices/reminderlog/{shared.mixed_log.pk}/change/").content.decode()
     assert "$197.00" not in page and "$120.00" in page
+
+
+def test_a_shared_eap_authorization_shows_a_provider_only_their_own_sessions(shared: Shared) -> None:
+    authorization = EapAuthorizationFactory(patient=shared.patient, sessions_authorized=6, sessions_used=3)
+    TherapySession.objects.filter(pk__in=[shared.a_open.session_id]).update(eap_authorization=authorization)
+    TherapySession.objects.filter(pk__in=[shared.b_open.session_id, shared.b_paid.session_id]).update(
+        eap_authorization=authorization
+    )
+    client = _login(shared.a)
+    listing = client.get("/admin/invoices/eapauthorization/").content.decode()
+    assert '<td class="field-own_sessions_used">1</td>' in listing and "field-sessions_used" not in listing
+    page = client.get(f"/admin/invoices/eapauthorization/{authorization.pk}/change/").content.decode()
+    assert "Sessions with you" in page and 'name="sessions_used"' not in page and "Sessions used" not in page
 
 
 def test_ops_keep_seeing_the_whole_patient(shared: Shared) -> None:
