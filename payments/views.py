@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, message_page
+from alma_billing.core.http import client_ip, contains_nul, message_page
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -158,21 +158,10 @@ def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return render(request, "payments/card.html", context)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    """The page's JSON object; {} for anything else (not JSON, nested too deep, or text PostgreSQL cannot store)."""
-    try:
+    try:  # {} for anything but a JSON object: not JSON, nested too deep, or text PostgreSQL cannot store (NUL)
         body = json.loads(request.body or b"{}")
-        return body if isinstance(body, dict) and not _has_nul(body) else {}
+        return body if isinstance(body, dict) and not contains_nul(body) else {}
     except (ValueError, RecursionError):
         return {}
 

@@ -77,6 +77,17 @@ def client_ip(request: HttpRequest) -> str | None:
     return _bare_ip(str(request.META.get("REMOTE_ADDR") or ""))
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether parsed JSON holds a NUL character anywhere (PostgreSQL cannot store it in text)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 def message_page(request: HttpRequest, heading: str, message: str, *, status: int) -> HttpResponse:
     """A patient page that only says what happened and what to do next (unknown link, ended session, not found)."""
     return render(request, "verification/link_problem.html", {"heading": heading, "message": message}, status=status)
