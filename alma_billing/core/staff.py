@@ -8,7 +8,6 @@ from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
 from alma_billing.core.audit import Actor
-from alma_billing.core.http import client_ip
 
 OPS_GROUP = "Ops"
 
@@ -39,7 +38,7 @@ def id_param(value: object) -> int | None:
 
 
 def staff_actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user, ip=client_ip(request))  # the same valid address (or None) as patient steps
+    return Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR"))
 
 
 class ProviderScopedAdmin(admin.ModelAdmin):
