@@ -6,6 +6,7 @@ from django.test import Client
 
 from invoices.models import Invoice, Patient
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.security.staff import signed_in
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +20,7 @@ def invoice() -> Invoice:
 def _staff_edit(invoice: Invoice, **changes: str) -> None:
     provider = invoice.provider
     provider.user.groups.add(Group.objects.get(name="Providers"))
-    staff = Client()
-    staff.force_login(provider.user)
+    staff = signed_in(provider.user)
     patient = invoice.patient
     form = {
         "first_name": patient.first_name,

@@ -20,6 +20,7 @@ from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.security.staff import signed_in
 from tests.verification.helpers import link_for, verify
 from verification.models import AccessAttempt
 
@@ -337,15 +338,13 @@ FILTER_PARAMS = [
 
 
 def _staff(kind: str, provider: Any) -> Client:
-    client = Client()
     if kind == "ops":
         user = get_user_model().objects.create_user("ops-fuzz", password="x", is_staff=True)
         user.groups.add(Group.objects.get(name="Ops"))
     else:
         user = provider.user
         user.groups.add(Group.objects.get(name="Providers"))
-    client.force_login(user)
-    return client
+    return signed_in(user)
 
 
 @pytest.fixture(params=["ops", "provider"])

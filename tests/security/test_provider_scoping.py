@@ -30,6 +30,7 @@ from tests.factories import (
     ProviderFactory,
     UserFactory,
 )
+from tests.security.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +82,7 @@ def _result_count(client: Client, url: str) -> int:
 
 def _login(provider: Provider) -> Client:
     provider.user.groups.add(Group.objects.get(name="Providers"))
-    client = Client()
-    client.force_login(provider.user)
-    return client
+    return signed_in(provider.user)
 
 
 @pytest.fixture
@@ -283,8 +282,7 @@ def test_a_shared_eap_authorization_shows_a_provider_only_their_own_sessions(sha
 def test_ops_keep_seeing_the_whole_patient(shared: Shared) -> None:
     user = get_user_model().objects.create_user("ops-scope", password="x", is_staff=True)
     user.groups.add(Group.objects.get(name="Ops"))
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     patients = client.get("/admin/invoices/patient/").content.decode()
     assert "$465.00" in patients
     assert date_format(shared.b_only_log.sent_on, "DATE_FORMAT") in patients
