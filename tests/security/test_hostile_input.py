@@ -205,10 +205,11 @@ def test_checkout(verified: Client, data: dict[str, Any], xff: str | None) -> No
 
 
 @PROPERTY
-@given(query=form("attempt_key"), xff=XFF)
-def test_card_page(stripe_api: str, verified: Client, query: dict[str, Any], xff: str | None) -> None:
-    send(verified, "POST", "/pay/checkout/", data={"choice": "all"})
-    send(verified, "GET", "/pay/card/", xff, data=query)
+@given(query=form("attempt_key"), xff=XFF, checkout=TEXT)
+def test_card_page(stripe_api: str, verified: Client, query: dict[str, Any], xff: str | None, checkout: str) -> None:
+    card_page = send(verified, "POST", "/pay/checkout/", data={"choice": "all"})["Location"]  # wherever it lives
+    send(verified, "GET", card_page, xff, data=query)
+    send(verified, "GET", f"/pay/card/{quote(checkout, safe='')}/", xff, data=query)  # someone else's, or garbage
 
 
 @PROPERTY
