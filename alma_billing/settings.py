@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "alma_billing.core.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "alma_billing.core.budget.OutsideCallBudgetMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

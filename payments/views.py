@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, message_page
+from alma_billing.core.http import client_ip, contains_nul, message_page
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -225,11 +225,11 @@ def pay_retry(request: HttpRequest, payment_id: int, *, patient_id: int) -> Http
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    try:
+    try:  # {} for anything but a JSON object: not JSON, nested too deep, or text PostgreSQL cannot store (NUL)
         body = json.loads(request.body or b"{}")
-    except ValueError:
+        return body if isinstance(body, dict) and not contains_nul(body) else {}
+    except (ValueError, RecursionError):
         return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _payment_json(payment: Payment) -> JsonResponse:
