@@ -110,7 +110,15 @@ UNKNOWN_SETTLES_AFTER = settings.GUNICORN_TIMEOUT + 5
 
 def _checkouts(request: HttpRequest) -> dict[str, dict[str, Any]]:
     checkouts = request.session.get(CHECKOUTS_KEY)
-    return checkouts if isinstance(checkouts, dict) else {}
+    if not isinstance(checkouts, dict):
+        return {}
+    return {  # only what this code wrote (an older session shape, or anything else, is ignored)
+        key: value
+        for key, value in checkouts.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("invoice_ids"), list)
+        and isinstance(value.get("attempt_key"), str)
+    }
 
 
 def _checkout_open(request: HttpRequest, invoices: list[Invoice]) -> str:

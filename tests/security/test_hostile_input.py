@@ -6,6 +6,7 @@ and re-raises any server error, so a 500 fails the example that caused it.
 
 import ipaddress
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -218,6 +219,37 @@ def test_card_confirm(stripe_api: str, verified: Client, body: Any, xff: str | N
     send(verified, "POST", "/pay/checkout/", data={"choice": "all"})
     send(verified, "POST", "/pay/card/confirm/", xff, data=body, content_type="application/json")
     send(verified, "POST", "/pay/card/confirm/", xff, data=body, content_type="text/plain")
+
+
+@PROPERTY
+@given(attempt=TEXT, xff=XFF)
+def test_attempt_page(stripe_api: str, verified: Client, attempt: str, xff: str | None) -> None:
+    card_page = send(verified, "POST", "/pay/checkout/", data={"choice": "all"})["Location"]
+    real = re.search(r'data-attempt-url="([^"]+)"', send(verified, "GET", card_page).content.decode())
+    assert real
+    send(verified, "GET", real.group(1), xff)
+    send(verified, "GET", f"/pay/card/attempt/{quote(attempt, safe='')}/", xff)
+
+
+@PROPERTY
+@given(payment_id=ID, xff=XFF)
+def test_retry(stripe_api: str, verified: Client, paid: Payment, payment_id: str, xff: str | None) -> None:
+    for pk in (quote(payment_id, safe=""), paid.pk):
+        send(verified, "GET", f"/pay/payments/{pk}/retry/", xff)
+
+
+@PROPERTY
+@given(checkouts=JSON, body=BODY)
+def test_pages_with_a_checkout_store_of_another_shape(
+    stripe_api: str, verified: Client, checkouts: Any, body: Any
+) -> None:
+    session = verified.session
+    session["checkouts"] = checkouts  # an older deployment's shape, or anything at all
+    session.save()
+    send(verified, "GET", "/pay/card/0123456789abcdef/")
+    send(verified, "GET", "/pay/card/attempt/0123456789abcdef/")
+    send(verified, "POST", "/pay/card/confirm/", data=body, content_type="application/json")
+    send(verified, "POST", "/pay/checkout/", data={"choice": "all"})
 
 
 @PROPERTY
