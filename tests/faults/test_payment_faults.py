@@ -6,6 +6,8 @@ runs them all.
 """
 
 import logging
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -252,3 +254,33 @@ def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_rel
     assert payment.status == Payment.Status.PROCESSING  # may have been charged on another account: still held
     assert "STRIPE_SECRET_KEY" in payment.attention
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PROCESSING
+
+
+def test_localstripe_stopped_mid_payment_the_result_page_answers_within_the_budget_then_settles(  # type: ignore[no-untyped-def]
+    patient, settings
+) -> None:
+    """A card processor process frozen (SIGSTOP) after taking the charge: pages answer within the budget and say
+    "We're confirming"; once it thaws, the same page shows the truth."""
+    with stripe_fake.localstripe_running() as (url, process):
+        settings.STRIPE_API_BASE, settings.STRIPE_JS_URL = url, f"{url}/js.stripe.com/v3/"
+        settings.STRIPE_TIMEOUT_SECONDS, settings.OUTSIDE_CALL_BUDGET_SECONDS = 1.0, 3.0
+        pid = process.pid
+        stripe_fake.save_card(fields["setup-id"], stripe_fake.THREE_D_SECURE)
+        result = confirm(client, fields)
+        assert result["status"] == "requires_action"  # the bank asks; the patient completes it...
+        payment = Payment.objects.get()
+        stripe_fake.authenticate(payment.stripe_payment_intent_id or "", success=True)
+
+        os.kill(pid, signal.SIGSTOP)  # ...and the card processor freezes before we hear of it
+        try:
+            started = time.monotonic()
+            page = client.get(f"/pay/payments/{payment.pk}/").content.decode()
+            assert time.monotonic() - started < 3.0 + 1.0
+            assert "We're confirming your payment" in page and "Nothing was charged" not in page
+            refreshed = client.post(result["refresh"])
+            assert refreshed.json()["status"] == "processing"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        assert "Payment received" in client.get(f"/pay/payments/{payment.pk}/").content.decode()
+        assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID

@@ -32,6 +32,13 @@ def free_port() -> int:
 
 @contextmanager
 def localstripe_process() -> Iterator[str]:
+    with localstripe_running() as (url, _):
+        yield url
+
+
+@contextmanager
+def localstripe_running() -> Iterator[tuple[str, "subprocess.Popen[bytes]"]]:
+    """A private localstripe process: its URL and the process (for fault tests that freeze or kill it)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "payments.localstripe_server", "--port", str(port)],
@@ -50,7 +57,7 @@ def localstripe_process() -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("localstripe did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=10)
