@@ -265,6 +265,9 @@ def test_localstripe_stopped_mid_payment_the_result_page_answers_within_the_budg
         settings.STRIPE_API_BASE, settings.STRIPE_JS_URL = url, f"{url}/js.stripe.com/v3/"
         settings.STRIPE_TIMEOUT_SECONDS, settings.OUTSIDE_CALL_BUDGET_SECONDS = 1.0, 3.0
         pid = process.pid
+        (invoice,) = open_invoices(patient, 7_000)
+        client = verified_client(invoice)
+        fields = card_page(client, checkout(client, "all"))
         stripe_fake.save_card(fields["setup-id"], stripe_fake.THREE_D_SECURE)
         result = confirm(client, fields)
         assert result["status"] == "requires_action"  # the bank asks; the patient completes it...
