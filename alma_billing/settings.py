@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from alma_billing.log_privacy import logging_config, sdk_console_logging_off
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -245,10 +247,11 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# --- Logs without patient data (issue 10) ---------------------------------------------------------------------
+# Root at LOG_LEVEL; the Stripe and Twilio SDKs, urllib3, requests, Django's SQL logger and the like are pinned at
+# WARNING whatever LOG_LEVEL says (at DEBUG/INFO they write emails, phone numbers, amounts and card details), and
+# request paths are redacted (/pay/<token>/ -> /pay/[token]/, query strings dropped). See alma_billing/log_privacy.py.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = logging_config(LOG_LEVEL)
+sdk_console_logging_off()  # STRIPE_LOG=debug would print Stripe's request and response bodies to stderr
+# --- end: logs ------------------------------------------------------------------------------------------------
