@@ -120,6 +120,14 @@ class RedactPathsFilter(logging.Filter):
 _TRACEBACKS = logging.Formatter()
 
 
+def handlers_redact(logger: logging.Logger, **kwargs: Any) -> None:
+    """Celery's worker and beat replace the root logger's handlers with their own (worker_hijack_root_logger):
+    give those handlers the same redaction as our console handler (connected in celery_app.py)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactPathsFilter) for f in handler.filters):
+            handler.addFilter(RedactPathsFilter())
+
+
 def sdk_console_logging_off() -> None:
     """The Stripe SDK prints request and response bodies straight to stderr (bypassing logging) when STRIPE_LOG or
     `stripe.log` is "debug" or "info". Turn that off, whether or not `stripe` is imported yet."""

@@ -190,3 +190,21 @@ def test_stripe_log_debug_in_the_environment_prints_nothing(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
     assert "marisol" not in done.stderr and "7000" not in done.stderr, done.stderr
+
+
+def test_celery_worker_and_beat_handlers_get_the_same_redaction() -> None:
+    """Celery replaces the root logger's handlers in the worker and beat; celery_app.py hands them our filter."""
+    from celery.signals import after_setup_logger, after_setup_task_logger
+
+    from alma_billing.log_privacy import handlers_redact
+
+    assert handlers_redact in [receiver for _, receiver in after_setup_logger.receivers]
+    assert handlers_redact in [receiver for _, receiver in after_setup_task_logger.receivers]
+    logger, handler = logging.getLogger("test.celery.handlers"), logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        handlers_redact(logger)
+        handlers_redact(logger)
+        assert [type(f) for f in handler.filters] == [RedactPathsFilter]
+    finally:
+        logger.removeHandler(handler)
