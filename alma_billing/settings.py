@@ -280,6 +280,14 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     # --- end: HTTPS in production ------------------------------------------------------------------------------
 
+# --- Error pages (issue 10) ------------------------------------------------------------------------------------
+# The platform's own contact, shown on the patient error pages (400/403/404/500, CSRF failure) when set.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="")
+SUPPORT_PHONE = env.str("SUPPORT_PHONE", default="")
+# A patient-styled "This page expired" page instead of Django's bare CSRF failure page.
+CSRF_FAILURE_VIEW = "alma_billing.core.error_pages.csrf_failure"
+# --- end: error pages -----------------------------------------------------------------------------------------
+
 # --- Logs without patient data (issue 10) ---------------------------------------------------------------------
 # Root at LOG_LEVEL; the Stripe and Twilio SDKs, urllib3, requests, Django's SQL logger and the like are pinned at
 # WARNING whatever LOG_LEVEL says (at DEBUG/INFO they write emails, phone numbers, amounts and card details), and

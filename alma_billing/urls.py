@@ -12,6 +12,12 @@ admin.site.site_header = "Alma billing"
 admin.site.site_title = "Alma billing"
 admin.site.index_template = "admin/alma_index.html"
 
+# Patient-styled error pages (issue 10); the CSRF failure page is CSRF_FAILURE_VIEW in settings.
+handler400 = "alma_billing.core.error_pages.bad_request"
+handler403 = "alma_billing.core.error_pages.permission_denied"
+handler404 = "alma_billing.core.error_pages.page_not_found"
+handler500 = "alma_billing.core.error_pages.server_error"
+
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),
