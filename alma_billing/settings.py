@@ -165,6 +165,8 @@ PERIODIC_TASK_DEFAULTS: dict[str, tuple[str, int | str]] = {
     "autopay-due": ("payments.tasks.autopay_due_task", 15),
     # Ask Stripe about payments still in flight, in case a webhook was lost; finish lost refunds and receipts.
     "payments-reconcile": ("payments.tasks.payments_reconcile", 10),
+    # Housekeeping (issue 10): expired sessions and access attempts too old to count toward any limit.
+    "housekeeping-daily": ("alma_billing.core.tasks.housekeeping_task", "03:30"),
 }
 
 # Reminders (P3): days after issue, then every REMINDER_REPEAT_DAYS while anything is open.
@@ -231,6 +233,9 @@ VERIFY_LOCKOUT = timedelta(minutes=env.int("VERIFY_LOCKOUT_MINUTES", default=30)
 VERIFY_MAX_FAILURES_PER_IP = env.int("VERIFY_MAX_FAILURES_PER_IP", default=20)  # per hour, all patients
 PATIENT_ACCESS_IDLE = timedelta(minutes=15)
 PATIENT_ACCESS_MAX = timedelta(hours=2)
+# Housekeeping (issue 10): access attempts older than this are deleted daily. Never below the longest window an
+# attempt is counted in (lockout, per-IP hour, send window): housekeeping_task enforces that floor as well.
+ACCESS_ATTEMPT_RETENTION = timedelta(days=env.int("ACCESS_ATTEMPT_RETENTION_DAYS", default=7))
 
 # Stripe. Without keys and with DEBUG on, localstripe (make run starts it) stands in for Stripe and Stripe.js.
 LOCALSTRIPE_URL = env.str("LOCALSTRIPE_URL", default="http://127.0.0.1:8420")
