@@ -22,30 +22,10 @@ else:
     if len(SECRET_KEY) < 32:
         raise ImproperlyConfigured("SECRET_KEY must be set (at least 32 characters) when DEBUG is off.")
 
-# --- Production fails fast: required variables (issue 10) ------------------------------------------------------
-# With DEBUG off, startup stops with one message naming every missing variable, rather than sending emails with
-# placeholder links or sender, or running every Celery task inside the web request for want of a broker.
-# ALLOW_EAGER_TASKS=1 is the escape hatch for one-off commands without Redis (the image build's collectstatic, tests).
-if not DEBUG:
-    _required = {
-        "REDIS_URL": "the Celery broker, e.g. redis://redis:6379/0",
-        "SITE_URL": "the base of the links in emails, e.g. https://billing.example.com",
-        "DEFAULT_FROM_EMAIL": "the sender, e.g. 'Alma Billing <billing@example.com>'",
-    }
-    if env.bool("ALLOW_EAGER_TASKS", default=False):
-        del _required["REDIS_URL"]
-    _missing = [name for name in _required if not env.str(name, default="").strip()]
-    if _missing:
-        raise ImproperlyConfigured(
-            f"{', '.join(_missing)} must be set when DEBUG is off ("
-            + "; ".join(f"{name}: {_required[name]}" for name in _missing)
-            + "). See .env.example."
-        )
-# --- end: production required variables -----------------------------------------------------------------------
-
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Absolute base for links in emails, e.g. https://billing.example.com (no trailing slash). Required with DEBUG off.
+# Absolute base for links in emails, e.g. https://billing.example.com (no trailing slash). Required with DEBUG off
+# (checked below).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -136,11 +116,11 @@ else:
         raise ImproperlyConfigured("EMAIL_URL must be set when DEBUG is off (e.g. smtp+tls://user:pass@host:587).")
     EMAIL_BACKEND = "alma_billing.core.mail.OutboxEmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
-# Required with DEBUG off (checked above); the placeholder is for development only.
+# Required with DEBUG off (checked below); the placeholder is for development only.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Alma Billing <billing@alma.invalid>")
 
 # Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default). Required with DEBUG
-# off (checked above) unless ALLOW_EAGER_TASKS=1.
+# off (checked below) unless ALLOW_EAGER_TASKS=1.
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
@@ -284,6 +264,28 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     # --- end: HTTPS in production ------------------------------------------------------------------------------
+
+# --- Production fails fast: required variables (issue 10) ------------------------------------------------------
+# With DEBUG off, startup stops with one message naming every missing variable, rather than sending emails with
+# placeholder links or sender, or running every Celery task inside the web request for want of a broker.
+# Checked after the other settings, so their own messages (SECRET_KEY, EMAIL_URL, Stripe, Twilio) come first.
+# ALLOW_EAGER_TASKS=1 is the escape hatch for one-off commands without Redis (the image build's collectstatic, tests).
+if not DEBUG:
+    _required = {
+        "REDIS_URL": "the Celery broker, e.g. redis://redis:6379/0",
+        "SITE_URL": "the base of the links in emails, e.g. https://billing.example.com",
+        "DEFAULT_FROM_EMAIL": "the sender, e.g. 'Alma Billing <billing@example.com>'",
+    }
+    if env.bool("ALLOW_EAGER_TASKS", default=False):
+        del _required["REDIS_URL"]
+    _missing = [name for name in _required if not env.str(name, default="").strip()]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"{', '.join(_missing)} must be set when DEBUG is off ("
+            + "; ".join(f"{name}: {_required[name]}" for name in _missing)
+            + "). See .env.example."
+        )
+# --- end: production required variables -----------------------------------------------------------------------
 
 # --- Error pages (issue 10) ------------------------------------------------------------------------------------
 # The platform's own contact, shown on the patient error pages (400/403/404/500, CSRF failure) when set.
