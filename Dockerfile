@@ -16,10 +16,11 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Dependencies first, so editing the code does not reinstall them. All pins have manylinux wheels
-# (psycopg2-binary, etc.), so no compiler or libpq-dev is needed.
+# Dependencies first, so editing the code does not reinstall them. requirements.txt is the hashed lock
+# (`make lock`): pip refuses any file whose hash differs. All pins have manylinux wheels (psycopg2-binary,
+# etc.), so wheels only: nothing is built, and no compiler or libpq-dev is needed.
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes --only-binary=:all: -r requirements.txt
 
 COPY . .
 

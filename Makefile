@@ -4,18 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install run test lint typecheck migrations-check pytest bench clean
+.PHONY: help install lock run test lint typecheck migrations-check pytest bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-build.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-build.txt
+	$(PY) -m pip install -q --require-hashes --no-build-isolation -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the pinned requirements
+install: $(VENV)/.installed  ## create .venv and install the locked requirements (hashes checked)
+
+# The lock files are generated: edit requirements.in / requirements-dev.in, then `make lock` (add
+# LOCK_FLAGS=--upgrade to move every transitive pin to its newest version), then `make install`.
+LOCK := $(VENV)/bin/uv pip compile --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(LOCK_FLAGS)
+lock: install  ## regenerate the hashed lock files requirements*.txt from the requirements*.in files
+	$(LOCK) requirements-build.in -o requirements-build.txt
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
 
 run: install  ## migrate, seed demo data, start localstripe and the site on http://127.0.0.1:8000
 	DEBUG=1 $(PY) manage.py migrate --no-input -v0
@@ -23,6 +32,7 @@ run: install  ## migrate, seed demo data, start localstripe and the site on http
 	@$(PY) -m payments.localstripe_server --port 8420 & ls_pid=$$!; \
 	  trap 'kill $$ls_pid 2>/dev/null' EXIT INT TERM; \
 	  echo "localstripe (Stripe fake) on http://127.0.0.1:8420; site on http://127.0.0.1:8000"; \
+	  echo "admin logins and their second factor (one-time codes demo1..demo5) are printed above by seed_demo"; \
 	  DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 lint:  ## ruff

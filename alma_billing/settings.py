@@ -45,7 +45,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "alma_billing.core.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "alma_billing.core.budget.OutsideCallBudgetMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -130,7 +132,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="alma")
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Short socket timeouts: publishing to a Redis that is down or hung must fail fast (the sweeps finish the work).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 5, "socket_connect_timeout": 2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks live in the database (django-celery-beat) so ops can change them in the admin. `migrate` creates
@@ -184,6 +188,10 @@ BENEFIT_CARD_ISSUER_WORDS = env.list(
 PAY_LINK_TTL = timedelta(days=env.int("PAY_LINK_TTL_DAYS", default=30))
 # A completed session older than this without an outcome is picked up by the sweep.
 ISSUE_SWEEP_GRACE = timedelta(minutes=env.int("ISSUE_SWEEP_GRACE_MINUTES", default=2))
+# How long a reminder run keeps reconnecting to a database that went away (a restart, a dropped connection)
+# before it stops and says it was interrupted.
+REMINDER_DB_RETRY = timedelta(seconds=env.int("REMINDER_DB_RETRY_SECONDS", default=60))
+REMINDER_MESSAGE_ID_DOMAIN = env.str("REMINDER_MESSAGE_ID_DOMAIN", default=SITE_URL.split("//")[-1].split(":")[0])
 
 # SMS codes: Twilio Verify in production; the local backend (codes in the dev outbox) only with DEBUG.
 VERIFY_BACKEND = env.str("VERIFY_BACKEND", default="local" if DEBUG else "twilio")
@@ -234,12 +242,70 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default=LOCALSTRIPE_URL if _use_loc
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL", default=f"{LOCALSTRIPE_URL}/js.stripe.com/v3/" if _use_localstripe else "https://js.stripe.com/v3/"
 )
-STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
+# --- Outside-call budget, chosen together with the web worker's timeout (bin/web, README "When things fail").
+# A sync gunicorn worker is killed after GUNICORN_TIMEOUT seconds on one request; every request spends at most
+# OUTSIDE_CALL_BUDGET_SECONDS on Stripe/Twilio/SMTP in all (alma_billing.core.budget), leaving the rest for the
+# database and the page. One Stripe call waits at most STRIPE_TIMEOUT_SECONDS per try, retried while time is left.
+GUNICORN_TIMEOUT = env.int("GUNICORN_TIMEOUT", default=30)
+OUTSIDE_CALL_BUDGET_SECONDS = env.float("OUTSIDE_CALL_BUDGET_SECONDS", default=20.0)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=8.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=16.0)  # both tries together
+if OUTSIDE_CALL_BUDGET_SECONDS > GUNICORN_TIMEOUT - 5:
+    raise ImproperlyConfigured(
+        f"OUTSIDE_CALL_BUDGET_SECONDS ({OUTSIDE_CALL_BUDGET_SECONDS:g}) must be at least 5 s below GUNICORN_TIMEOUT "
+        f"({GUNICORN_TIMEOUT}), or a slow card processor gets web workers killed mid-payment."
+    )
+# A payment in flight that Stripe has not answered about for this long is flagged to ops on the dashboard.
+PAYMENT_STUCK_AFTER = timedelta(hours=env.int("PAYMENT_STUCK_AFTER_HOURS", default=24))
 # A payment still in flight after this long is asked about by reconciliation (webhooks may have been lost).
 PAYMENT_RECONCILE_AFTER = timedelta(minutes=env.int("PAYMENT_RECONCILE_AFTER_MINUTES", default=10))
 
 # How many reverse proxies sit in front of gunicorn and append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- Staff access (admin): a second factor (django-otp), sessions of hours, login throttling (django-axes). ---
+# Kept in one block: the apps, middleware and backends staff sign-in needs are added here, not spread over the file.
+# Who a locked-out or unenrolled staff member should ask (shown on the login and lockout pages).
+STAFF_HELP_CONTACT = env.str("STAFF_HELP_CONTACT", default="an Alma ops administrator")
+
+# Second factor: the admin site is django-otp's OTPAdminSite (alma_billing/core/staff_login.py), so no admin page
+# opens without a verified authenticator or recovery code. Ops enroll staff with `manage.py staff_otp_enroll USER`.
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "alma_billing.core.admin_apps.StaffAdminConfig"
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+# Right after authentication: it reads request.user and adds which device verified it.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = "Alma billing"
+
+# Staff sessions last hours, not Django's two weeks. Patient access has its own, shorter limits
+# (PATIENT_ACCESS_IDLE, PATIENT_ACCESS_MAX) checked on every patient page, well inside this.
+SESSION_COOKIE_AGE = env.int("STAFF_SESSION_HOURS", default=8) * 3600
+
+# Login throttling. Lock a username *from one client address* after N failures: guessing from one place stops,
+# but nobody can lock every colleague out by typing wrong passwords for each name (a username-only lock would let
+# them). Guessing spread over many addresses still meets the second factor, which throttles itself.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last: turns a refused login into the lockout page
+# Axes' backend refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=10)
+# 0: locked until ops reset it (`manage.py axes_reset_username USERNAME`); otherwise the lock lifts after that long.
+_staff_lockout_minutes = env.int("STAFF_LOCKOUT_MINUTES", default=0)
+AXES_COOLOFF_TIME = timedelta(minutes=_staff_lockout_minutes) if _staff_lockout_minutes else None
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not extend it and are not counted again.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The same proxy-aware address the patient limits use (TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "alma_billing.core.staff_login.staff_client_ip"
+AXES_LOCKOUT_CALLABLE = "alma_billing.core.staff_login.staff_lockout_response"
+# Never store or log what was typed as a username, password or code (a password typed in the wrong box included).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+# --- end of staff access ---
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -8,16 +8,13 @@ from invoices.dashboard import ops_dashboard
 from payments import views as payment_views
 from verification import views as verification_views
 
-admin.site.site_header = "Alma billing"
-admin.site.site_title = "Alma billing"
-admin.site.index_template = "admin/alma_index.html"
-
 # Patient-styled error pages (issue 10); the CSRF failure page is CSRF_FAILURE_VIEW in settings.
 handler400 = "alma_billing.core.error_pages.bad_request"
 handler403 = "alma_billing.core.error_pages.permission_denied"
 handler404 = "alma_billing.core.error_pages.page_not_found"
 handler500 = "alma_billing.core.error_pages.server_error"
 
+# admin.site is alma_billing.core.staff_login.StaffAdminSite: staff need a second factor (see README "Staff access").
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),
@@ -30,10 +27,12 @@ urlpatterns = [
     path("pay/invoices/details/", payment_views.pay_details, name="pay-details"),
     path("pay/invoices/<str:number>/", payment_views.pay_invoice_detail, name="pay-invoice"),
     path("pay/checkout/", payment_views.pay_checkout, name="pay-checkout"),
-    path("pay/card/", payment_views.pay_card, name="pay-card"),
     path("pay/card/confirm/", payment_views.pay_card_confirm, name="pay-card-confirm"),
+    path("pay/card/attempt/<str:attempt_key>/", payment_views.pay_attempt, name="pay-attempt"),
+    path("pay/card/<str:checkout_id>/", payment_views.pay_card, name="pay-card"),
     path("pay/payments/<int:payment_id>/", payment_views.pay_result, name="pay-result"),
     path("pay/payments/<int:payment_id>/refresh/", payment_views.pay_refresh, name="pay-refresh"),
+    path("pay/payments/<int:payment_id>/retry/", payment_views.pay_retry, name="pay-retry"),
     path("pay/payments/<int:payment_id>/receipt.pdf", payment_views.pay_receipt, name="pay-receipt"),
     path("pay/autopay/", payment_views.pay_autopay, name="pay-autopay"),
     path("pay/autopay/enroll/", payment_views.pay_autopay_enroll, name="pay-autopay-enroll"),

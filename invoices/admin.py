@@ -1,12 +1,15 @@
 """The admin providers and ops staff live in. Providers see only their own patients, sessions and invoices; ops see
 everything. Money is read-only once issued; every action goes through a service that writes an audit event."""
 
+from collections.abc import Callable
+from datetime import date
+from functools import cached_property
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -15,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import format_cents
-from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of, staff_actor
+from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of, scoped_provider, staff_actor
 from invoices import services
 from invoices.models import (
     Coverage,
@@ -58,7 +61,7 @@ class PracticeAdmin(OpsOnlyAdmin):
 @admin.register(Provider)
 class ProviderAdmin(ProviderScopedAdmin):
     list_display = ["display_name", "npi", "practice"]
-    list_filter = ["practice"]
+    list_filter = [("practice", admin.RelatedOnlyFieldListFilter)]  # a provider is offered only their practice
     search_fields = ["display_name", "npi"]
 
     def provider_scope(self, provider: Any) -> Q:
@@ -70,6 +73,64 @@ class ProviderAdmin(ProviderScopedAdmin):
 
 def own_patients(provider: Any) -> QuerySet[Patient]:
     return Patient.objects.filter(Q(sessions__provider=provider) | Q(added_by=provider)).distinct()
+
+
+class ProviderShare:
+    """One provider's part of their patients' reminders: which reminder rows named one of their invoices, and
+    what of each row's total was theirs. A reminder lists every open invoice of the patient, including another
+    provider's: that part is not shown to this provider. Built once per admin page, in Python, since the invoice
+    ids of a reminder are a JSON list (which SQLite cannot search)."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    @cached_property
+    def invoice_cents(self) -> dict[int, int]:
+        return dict(Invoice.objects.filter(provider=self.provider).values_list("pk", "amount_cents"))
+
+    @cached_property
+    def invoice_numbers(self) -> dict[int, str]:
+        return dict(Invoice.objects.filter(provider=self.provider).values_list("pk", "number"))
+
+    @cached_property
+    def _logs(self) -> list[tuple[int, int, date, str, list[int]]]:
+        rows = ReminderLog.objects.filter(patient__in=own_patients(self.provider)).values_list(
+            "pk", "patient_id", "sent_on", "status", "invoice_ids"
+        )
+        own = self.invoice_cents
+        return [(pk, p, day, status, [i for i in ids or [] if i in own]) for pk, p, day, status, ids in rows]
+
+    @cached_property
+    def log_ids(self) -> list[int]:
+        """The reminders that named at least one of this provider's invoices."""
+        return [pk for pk, _, _, _, mine in self._logs if mine]
+
+    @cached_property
+    def last_sent_by_invoice(self) -> dict[int, date]:
+        last: dict[int, date] = {}
+        for _, _, day, status, mine in self._logs:
+            if status == ReminderLog.Status.SENT:
+                for invoice_id in mine:
+                    last[invoice_id] = max(day, last.get(invoice_id, day))
+        return last
+
+    def own_ids(self, log: ReminderLog) -> list[int]:
+        return [i for i in log.invoice_ids or [] if i in self.invoice_cents]
+
+    def own_cents(self, log: ReminderLog) -> int:
+        return sum(self.invoice_cents[i] for i in self.own_ids(log))
+
+
+def provider_share(request: HttpRequest) -> ProviderShare | None:
+    """The request's ProviderShare (cached on the request), or None for ops."""
+    provider = scoped_provider(request)
+    if provider is None:
+        return None
+    share = getattr(request, "_alma_provider_share", None)
+    if share is None:
+        share = ProviderShare(provider)
+        request._alma_provider_share = share  # type: ignore[attr-defined]
+    return share
 
 
 def scoped_choices(db_field: Any, request: HttpRequest) -> QuerySet[Any] | None:
@@ -113,19 +174,21 @@ class PatientAdmin(PatientScoped):
     patient_path = ""
     list_display = ["__str__", "email", "phone", "open_balance", "last_reminder"]
     search_fields = ["first_name", "last_name", "email", "phone", "invoices__number"]
+    invoice_path = "invoices"
     fields = ["first_name", "last_name", "email", "phone", "stripe_customer_id"]
     readonly_fields = ["stripe_customer_id"]
     inlines = [CoverageInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # A provider's figures count only their own invoices and the reminders that named one of them: a shared
+        # patient's balance with another provider, or a reminder about it, would tell that the patient sees them.
+        share = provider_share(request)
         last = ReminderLog.objects.filter(patient=OuterRef("pk"), status=ReminderLog.Status.SENT).order_by("-sent_on")
-        open_cents = (
-            Invoice.objects.filter(patient=OuterRef("pk"), status=Invoice.Status.OPEN)
-            .order_by()
-            .values("patient")
-            .annotate(total=Sum("amount_cents"))
-            .values("total")
-        )
+        invoices = Invoice.objects.filter(patient=OuterRef("pk"), status=Invoice.Status.OPEN)
+        if share is not None:
+            last = last.filter(pk__in=share.log_ids)
+            invoices = invoices.filter(provider=share.provider)
+        open_cents = invoices.order_by().values("patient").annotate(total=Sum("amount_cents")).values("total")
         return (
             super()
             .get_queryset(request)
@@ -182,9 +245,34 @@ class EapAuthorizationAdmin(PatientScoped):
     list_display = ["__str__", "patient", "sessions_used", "sessions_authorized", "valid_from", "valid_until"]
     list_filter = ["program"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        provider = scoped_provider(request)
+        if provider is None:
+            return queryset
+        return queryset.annotate(own_sessions=Count("sessions", filter=Q(sessions__provider=provider)))
+
+    @admin.display(description="Sessions with you")
+    def own_sessions_used(self, obj: Any) -> int:
+        return int(obj.own_sessions or 0)
+
+    # A provider sees the sessions they held under a shared authorization, not the total: the total counts another
+    # provider's sessions with the patient.
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if scoped_provider(request) is None:
+            return list(self.list_display)
+        return ["own_sessions_used" if f == "sessions_used" else f for f in self.list_display]
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["sessions_used"] if obj is not None and scoped_provider(request) is not None else []
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["own_sessions_used"] if obj is not None and scoped_provider(request) is not None else []
+
 
 @admin.register(TherapySession)
 class TherapySessionAdmin(ProviderScopedAdmin):
+    invoice_path = "invoice"
     list_display = ["__str__", "patient", "provider", "billing_type", "status", "billing_outcome", "billing_note"]
     list_filter = ["status", "billing_outcome", "billing_type", ("provider", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["patient__last_name", "patient__email", "invoice__number"]
@@ -334,6 +422,17 @@ class InvoiceAdmin(ProviderScopedAdmin):
         )
         return super().get_queryset(request).annotate(last_reminder_on=Subquery(last.values("sent_on")[:1]))
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        share = provider_share(request)
+        if share is None:
+            return list(self.list_display)
+
+        @admin.display(description="Last reminder")
+        def last_reminder(obj: Invoice) -> Any:
+            return share.last_sent_by_invoice.get(obj.pk) or "-"  # a reminder that named this invoice
+
+        return [last_reminder if f == "last_reminder" else f for f in self.list_display]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # invoices are issued by the billing service, never typed in
 
@@ -463,6 +562,44 @@ class ReminderLogAdmin(PatientScoped):
     list_display = ["sent_on", "patient", "status", "total", "reason", "sent_at"]
     list_filter = ["status", "sent_on"]
     search_fields = ["patient__last_name", "patient__email"]
+    SHOWN = ["sent_on", "patient", "status", "invoices", "total", "reason", "run", "created_at", "sent_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        share = provider_share(request)
+        # A reminder that named only another provider's invoices is not this provider's to see.
+        return queryset if share is None else queryset.filter(pk__in=share.log_ids)
+
+    def _share_fields(self, request: HttpRequest, names: list[str]) -> list[Any]:
+        """For a provider, the invoices and total of a reminder are their own part of it."""
+        share = provider_share(request)
+        if share is None:
+            return names
+
+        @admin.display(description="Total")
+        def total(obj: ReminderLog) -> str:
+            return format_cents(share.own_cents(obj))
+
+        @admin.display(description="Invoices")
+        def invoices(obj: ReminderLog) -> str:
+            return ", ".join(share.invoice_numbers[i] for i in share.own_ids(obj)) or "-"
+
+        replace: dict[str, Callable[[ReminderLog], str]] = {"total": total, "invoices": invoices}
+        return [replace.get(name, name) for name in names if name != "run"]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self._share_fields(request, [str(name) for name in self.list_display])
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._share_fields(request, list(self.SHOWN))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    @admin.display(description="Invoices")
+    def invoices(self, obj: ReminderLog) -> str:
+        numbers = Invoice.objects.filter(pk__in=obj.invoice_ids or []).values_list("number", flat=True)
+        return ", ".join(numbers) or "-"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -1,5 +1,7 @@
 """The ops dashboard: open balance by age, reminder runs, autopay failures and what needs a person."""
 
+from datetime import timedelta
+
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -7,7 +9,7 @@ from django.utils import timezone
 
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import is_ops
-from invoices.models import Invoice, ReminderRun, TherapySession
+from invoices.models import Invoice, ReminderLog, ReminderRun, TherapySession
 from invoices.selectors import open_balance_by_age
 
 
@@ -41,5 +43,11 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         ).count(),
         "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
+        "payments_attention": Payment.objects.filter(attention_at__gte=timezone.now() - timedelta(days=30))
+        .order_by("-attention_at")
+        .select_related("patient")[:20],
+        "reminders_in_doubt": ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).order_by("sent_on", "id")[
+            :50
+        ],
     }
     return TemplateResponse(request, "admin/ops_dashboard.html", context)

@@ -1,11 +1,12 @@
 """Practices, providers, patients, coverage and eligibility, EAP authorizations, sessions and their invoices."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
 from alma_billing.core.money import format_cents
@@ -271,11 +272,12 @@ class ReminderRun(models.Model):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
 
     as_of = models.DateField()
     dry_run = models.BooleanField(default=False)
     triggered_by = models.CharField(max_length=64, default="beat")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     patients_reminded = models.PositiveIntegerField(default=0)
@@ -283,7 +285,11 @@ class ReminderRun(models.Model):
     skipped_no_email = models.PositiveIntegerField(default=0)
     skipped_already_today = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    in_doubt = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Written as the run makes progress: a "running" run whose heartbeat stopped was killed, and is shown (and
+    # recorded by the next run) as interrupted.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -291,15 +297,25 @@ class ReminderRun(models.Model):
     def __str__(self) -> str:
         return f"Reminder run #{self.pk} for {self.as_of}"
 
+    @property
+    def status_shown(self) -> str:
+        """What ops read: a "running" run whose heartbeat stopped 15 minutes ago was killed, whatever its row says."""
+        stale = self.heartbeat_at is None or timezone.now() - self.heartbeat_at > timedelta(minutes=15)
+        if self.status == self.Status.RUNNING and stale:
+            return "Interrupted (stopped without finishing)"
+        return str(self.get_status_display())
+
 
 class ReminderLog(models.Model):
     """At most one reminder per patient per day (database rule). Also the outbox the emails are sent from."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"  # claimed; the email is being handed to the mail server
         SENT = "sent", "Sent"
         SKIPPED = "skipped", "Skipped"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", "Failed"  # gave up after repeated refusals; the next schedule point tries again
+        IN_DOUBT = "in_doubt", "In doubt"  # interrupted while sending: maybe delivered; never resent blindly
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="reminders")
     sent_on = models.DateField()
@@ -310,6 +326,8 @@ class ReminderLog(models.Model):
     reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-sent_on", "-id"]

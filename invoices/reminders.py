@@ -8,17 +8,22 @@ skipping rows another worker holds; a restarted run delivers what a killed run p
 
 import json
 import logging
+import smtplib
+import socket
+import time as time_module
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from alma_billing.core.audit import SYSTEM, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from invoices.models import Invoice, ReminderLog, ReminderRun
@@ -26,6 +31,7 @@ from invoices.models import Invoice, ReminderLog, ReminderRun
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 def latest_reminder_day(*, issued_on: date, as_of: date, schedule: tuple[int, ...] | None = None) -> date | None:
@@ -149,8 +155,8 @@ def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO invoices_reminderlog"
-            " (patient_id, sent_on, run_id, status, reason, invoice_ids, total_cents, created_at)"
-            " SELECT d.patient_id, %s, %s, d.status, d.reason, d.invoice_ids::jsonb, d.total_cents, now()"
+            " (patient_id, sent_on, run_id, status, reason, invoice_ids, total_cents, created_at, attempts)"
+            " SELECT d.patient_id, %s, %s, d.status, d.reason, d.invoice_ids::jsonb, d.total_cents, now(), 0"
             " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::integer[])"
             " AS d(patient_id, status, reason, invoice_ids, total_cents)"
             " ON CONFLICT (patient_id, sent_on) DO NOTHING",
@@ -166,8 +172,60 @@ def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
         )
 
 
-def reminder_deliver(*, log_id: int) -> bool:
-    """Send one planned reminder with a fresh link. Returns whether an email went out. Never sends a row twice."""
+class ReminderNotSent(Exception):
+    """The mail server refused or could not be reached: nothing went out, and the row waits for the next run."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable past REMINDER_DB_RETRY: the run stops and says so."""
+
+    # True when raised after the mail server was called: the row stays "sending", so its outcome is in doubt.
+    in_flight = False
+
+
+# Errors that mean the mail server did not take the message (it refused, or was never reached). Anything else
+# while sending (a timeout or a dropped connection after DATA) may have delivered it: that is "in doubt".
+_NOT_SENT = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    smtplib.SMTPConnectError,
+    smtplib.SMTPHeloError,
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPNotSupportedError,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+MAX_ATTEMPTS = 5
+# A row claimed for sending this long ago, and still not recorded as sent, was interrupted mid-send.
+SENDING_STALE_AFTER = timedelta(minutes=5)
+RUN_HEARTBEAT_STALE_AFTER = timedelta(minutes=15)
+
+
+def _with_database(action: Callable[[], T]) -> T:
+    """Run `action`, reconnecting and retrying while the database comes back (a restart, a dropped connection),
+    for up to REMINDER_DB_RETRY. A write retried here is a guarded UPDATE, so repeating it is harmless."""
+    deadline = time_module.monotonic() + settings.REMINDER_DB_RETRY.total_seconds()
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as error:
+            connection.close()  # a broken connection is not reused; the next query opens a new one
+            if time_module.monotonic() + delay > deadline:
+                raise DatabaseUnavailable(f"the database did not answer ({type(error).__name__})") from error
+            logger.warning("reminders: database unavailable (%s); retrying", type(error).__name__)
+            time_module.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def reminder_message_id(log_id: int) -> str:
+    """Our own Message-ID, so ops can look a reminder up in the mail provider's log."""
+    return f"<reminder-{log_id}@{settings.REMINDER_MESSAGE_ID_DOMAIN}>"
+
+
+def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
+    """Lock a pending reminder, decide what it says, and mark it "sending" in one commit. None: nothing to send."""
     from verification.services import pay_link_email_context
 
     with transaction.atomic():
@@ -178,7 +236,7 @@ def reminder_deliver(*, log_id: int) -> bool:
             .first()
         )
         if log is None:
-            return False  # sent already, or another worker is sending it right now
+            return None  # sent already, or another worker is sending it right now
         invoices = list(
             Invoice.objects.filter(pk__in=log.invoice_ids, status=Invoice.Status.OPEN).order_by("issued_at", "id")
         )
@@ -187,10 +245,10 @@ def reminder_deliver(*, log_id: int) -> bool:
                 # Being paid right now: no reminder, and no record of one, so that if the payment fails the
                 # patient is reminded on the next run rather than at the next schedule point.
                 log.delete()
-                return False
+                return None
             log.status, log.reason = ReminderLog.Status.SKIPPED, "Paid before the reminder went out."
             log.save(update_fields=["status", "reason"])
-            return False
+            return None
         patient = log.patient
         _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
@@ -204,11 +262,105 @@ def reminder_deliver(*, log_id: int) -> bool:
             if count == 1
             else f"Reminder: you have {count} open invoices from Alma"
         )
-        send_patient_email(to=patient.email, subject=subject, template="emails/reminder", context=context)
-        log.status, log.sent_at = ReminderLog.Status.SENT, timezone.now()
+        log.status, log.claimed_at, log.attempts = ReminderLog.Status.SENDING, timezone.now(), log.attempts + 1
         log.invoice_ids = [i.pk for i in invoices]
-        log.save(update_fields=["status", "sent_at", "invoice_ids"])
+        log.save(update_fields=["status", "claimed_at", "attempts", "invoice_ids"])
+    return log, context, subject
+
+
+def reminder_deliver(*, log_id: int) -> bool:
+    """Send one planned reminder with a fresh link. Returns whether an email went out. Never sends a row twice.
+
+    The row is marked "sending" and committed before the mail server is called, and "sent" after it accepted the
+    message. A refusal puts it back to "pending" (the next run sends it). An interruption in between (a kill, a
+    timeout after the message was handed over, a database that stays down) leaves it "sending", which becomes
+    "in doubt": shown to ops and never resent blindly. Raises ReminderNotSent or DatabaseUnavailable.
+    """
+    claimed = _with_database(lambda: _claim(log_id))
+    if claimed is None:
+        return False
+    log, context, subject = claimed
+    try:
+        send_patient_email(
+            to=log.patient.email,
+            subject=subject,
+            template="emails/reminder",
+            context=context,
+            headers={"Message-ID": reminder_message_id(log.pk)},
+        )
+    except _NOT_SENT as error:
+        gave_up = log.attempts >= MAX_ATTEMPTS
+        status = ReminderLog.Status.FAILED if gave_up else ReminderLog.Status.PENDING
+        reason = f"Mail server refused it ({type(error).__name__}); " + (
+            f"gave up after {log.attempts} tries." if gave_up else "it is sent again on the next run."
+        )
+        _record_outcome(
+            lambda: ReminderLog.objects.filter(pk=log.pk, status=ReminderLog.Status.SENDING).update(
+                status=status, reason=reason[:200]
+            )
+        )
+        raise ReminderNotSent(reason) from error
+    _record_outcome(
+        lambda: ReminderLog.objects.filter(pk=log.pk, status=ReminderLog.Status.SENDING).update(
+            status=ReminderLog.Status.SENT, sent_at=timezone.now(), reason=""
+        )
+    )
     return True
+
+
+def _record_outcome(update: Callable[[], int]) -> None:
+    """Record what the mail server said; if the database stays away, the row is left "sending" (in doubt)."""
+    try:
+        _with_database(update)
+    except DatabaseUnavailable as error:
+        error.in_flight = True
+        raise
+
+
+def reminders_mark_interrupted(*, now: datetime | None = None) -> tuple[int, int]:
+    """What a killed run left behind: rows still "sending" become "in doubt", and runs still "running" whose
+    heartbeat stopped become "interrupted". Returns (rows, runs)."""
+    now = now or timezone.now()
+    rows = ReminderLog.objects.filter(
+        status=ReminderLog.Status.SENDING, claimed_at__lt=now - SENDING_STALE_AFTER
+    ).update(
+        status=ReminderLog.Status.IN_DOUBT,
+        reason="Interrupted while sending: it may have been delivered. Not resent; check the mail log.",
+    )
+    runs = ReminderRun.objects.filter(
+        status=ReminderRun.Status.RUNNING, heartbeat_at__lt=now - RUN_HEARTBEAT_STALE_AFTER
+    ).update(status=ReminderRun.Status.INTERRUPTED, error="The run stopped without finishing (killed or lost).")
+    if rows or runs:
+        logger.warning("reminders: %s sends in doubt, %s runs interrupted", rows, runs)
+    return rows, runs
+
+
+UNSETTLED = (ReminderLog.Status.IN_DOUBT, ReminderLog.Status.SENDING)
+
+
+def reminders_in_doubt() -> list[ReminderLog]:
+    """Reminders in doubt, and those still marked "sending" (a run is sending them right now, or was killed
+    less than SENDING_STALE_AFTER ago: they become "in doubt" then)."""
+    reminders_mark_interrupted()
+    return list(ReminderLog.objects.filter(status__in=UNSETTLED).order_by("sent_on", "id")[:200])
+
+
+def reminder_resolve(*, log_id: int, delivered: bool, actor: Actor) -> ReminderLog:
+    """Ops settle a reminder in doubt after checking the mail log: delivered, or send it (once) now."""
+    with transaction.atomic():
+        log = ReminderLog.objects.select_for_update().get(pk=log_id)
+        if log.status != ReminderLog.Status.IN_DOUBT:
+            raise ServiceError(f"Reminder #{log.pk} is {log.get_status_display().lower()}, not in doubt.")
+        if delivered:
+            log.status, log.reason, log.sent_at = ReminderLog.Status.SENT, "Confirmed delivered by ops.", timezone.now()
+        else:
+            log.status, log.reason = ReminderLog.Status.PENDING, "Resend approved by ops."
+        log.save(update_fields=["status", "reason", "sent_at"])
+        audit_record(actor=actor, action="reminder.resolved", obj=log, delivered=delivered)
+    if not delivered:
+        reminder_deliver(log_id=log_id)
+        log.refresh_from_db()
+    return log
 
 
 @dataclass
@@ -222,34 +374,123 @@ class RunSummary:
     no_email: list[int]
     already_today: int
     failures: int
+    attempted: int = 0  # pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now
+    skipped_paid: int = 0
+    in_doubt_now: int = 0  # interrupted while this run was sending them
+    in_doubt: int = 0  # all reminders in doubt, from this run or earlier ones: ops look at each
+    interrupted: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failures or self.in_doubt or self.interrupted)
+
+
+class ReminderRunInterrupted(Exception):
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__(summary.interrupted)
+        self.summary = summary
 
 
 def reminders_run(
     *, as_of: date | None = None, dry_run: bool = False, triggered_by: str = "beat", progress: Progress | None = None
 ) -> RunSummary:
-    """Plan today's reminders, then deliver every pending one for the day (including a killed run's)."""
+    """Plan today's reminders, then deliver every pending one for the day (including an interrupted run's).
+
+    Raises ReminderRunInterrupted (with the figures so far) when the database stays away; the run is then
+    recorded as interrupted, by this process if it can, else by the next run.
+    """
     as_of = as_of or timezone.localdate()
-    run = ReminderRun.objects.create(as_of=as_of, dry_run=dry_run, triggered_by=triggered_by)
-    failures = reminded = 0
+    summary = RunSummary(
+        run_id=0,
+        as_of=as_of,
+        dry_run=dry_run,
+        due=0,
+        reminded=0,
+        invoices=0,
+        no_email=[],
+        already_today=0,
+        failures=0,
+    )
     try:
-        plan = reminders_plan(run=run, progress=progress)
+        run = _with_database(
+            lambda: ReminderRun.objects.create(
+                as_of=as_of, dry_run=dry_run, triggered_by=triggered_by, heartbeat_at=timezone.now()
+            )
+        )
+    except DatabaseUnavailable as error:  # down before anything happened: nothing to record, nothing sent
+        summary.interrupted = f"Interrupted: {error}; nothing was sent. Run send_reminders again once it is back."
+        raise ReminderRunInterrupted(summary) from error
+    summary.run_id = run.pk
+    plan = PlanResult()
+    try:
         if not dry_run:
-            pending = list(
-                ReminderLog.objects.filter(sent_on=as_of, status=ReminderLog.Status.PENDING).values_list(
-                    "id", flat=True
+            _with_database(reminders_mark_interrupted)
+        plan = _with_database(lambda: reminders_plan(run=run, progress=progress))
+        summary.due, summary.invoices = plan.due, plan.invoices
+        summary.no_email, summary.already_today = plan.no_email, plan.already_today
+        summary.reminded = plan.planned if dry_run else 0
+        if not dry_run:
+            pending = _with_database(
+                lambda: list(
+                    ReminderLog.objects.filter(sent_on=as_of, status=ReminderLog.Status.PENDING)
+                    .order_by("id")
+                    .values_list("id", flat=True)
                 )
             )
             for done, log_id in enumerate(pending, start=1):
+                summary.attempted += 1
                 try:
-                    reminded += reminder_deliver(log_id=log_id)
-                except Exception:  # one bad address must not stop everyone else's reminder
-                    failures += 1
-                    logger.exception("reminder %s could not be sent", log_id)
-                    ReminderLog.objects.filter(pk=log_id, status=ReminderLog.Status.PENDING).update(
-                        status=ReminderLog.Status.FAILED, reason="Sending failed; retried on the next run."
+                    if reminder_deliver(log_id=log_id):
+                        summary.reminded += 1
+                    else:
+                        summary.skipped_paid += 1
+                except ReminderNotSent:
+                    summary.failures += 1
+                    logger.warning("reminder %s was refused by the mail server; it waits for the next run", log_id)
+                except DatabaseUnavailable as error:
+                    # The summary must still add up: a send handed to the mail server but not recorded is in
+                    # doubt; one the database refused to claim was not attempted (it stays pending).
+                    if error.in_flight:
+                        summary.in_doubt_now += 1
+                    else:
+                        summary.attempted -= 1
+                    raise
+                except Exception:  # e.g. a timeout after DATA: the message may have gone out
+                    summary.in_doubt_now += 1
+                    logger.exception("reminder %s: sending was interrupted; its outcome is in doubt", log_id)
+                    _with_database(
+                        lambda log_id=log_id: ReminderLog.objects.filter(  # type: ignore[misc]
+                            pk=log_id, status=ReminderLog.Status.SENDING
+                        ).update(
+                            status=ReminderLog.Status.IN_DOUBT,
+                            reason="Sending was interrupted: it may have been delivered. Not resent; check the "
+                            "mail log.",
+                        )
                     )
+                if done % 100 == 0:
+                    _with_database(lambda: ReminderRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now()))
                 if progress:
                     progress("send", done, len(pending))
+            # This run leaves nothing "sending": any such row is another run's, live or killed. Counted, so that a
+            # rerun right after a kill does not look clean.
+            summary.in_doubt = _with_database(lambda: ReminderLog.objects.filter(status__in=UNSETTLED).count())
+    except DatabaseUnavailable as error:
+        summary.interrupted = f"Interrupted: {error}. Run send_reminders again once the database is back."
+        summary.in_doubt = max(summary.in_doubt, summary.in_doubt_now)  # the database cannot be asked for more
+        try:
+            _with_database(
+                lambda: ReminderRun.objects.filter(pk=run.pk).update(
+                    status=ReminderRun.Status.INTERRUPTED,
+                    finished_at=timezone.now(),
+                    patients_reminded=summary.reminded,
+                    failures=summary.failures,
+                    in_doubt=summary.in_doubt,
+                    error=summary.interrupted,
+                )
+            )
+        except DatabaseUnavailable:
+            logger.error("reminder run %s could not be recorded as interrupted; the next run will", run.pk)
+        raise ReminderRunInterrupted(summary) from error
     except Exception as error:
         ReminderRun.objects.filter(pk=run.pk).update(
             status=ReminderRun.Status.FAILED, finished_at=timezone.now(), error=str(error)[:2000]
@@ -258,22 +499,14 @@ def reminders_run(
     ReminderRun.objects.filter(pk=run.pk).update(
         status=ReminderRun.Status.FINISHED,
         finished_at=timezone.now(),
-        patients_reminded=plan.planned if dry_run else reminded,
+        heartbeat_at=timezone.now(),
+        patients_reminded=summary.reminded,
         invoices_covered=plan.invoices,
         skipped_no_email=len(plan.no_email),
         skipped_already_today=plan.already_today,
-        failures=failures,
+        failures=summary.failures,
+        in_doubt=summary.in_doubt,
     )
     if plan.no_email and not dry_run:
         audit_record(actor=SYSTEM, action="reminders.no_email", obj=run, patient_ids=plan.no_email[:500])
-    return RunSummary(
-        run_id=run.pk,
-        as_of=as_of,
-        dry_run=dry_run,
-        due=plan.due,
-        reminded=plan.planned if dry_run else reminded,
-        invoices=plan.invoices,
-        no_email=plan.no_email,
-        already_today=plan.already_today,
-        failures=failures,
-    )
+    return summary

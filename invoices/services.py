@@ -11,6 +11,7 @@ from django.utils import timezone
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
+from alma_billing.core.queue import enqueue_on_commit
 from invoices import selectors
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
@@ -56,7 +57,7 @@ def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
         session.completed_at = timezone.now()
         session.save(update_fields=["status", "completed_at"])
         audit_record(actor=actor, action="session.completed", obj=session)
-        transaction.on_commit(lambda: invoice_issue_task.delay(session.pk))
+        enqueue_on_commit(invoice_issue_task, session.pk)
     return session
 
 
@@ -92,7 +93,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
             return None
 
         invoice = _invoice_create(session=session, charge=decision, actor=actor)
-        transaction.on_commit(lambda: invoice_email_task.delay(invoice.pk))
+        enqueue_on_commit(invoice_email_task, invoice.pk)
     return invoice
 
 
@@ -123,7 +124,7 @@ def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor)
             calculation={"method": "self_pay", "rate_cents": amount_cents, "amount_cents": amount_cents},
         )
         invoice = _invoice_create(session=session, charge=charge, actor=actor)
-        transaction.on_commit(lambda: invoice_email_task.delay(invoice.pk))
+        enqueue_on_commit(invoice_email_task, invoice.pk)
     return invoice
 
 

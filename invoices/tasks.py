@@ -53,7 +53,8 @@ def invoices_sweep() -> dict[str, int]:
             emailed += invoice_announce(invoice_id)
         except Exception:
             logger.exception("sweep could not email invoice %s; next sweep retries", invoice_id)
-    # Reminders a killed run planned but never sent.
+    # Reminders a killed run planned but never sent; what it left mid-send is put in doubt for ops.
+    reminders.reminders_mark_interrupted()
     stale = ReminderLog.objects.filter(status=ReminderLog.Status.PENDING, created_at__lt=cutoff - timedelta(minutes=8))
     reminded = 0
     for log_id in stale.values_list("id", flat=True)[:1000]:
@@ -70,4 +71,9 @@ def invoices_sweep() -> dict[str, int]:
 def reminders_run_task() -> dict[str, int]:
     """P3, daily from beat. Safe to run twice or concurrently: one reminder per patient per day."""
     summary = reminders.reminders_run(triggered_by="beat")
-    return {"reminded": summary.reminded, "invoices": summary.invoices, "failures": summary.failures}
+    return {
+        "reminded": summary.reminded,
+        "invoices": summary.invoices,
+        "failures": summary.failures,
+        "in_doubt": summary.in_doubt,
+    }

@@ -11,10 +11,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
-from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of
+from alma_billing.core.staff import ProviderScopedAdmin, id_param, is_ops, provider_of, scoped_provider, staff_actor
 from invoices.models import Practice
 from payments import services
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation, Refund, StripeEvent
@@ -79,6 +78,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
     list_display = ["reference", "patient", "amount", "status", "source", "card", "created_at", "disputed_at"]
     list_filter = ["status", "source", ("disputed_at", admin.EmptyFieldListFilter)]
     search_fields = ["stripe_payment_intent_id", "patient__last_name", "patient__email", "allocations__invoice__number"]
+    invoice_path = "allocations__invoice"  # a provider's search matches only their own invoices' numbers
     list_select_related = ["patient"]
     readonly_fields = [
         "patient",
@@ -161,7 +161,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
                 services.refund_issue(
                     payment_id=payment.pk,
                     invoice_id=int(invoice) if invoice else None,
-                    actor=Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR")),
+                    actor=staff_actor(request),
                     note=form.cleaned_data["note"],
                 )
             except (ServiceError, TransportError) as error:
@@ -200,7 +200,12 @@ class PracticeOfPatientFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if not self.value():
             return queryset
-        return queryset.filter(patient__sessions__provider__practice_id=self.value()).distinct()
+        practice_id = id_param(self.value())
+        provider = scoped_provider(request)
+        if practice_id is None or (provider is not None and practice_id != provider.practice_id):
+            # Filtering a provider's patients by another practice would tell who else they see.
+            return queryset.none()
+        return queryset.filter(patient__sessions__provider__practice_id=practice_id).distinct()
 
 
 class LastOutcomeFilter(admin.SimpleListFilter):
@@ -233,6 +238,9 @@ class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
             .exclude(status="scheduled")
             .order_by("-finished_at")
         )
+        provider = scoped_provider(request)
+        if provider is not None:
+            last = last.filter(invoice__provider=provider)  # the outcome of a charge for their own invoice
         return (
             super()
             .get_queryset(request)
@@ -242,6 +250,15 @@ class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
                 last_attempt_at=Subquery(last.values("finished_at")[:1]),
             )
         )
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(self.readonly_fields)
+        if scoped_provider(request) is not None:
+            fields.remove("consent_text")  # it names every practice the patient agreed to be charged for
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("payments.view_autopayenrollment") or bool(provider_of(request.user))

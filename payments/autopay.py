@@ -13,6 +13,7 @@ from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
+from alma_billing.core.queue import enqueue
 from invoices.models import Invoice, Patient, Practice
 from payments import services
 from payments.gateways import stripe as gateway
@@ -77,7 +78,7 @@ def autopay_enroll(
     practices = autopay_practices(patient_id=patient_id)
     why = benefit_card_reason(card=card, declared=declared_benefit_card)
     if why:
-        transaction.on_commit(lambda: _forget(card.payment_method_id))
+        services.card_forget_later(payment_method_id=card.payment_method_id)
         audit_record(
             actor=Actor.patient(patient_id, ip=ip),
             action="autopay.benefit_card_refused",
@@ -86,7 +87,7 @@ def autopay_enroll(
         )
         raise ServiceError(BENEFIT_REFUSED.format(why=why), code="benefit_card")
     if not practices:
-        transaction.on_commit(lambda: _forget(card.payment_method_id))
+        services.card_forget_later(payment_method_id=card.payment_method_id)
         raise ServiceError(NO_PRACTICE, code="not_offered")
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
@@ -97,7 +98,7 @@ def autopay_enroll(
             previous.ended_at = timezone.now()
             previous.save(update_fields=["ended_at"])
             old_card = previous.stripe_payment_method_id
-            transaction.on_commit(lambda: _forget(old_card))
+            services.card_forget_later(payment_method_id=old_card)
         enrollment = AutopayEnrollment.objects.create(
             patient=patient,
             stripe_payment_method_id=card.payment_method_id,
@@ -145,7 +146,7 @@ def autopay_end(*, patient_id: int, actor: Actor) -> bool:
         )
         audit_record(actor=actor, action="autopay.ended", obj=enrollment)
         card = enrollment.stripe_payment_method_id
-        transaction.on_commit(lambda: _forget(card))
+        services.card_forget_later(payment_method_id=card)
     return True
 
 
@@ -335,12 +336,6 @@ def _email(invoice: Invoice, template: str, subject: str, **extra: object) -> No
     send_patient_email(to=invoice.patient.email, subject=subject, template=template, context=context)
 
 
-def _forget(payment_method_id: str) -> None:
-    from payments.tasks import card_detach_task
-
-    card_detach_task.delay(payment_method_id)
-
-
 def _run_due_soon(patient_id: int) -> None:
     from payments.tasks import autopay_attempt_task
 
@@ -348,4 +343,4 @@ def _run_due_soon(patient_id: int) -> None:
         invoice__patient_id=patient_id, status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now()
     )
     for attempt_id in due.values_list("id", flat=True):
-        autopay_attempt_task.delay(attempt_id)
+        enqueue(autopay_attempt_task, attempt_id)  # a lost one is run by autopay_due_task

@@ -47,6 +47,10 @@ class Payment(models.Model):
     # Calls made to create the PaymentIntent. Above one, an earlier call may have reached Stripe before its
     # worker died, so the next call looks for that intent before creating one.
     charge_attempts = models.PositiveSmallIntegerField(default=0)
+    # Set when reconciliation cannot settle this payment on its own (Stripe does not know the intent, or has not
+    # answered for too long): ops see it on the dashboard with the invoices named.
+    attention = models.CharField(max_length=300, blank=True)
+    attention_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -100,15 +104,32 @@ class PaymentAllocation(models.Model):
 class StripeEvent(models.Model):
     """A webhook event as received (after its signature was checked); the event id makes redelivery a no-op."""
 
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        NOT_OURS = "not_ours", "Not ours (changed nothing)"
+        IGNORED = "ignored", "Nothing to do"
+
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.APPLIED)
     error = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class CardToDetach(models.Model):
+    """Outbox: a saved card we promised not to keep, recorded with the change that ended its use. The task that
+    detaches it at Stripe deletes the row; reconciliation detaches whatever a lost task left."""
+
+    payment_method_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Card {self.payment_method_id} to detach"
 
 
 class Refund(models.Model):

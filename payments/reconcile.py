@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from alma_billing.core.errors import TransportError
 from payments import receipts, services
-from payments.models import Payment, PaymentAllocation
+from payments.gateways import stripe as gateway
+from payments.models import CardToDetach, Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
 
@@ -24,25 +25,52 @@ class ReconcileSummary:
     succeeded: int = 0
     failed: int = 0
     still_open: int = 0
+    unknown_at_stripe: int = 0
+    flagged: int = 0
     refunds: int = 0
     receipts: int = 0
+    cards_detached: int = 0
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed and nothing new needs a person (job runners and cron look at the exit code)."""
+        return not (self.errors or self.flagged)
+
 
 def payments_reconcile() -> ReconcileSummary:
     summary = ReconcileSummary()
-    cutoff = timezone.now() - settings.PAYMENT_RECONCILE_AFTER
+    now = timezone.now()
+    cutoff = now - settings.PAYMENT_RECONCILE_AFTER
     stale = Payment.objects.filter(status__in=Payment.OPEN_STATUSES, created_at__lt=cutoff).order_by("id")
-    for payment_id in stale.values_list("id", flat=True)[:1000]:
+    for payment_id, created_at in stale.values_list("id", "created_at")[:1000]:
         summary.checked += 1
         try:
             payment = _reconcile_one(payment_id)
+        except gateway.IntentUnknown:
+            summary.unknown_at_stripe += 1
+            try:
+                flagged = Payment.objects.filter(pk=payment_id, attention_at__isnull=False)
+                before = flagged.exists()
+                services.payment_release_unknown(payment_id=payment_id)
+                summary.flagged += not before and flagged.exists()
+            except TransportError:
+                logger.exception("reconcile: Stripe did not answer about the customer of payment %s", payment_id)
+                summary.errors += 1
+            continue
         except TransportError:
             logger.exception("reconcile: Stripe did not answer about payment %s", payment_id)
             summary.errors += 1
+            if now - created_at > settings.PAYMENT_STUCK_AFTER:
+                hours = int(settings.PAYMENT_STUCK_AFTER.total_seconds() // 3600)
+                summary.flagged += services.payment_flag(
+                    payment_id=payment_id,
+                    reason=f"Stripe has not answered about this payment for over {hours} hours; it still holds "
+                    "its invoices.",
+                )
             continue
         if payment.status == Payment.Status.SUCCEEDED:
             summary.succeeded += 1
@@ -82,6 +110,14 @@ def _finish_lost_followups(cutoff: datetime, summary: ReconcileSummary) -> None:
             summary.receipts += receipts.receipt_email_send(payment_id=payment_id)
         except Exception:
             logger.exception("reconcile: could not send the receipt for payment %s", payment_id)
+            summary.errors += 1
+    cards = CardToDetach.objects.filter(created_at__lt=cutoff).order_by("id")
+    for payment_method_id in cards.values_list("payment_method_id", flat=True)[:1000]:
+        try:
+            services.card_detach(payment_method_id=payment_method_id)
+            summary.cards_detached += 1
+        except TransportError:
+            logger.exception("reconcile: could not detach card %s", payment_method_id)
             summary.errors += 1
 
 

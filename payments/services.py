@@ -5,24 +5,26 @@ through `payment_apply_intent`, which is idempotent and only moves a payment for
 was taken), a failure never undoes a success, and a duplicate or late report changes nothing.
 """
 
+import hmac
 import logging
 import uuid
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError, TransportError
+from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
-from payments.models import AutopayAttempt, Payment, PaymentAllocation, Refund
+from payments.models import AutopayAttempt, CardToDetach, Payment, PaymentAllocation, Refund
 
 logger = logging.getLogger(__name__)
 
 State = PaymentAllocation.State
-STALE = "Some of these invoices were just paid or are being paid. Please review your invoices before paying."
+STALE = "These invoices were just paid or are being paid. Here is what you still owe."
 CHANGED = "Your balance changed since this page was opened. Please review your invoices before paying."
 
 # Stripe PaymentIntent statuses, grouped by what they mean for us.
@@ -161,6 +163,7 @@ def payment_charge(*, payment_id: int) -> Payment:
                     customer_id=customer_id,
                     payment_method_id=payment.stripe_payment_method_id,
                     payment_id=payment.pk,
+                    reference=payment.reference,
                     off_session=payment.source == Payment.Source.AUTOPAY,
                 )
         except TransportError as error:
@@ -188,33 +191,62 @@ def payment_refresh(*, payment_id: int) -> Payment:
     return payment_apply_intent(intent=intent) or payment
 
 
-def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
-    """Move our payment to match a PaymentIntent, from any source. Returns None for intents that are not ours."""
-    from payments.tasks import payment_card_forget_task, payment_receipt_task, surplus_refund_task
+def _adoptable(payment: Payment, intent: gateway.Intent) -> bool:
+    """Whether an intent our payment never recorded is the one we created for it (its answer was lost): we sent a
+    create, and the amount, currency, customer and our signature all match. Anything else is not ours."""
+    if payment.charge_attempts < 1 or payment.status not in Payment.OPEN_STATUSES:
+        return False
+    customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
+    expected = gateway.payment_signature(payment_id=payment.pk, amount_cents=payment.amount_cents)
+    return (
+        bool(customer_id)
+        and intent.customer_id == customer_id
+        and intent.amount_cents == payment.amount_cents
+        and intent.currency == "usd"
+        and hmac.compare_digest(intent.metadata.get("alma_sig", ""), expected)
+    )
 
+
+def _payment_for_intent(intent: gateway.Intent) -> Payment | None:
+    """Our payment for this intent, locked: the one that recorded its id, or one that can adopt it."""
+    payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent.id).first()
+    if payment is not None:
+        return payment
     payment_id = intent.metadata.get("payment_id", "")
-    lookup = Payment.objects.select_for_update()
+    if not (payment_id.isdigit() and len(payment_id) < 12):
+        return None
+    candidate = (
+        Payment.objects.select_for_update()
+        .filter(Q(stripe_payment_intent_id__isnull=True) | Q(stripe_payment_intent_id=""), pk=int(payment_id))
+        .first()
+    )
+    if candidate is None or not _adoptable(candidate, intent):
+        return None
+    candidate.stripe_payment_intent_id = intent.id
+    candidate.save(update_fields=["stripe_payment_intent_id"])
+    audit_record(actor=SYSTEM, action="payment.intent_adopted", obj=candidate, intent_id=intent.id)
+    return candidate
+
+
+def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
+    """Move our payment to match a PaymentIntent, from any source. Returns None, changing nothing, for intents
+    that are not ours (another integration on the account, a forged or foreign event)."""
+    from payments.tasks import payment_receipt_task, surplus_refund_task
+
     with transaction.atomic():
-        payment = (
-            lookup.filter(pk=int(payment_id)).first()
-            if payment_id.isdigit()
-            else lookup.filter(stripe_payment_intent_id=intent.id).first()
-        )
-        if payment is None or (payment.stripe_payment_intent_id and payment.stripe_payment_intent_id != intent.id):
-            logger.warning("payment intent %s matches no payment of ours", intent.id)
+        payment = _payment_for_intent(intent)
+        if payment is None:
+            logger.warning("payment intent %s is not one of ours; nothing changed", intent.id)
             return None
-        if not payment.stripe_payment_intent_id:
-            payment.stripe_payment_intent_id = intent.id
-            payment.save(update_fields=["stripe_payment_intent_id"])
 
         if intent.status == "succeeded":
             if payment.status != Payment.Status.SUCCEEDED:
                 surplus = _settle(payment)
-                transaction.on_commit(lambda: payment_receipt_task.delay(payment.pk))
+                enqueue_on_commit(payment_receipt_task, payment.pk)
                 if not payment.keep_card:
-                    transaction.on_commit(lambda: payment_card_forget_task.delay(payment.pk))
+                    card_forget_later(payment_method_id=payment.stripe_payment_method_id)
                 for allocation_id in surplus:
-                    transaction.on_commit(lambda a=allocation_id: surplus_refund_task.delay(a))  # type: ignore[misc]
+                    enqueue_on_commit(surplus_refund_task, allocation_id)
         elif intent.status in ("requires_payment_method", "canceled"):
             status = Payment.Status.CANCELED if intent.status == "canceled" else Payment.Status.FAILED
             code = intent.failure_code or ("canceled" if status == Payment.Status.CANCELED else "card_declined")
@@ -239,6 +271,49 @@ def payment_abandon(*, payment_id: int, message: str) -> Payment:
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
             _release(payment, status=Payment.Status.FAILED, code="not_sent", message=message)
+    return payment
+
+
+UNKNOWN_AT_STRIPE = "The card processor has no record of this payment. Nothing was charged."
+
+
+def payment_flag(*, payment_id: int, reason: str) -> bool:
+    """Ask a person to look at a payment reconciliation cannot settle. Returns True the first time only."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.attention_at is not None:
+            return False
+        numbers = list(payment.allocations.order_by("invoice_id").values_list("invoice__number", flat=True))
+        payment.attention = f"{reason} Invoices: {', '.join(numbers) or 'none'}."[:300]
+        payment.attention_at = timezone.now()
+        payment.save(update_fields=["attention", "attention_at"])
+        audit_record(actor=SYSTEM, action="payment.needs_attention", obj=payment, reason=reason, invoices=numbers)
+    logger.warning("payment %s flagged for ops: %s", payment_id, reason)
+    return True
+
+
+def payment_release_unknown(*, payment_id: int) -> Payment:
+    """Stripe says it has no such PaymentIntent. If it knows the patient's customer (so this is the right Stripe
+    account and key), no money can have been taken under that intent: release the invoices so the patient can pay,
+    and tell ops. If it does not know the customer either, the account or key is wrong, and releasing could lead
+    to paying twice: only flag it."""
+    payment = Payment.objects.select_related("patient").get(pk=payment_id)
+    if payment.status not in Payment.OPEN_STATUSES:
+        return payment
+    if not gateway.customer_exists(payment.patient.stripe_customer_id):
+        payment_flag(
+            payment_id=payment_id,
+            reason="Stripe knows neither this payment nor the patient's customer: check STRIPE_SECRET_KEY and the "
+            "Stripe account before releasing it.",
+        )
+        return payment
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        _release(payment, status=Payment.Status.FAILED, code="unknown_at_stripe", message=UNKNOWN_AT_STRIPE)
+    payment_flag(
+        payment_id=payment_id,
+        reason="Stripe has no record of this payment's intent; its invoices were released so the patient can pay.",
+    )
     return payment
 
 
@@ -304,10 +379,8 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     payment.status, payment.failure_code, payment.failure_message = status, code[:64], message[:300]
     payment.save(update_fields=["status", "failure_code", "failure_message"])
     audit_record(actor=SYSTEM, action=f"payment.{status}", obj=payment, code=code)
-    if not payment.keep_card and payment.stripe_payment_method_id:
-        from payments.tasks import payment_card_forget_task
-
-        transaction.on_commit(lambda: payment_card_forget_task.delay(payment.pk))
+    if not payment.keep_card:
+        card_forget_later(payment_method_id=payment.stripe_payment_method_id)
 
 
 def surplus_refund(*, allocation_id: int) -> Refund | None:
@@ -412,13 +485,18 @@ def _refund(
     return refund
 
 
-def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int) -> None:
-    """A refund made outside the app (the Stripe dashboard): keep our total in step, never lowering it."""
+def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int) -> bool:
+    """A refund made outside the app (the Stripe dashboard): keep our total in step, never lowering it.
+    Returns False when the intent is not one of ours."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
-        if payment is None or refunded_cents <= payment.refunded_cents:
-            return
+        if payment is None:
+            return False
+        if refunded_cents <= payment.refunded_cents:
+            return True
         difference = min(refunded_cents, payment.amount_cents) - payment.refunded_cents
+        if difference <= 0:  # Stripe's total is over the payment's amount, which we already recorded in full
+            return True
         Refund.objects.create(
             payment=payment,
             amount_cents=difference,
@@ -434,15 +512,16 @@ def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int
             amount_cents=difference,
             reason=Refund.Reason.STRIPE,
         )
+    return True
 
 
-def payment_record_dispute(*, payment_intent_id: str, status: str) -> None:
-    """A card dispute: the payment and its invoices are flagged for staff."""
+def payment_record_dispute(*, payment_intent_id: str, status: str) -> bool:
+    """A card dispute: the payment and its invoices are flagged for staff. False when the intent is not ours."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
         if payment is None:
             logger.warning("dispute on payment intent %s that is not ours", payment_intent_id)
-            return
+            return False
         first = payment.disputed_at is None
         payment.disputed_at = payment.disputed_at or timezone.now()
         payment.dispute_status = status[:40]
@@ -452,6 +531,24 @@ def payment_record_dispute(*, payment_intent_id: str, status: str) -> None:
         ).update(disputed_at=payment.disputed_at)
         if first:
             audit_record(actor=Actor(label="stripe"), action="payment.disputed", obj=payment, status=status)
+    return True
+
+
+def card_forget_later(*, payment_method_id: str) -> None:
+    """Promise to detach a saved card we must not keep: recorded in the caller's transaction (the outbox), detached
+    at Stripe after the commit, and by reconciliation if that task is lost."""
+    from payments.tasks import card_detach_task
+
+    if not payment_method_id:
+        return
+    CardToDetach.objects.get_or_create(payment_method_id=payment_method_id)
+    enqueue_on_commit(card_detach_task, payment_method_id)
+
+
+def card_detach(*, payment_method_id: str) -> None:
+    """Detach the card at Stripe, then strike it from the outbox."""
+    gateway.payment_method_detach(payment_method_id)
+    CardToDetach.objects.filter(payment_method_id=payment_method_id).delete()
 
 
 def payment_forget_card(*, payment_id: int) -> None:

@@ -6,7 +6,6 @@ from celery import shared_task
 
 from alma_billing.core.errors import TransportError
 from payments import autopay, receipts, reconcile, services
-from payments.gateways import stripe as gateway
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def payments_reconcile() -> dict[str, int]:
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def card_detach_task(payment_method_id: str) -> None:
     try:
-        gateway.payment_method_detach(payment_method_id)
+        services.card_detach(payment_method_id=payment_method_id)
     except TransportError as error:
         _unless_permanent(error)
 

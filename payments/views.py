@@ -5,6 +5,7 @@ Amounts always come from the database: the page only says which invoices; the se
 
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -18,12 +19,12 @@ from django.views.decorators.http import require_POST
 
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, message_page
+from alma_billing.core.http import client_ip, contains_nul, message_page
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
 from invoices.models import Invoice
-from payments import autopay, receipts, selectors, services, tasks
+from payments import autopay, receipts, selectors, services
 from payments.gateways import stripe as gateway
 from payments.models import Payment
 from payments.webhooks import stripe_event_ingest
@@ -31,7 +32,6 @@ from verification.access import verified_patient_page
 
 logger = logging.getLogger(__name__)
 
-CHECKOUT_KEY = "checkout"
 CARD_NOT_SAVED = "We couldn't read that card. Please enter it again."
 
 
@@ -100,51 +100,80 @@ def _chosen_invoices(patient_id: int, choice: str) -> list[Invoice]:
     return []
 
 
-@verified_patient_page("POST")
-def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
-    invoices = _chosen_invoices(patient_id, request.POST.get("choice", ""))
-    if not invoices:
-        messages.error(request, "That invoice is no longer open. Here is what you owe now.")
-        return redirect("pay-summary")
-    request.session[CHECKOUT_KEY] = {
+# Checkouts live in the server-side session, one per card page, keyed by an id in its URL, so two tabs can pay two
+# different invoices. Each holds the invoices, and the key of its current Pay attempt (new after a failure).
+CHECKOUTS_KEY = "checkouts"
+CHECKOUTS_KEPT = 8
+# How long after the card page lost its answer a Pay click that left no payment behind can still be running.
+UNKNOWN_SETTLES_AFTER = settings.GUNICORN_TIMEOUT + 5
+
+
+def _checkouts(request: HttpRequest) -> dict[str, dict[str, Any]]:
+    checkouts = request.session.get(CHECKOUTS_KEY)
+    return checkouts if isinstance(checkouts, dict) else {}
+
+
+def _checkout_open(request: HttpRequest, invoices: list[Invoice]) -> str:
+    checkouts = _checkouts(request)
+    checkout_id = uuid.uuid4().hex[:16]
+    checkouts[checkout_id] = {
         "invoice_ids": [i.pk for i in invoices],
         "amount_cents": sum(i.amount_cents for i in invoices),
         "attempt_key": uuid.uuid4().hex,
+        "opened_at": time.time(),
     }
-    return redirect("pay-card")
+    for old in sorted(checkouts, key=lambda key: checkouts[key].get("opened_at", 0))[:-CHECKOUTS_KEPT]:
+        del checkouts[old]
+    request.session[CHECKOUTS_KEY] = checkouts
+    return checkout_id
 
 
-def _checkout(request: HttpRequest, patient_id: int) -> tuple[dict[str, Any], list[Invoice]] | None:
-    """The invoices being paid, re-read from the database; None when any of them stopped being payable."""
-    checkout = request.session.get(CHECKOUT_KEY)
-    if not checkout:
-        return None
+def _checkout_for_attempt(request: HttpRequest, attempt_key: str) -> tuple[str, dict[str, Any]] | None:
+    for checkout_id, checkout in _checkouts(request).items():
+        if checkout.get("attempt_key") == attempt_key:
+            return checkout_id, checkout
+    return None
+
+
+def _still_payable(patient_id: int, checkout: dict[str, Any]) -> list[Invoice] | None:
+    """The checkout's invoices, re-read from the database; None when any of them stopped being payable."""
     payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
     invoices = [payable[pk] for pk in checkout["invoice_ids"] if pk in payable]
     if len(invoices) != len(checkout["invoice_ids"]):
         return None
     checkout["amount_cents"] = sum(i.amount_cents for i in invoices)
-    return checkout, invoices
+    return invoices
+
+
+@verified_patient_page("POST")
+def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    invoices = _chosen_invoices(patient_id, str(request.POST.get("choice", "")))
+    if not invoices:
+        messages.error(request, "That invoice is no longer open. Here is what you owe now.")
+        return redirect("pay-summary")
+    return redirect("pay-card", checkout_id=_checkout_open(request, invoices))
 
 
 @verified_patient_page("GET")
-def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
-    checkout = request.session.get(CHECKOUT_KEY) or {}
-    earlier = Payment.objects.filter(attempt_key=checkout.get("attempt_key", "-"), patient_id=patient_id).first()
+def pay_card(request: HttpRequest, checkout_id: str, *, patient_id: int) -> HttpResponse:
+    checkout = _checkouts(request).get(checkout_id)
+    if checkout is None:
+        messages.info(request, "That payment page has expired. Here is what you owe now.")
+        return redirect("pay-summary")
+    earlier = Payment.objects.filter(attempt_key=checkout["attempt_key"], patient_id=patient_id).first()
     if earlier is not None and earlier.status not in (Payment.Status.FAILED, Payment.Status.CANCELED):
         return redirect("pay-result", payment_id=earlier.pk)  # this Pay click already went through
-    current = _checkout(request, patient_id)
-    if current is None:
-        messages.info(request, "Those invoices were paid or are being paid. Here is what you owe now.")
+    invoices = _still_payable(patient_id, checkout)
+    if invoices is None:
+        messages.info(request, services.STALE)
         return redirect("pay-summary")
-    checkout, invoices = current
     if earlier is not None:
         checkout["attempt_key"] = uuid.uuid4().hex  # the last try failed: a new card is a new attempt
-    request.session[CHECKOUT_KEY] = checkout
+    request.session.modified = True
     try:
         setup_id, setup_secret = services.card_setup_start(patient_id=patient_id, purpose="payment")
     except TransportError as error:
-        messages.error(request, error.message)
+        messages.error(request, f"{error.message} Nothing was charged.")
         return redirect("pay-summary")
     context = {
         "rows": [_row(i) for i in invoices],
@@ -154,16 +183,53 @@ def pay_card(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         "setup_secret": setup_secret,
         "setup_id": setup_id,
         "attempt_key": checkout["attempt_key"],
+        "attempt_url": reverse("pay-attempt", kwargs={"attempt_key": checkout["attempt_key"]}),
     }
     return render(request, "payments/card.html", context)
 
 
+@verified_patient_page("GET")
+def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> HttpResponse:
+    """Where the card page goes when it lost the answer to a Pay click: the truth, as far as the server knows it."""
+    payment = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
+    if payment is not None:
+        return redirect("pay-result", payment_id=payment.pk)
+    found = _checkout_for_attempt(request, attempt_key)
+    if found is None:
+        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
+    checkout_id, checkout = found
+    # The Pay request may still be running: until it cannot be, "nothing was charged" might be false.
+    first_seen = checkout.setdefault("unknown_since", time.time())
+    request.session.modified = True
+    if time.time() - first_seen < UNKNOWN_SETTLES_AFTER:
+        return render(request, "payments/confirming.html", {"retry_seconds": 10}, status=202)
+    checkout["attempt_key"] = uuid.uuid4().hex
+    checkout.pop("unknown_since", None)
+    messages.error(request, "Your payment was not sent to the card processor. Nothing was charged. Please try again.")
+    return redirect("pay-card", checkout_id=checkout_id)
+
+
+@verified_patient_page("GET")
+def pay_retry(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
+    """ "Try another card" after a failed payment: a new checkout for the same invoices, if they are still open."""
+    payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
+    if payment is None:
+        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
+    payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
+    wanted = [a.invoice_id for a in payment.allocations.all()]
+    invoices = [payable[pk] for pk in wanted if pk in payable]
+    if payment.status not in (Payment.Status.FAILED, Payment.Status.CANCELED) or len(invoices) != len(wanted):
+        messages.info(request, "Those invoices were paid or are being paid. Here is what you owe now.")
+        return redirect("pay-summary")
+    return redirect("pay-card", checkout_id=_checkout_open(request, invoices))
+
+
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    try:
+    try:  # {} for anything but a JSON object: not JSON, nested too deep, or text PostgreSQL cannot store (NUL)
         body = json.loads(request.body or b"{}")
-    except ValueError:
+        return body if isinstance(body, dict) and not contains_nul(body) else {}
+    except (ValueError, RecursionError):
         return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _payment_json(payment: Payment) -> JsonResponse:
@@ -191,22 +257,34 @@ def _another_card(patient_id: int, purpose: str) -> dict[str, str]:
     return {"setup_id": setup_id, "setup_secret": setup_secret}
 
 
+def _stale(request: HttpRequest, message: str) -> JsonResponse:
+    """This tab lost a race (another tab or device paid first): the summary says why and shows what is owed."""
+    messages.error(request, message)
+    return JsonResponse({"status": "failed", "message": message, "redirect": reverse("pay-summary")}, status=409)
+
+
 @verified_patient_page("POST")
 def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     """Called by the card page once Stripe.js saved the card: hold the invoices, then charge them."""
     body = _json_body(request)
-    current = _checkout(request, patient_id)
-    if current is None or body.get("attempt_key") != current[0]["attempt_key"]:
-        earlier = Payment.objects.filter(attempt_key=str(body.get("attempt_key", "-")), patient_id=patient_id).first()
-        if earlier is not None:
-            return _payment_json(earlier)  # a second click on the same Pay: same payment, no second charge
-        return JsonResponse(
-            {"status": "failed", "message": services.STALE, "redirect": reverse("pay-summary")}, status=409
-        )
-    checkout, invoices = current
+    attempt_key = body.get("attempt_key")
+    attempt_key = attempt_key if isinstance(attempt_key, str) and 0 < len(attempt_key) <= 64 else "-"
+    earlier = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
+    if earlier is not None:
+        return _payment_json(earlier)  # a second click on the same Pay: same payment, no second charge
+    found = _checkout_for_attempt(request, attempt_key)
+    if found is None:
+        return _stale(request, services.STALE)
+    _, checkout = found
+    invoices = _still_payable(patient_id, checkout)
+    if invoices is None:
+        return _stale(request, services.STALE)
     card: gateway.Card | None = None
+    setup_intent = body.get("setup_intent")
     try:
-        card = services.card_saved(patient_id=patient_id, setup_intent_id=str(body.get("setup_intent", "")))
+        card = services.card_saved(
+            patient_id=patient_id, setup_intent_id=setup_intent if isinstance(setup_intent, str) else ""
+        )
         if card is None:
             return JsonResponse(
                 {"status": "error", "message": CARD_NOT_SAVED, **_another_card(patient_id, "payment")}, status=400
@@ -215,25 +293,24 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
             patient_id=patient_id,
             invoice_ids=[i.pk for i in invoices],
             expected_amount_cents=checkout["amount_cents"],
-            attempt_key=checkout["attempt_key"],
+            attempt_key=attempt_key,
             card=card,
             actor=Actor.patient(patient_id, ip=client_ip(request)),
         )
-        try:
-            payment = services.payment_charge(payment_id=payment.pk)
-        except TransportError:
-            # The card processor did not answer: the payment stays held and is settled or released by
-            # reconciliation. Never "nothing was charged" here: the call may have gone through.
-            return JsonResponse({"status": "processing", "redirect": reverse("pay-result", args=[payment.pk])})
-        return _payment_json(payment)
     except ServiceError as error:
         if card is not None:
-            tasks.card_detach_task.delay(card.payment_method_id)  # saved for a payment that will not happen
-        return JsonResponse(
-            {"status": "failed", "message": error.message, "redirect": reverse("pay-summary")}, status=409
-        )
+            services.card_forget_later(payment_method_id=card.payment_method_id)  # no payment will use it
+        return _stale(request, error.message)
     except TransportError as error:
-        return JsonResponse({"status": "error", "message": error.message}, status=503)
+        # Nothing was held, so nothing was sent to be charged: that sentence is true here.
+        return JsonResponse({"status": "error", "message": f"{error.message} Nothing was charged."}, status=503)
+    try:
+        payment = services.payment_charge(payment_id=payment.pk)
+    except TransportError:
+        # The card processor did not answer: the payment stays held and is settled or released by
+        # reconciliation. Never "nothing was charged" here: the call may have gone through.
+        return JsonResponse({"status": "processing", "redirect": reverse("pay-result", args=[payment.pk])})
+    return _payment_json(payment)
 
 
 @verified_patient_page("POST")
@@ -294,7 +371,14 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except gateway.BadSignature:
         logger.warning("stripe webhook with a bad signature from %s", client_ip(request))
         return HttpResponse("bad signature", status=400, content_type="text/plain")
-    fresh = stripe_event_ingest(event=event)
+    except gateway.Malformed as error:
+        logger.warning("signed stripe webhook that is not a Stripe event (%s); nothing stored", error)
+        return HttpResponse("not a stripe event", status=400, content_type="text/plain")
+    try:
+        fresh = stripe_event_ingest(event=event)
+    except gateway.Malformed as error:
+        logger.warning("stripe event %s has an object of the wrong shape (%s); nothing stored", event.id, error)
+        return HttpResponse("unexpected event shape", status=400, content_type="text/plain")
     return HttpResponse("ok" if fresh else "duplicate", content_type="text/plain")
 
 

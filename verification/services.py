@@ -111,10 +111,13 @@ def normalize_phone(raw: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _failures_since(*, patient_id: int, kind: str, now: datetime) -> int:
-    """Failed attempts of a kind inside the lockout window, counting only those after the last success."""
+def _failures_since(*, patient_id: int, kind: str, now: datetime, up_to: int | None = None) -> int:
+    """Failed attempts of a kind inside the lockout window, counting only those after the last success
+    (with `up_to`, only the attempts recorded up to and including that one)."""
     window_start = now - settings.VERIFY_LOCKOUT
     attempts = AccessAttempt.objects.filter(patient_id=patient_id, kind=kind, created_at__gte=window_start)
+    if up_to is not None:
+        attempts = attempts.filter(pk__lte=up_to)
     last_success = attempts.filter(succeeded=True).aggregate(at=Max("created_at"))["at"]
     failures = attempts.filter(succeeded=False)
     if last_success is not None:
@@ -135,22 +138,31 @@ def _limit_reached(*, patient_id: int, ip: str | None, now: datetime) -> StepRes
     return None
 
 
-def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> None:
-    AccessAttempt.objects.create(kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=ip)
-    if ok:
-        return
-    # The attempt that reaches a limit locks the patient's access: leave a trail for staff.
-    failures = _failures_since(patient_id=link.patient_id, kind=kind, now=timezone.now())
-    limit = settings.VERIFY_MAX_PHONE_TRIES if kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS
+def _lock_patient(patient_id: int) -> Patient:
+    """Serialize one patient's access steps: the limits are checked and the try is counted under this row lock,
+    so a burst of concurrent requests cannot make more tries than the limit allows."""
+    return Patient.objects.select_for_update().get(pk=patient_id)
+
+
+def _audit_if_locked_by(attempt: AccessAttempt, *, link: PayLink, ip: str | None) -> None:
+    """The failed attempt that reaches a limit locks the patient's access: leave a trail for staff (once)."""
+    limit = settings.VERIFY_MAX_PHONE_TRIES if attempt.kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS
+    failures = _failures_since(patient_id=link.patient_id, kind=attempt.kind, now=timezone.now(), up_to=attempt.pk)
     if failures == limit:
         audit_record(
             actor=Actor(label="patient-link", ip=ip),
             action="verification.locked",
             obj=link.patient,
-            kind=kind,
+            kind=attempt.kind,
             pay_link_id=link.pk,
         )
-        logger.warning("patient %s locked out after %s failed %s attempts", link.patient_id, failures, kind)
+        logger.warning("patient %s locked out after %s failed %s attempts", link.patient_id, failures, attempt.kind)
+
+
+def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> AccessAttempt:
+    return AccessAttempt.objects.create(
+        kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=ip
+    )
 
 
 def phone_submit(*, link: PayLink, raw_phone: str, ip: str | None) -> StepResult:
@@ -161,30 +173,44 @@ def phone_submit(*, link: PayLink, raw_phone: str, ip: str | None) -> StepResult
     phone = normalize_phone(raw_phone)
     if phone is None:
         return StepResult(Step.INVALID, NOT_A_PHONE)
-    if phone != link.patient.phone.as_e164:
-        _record(kind=Kind.PHONE, ok=False, link=link, ip=ip)
-        return StepResult(Step.REFUSED, MISMATCH)
-    _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)
+    with transaction.atomic():
+        patient = _lock_patient(link.patient_id)
+        locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
+        if locked:
+            return locked
+        matches = phone == patient.phone.as_e164
+        attempt = _record(kind=Kind.PHONE, ok=matches, link=link, ip=ip)
+        if not matches:
+            _audit_if_locked_by(attempt, link=link, ip=ip)
+            return StepResult(Step.REFUSED, MISMATCH)
     return code_send(link=link, ip=ip)
 
 
 def code_send(*, link: PayLink, ip: str | None) -> StepResult:
-    now = timezone.now()
-    locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=now)
-    if locked:
-        return locked
-    sends = AccessAttempt.objects.filter(
-        patient_id=link.patient_id, kind=Kind.SEND, succeeded=True, created_at__gte=now - settings.VERIFY_SEND_WINDOW
-    ).count()
-    if sends >= settings.VERIFY_MAX_SENDS:
-        return StepResult(Step.LOCKED, SEND_LIMIT)
+    with transaction.atomic():
+        patient = _lock_patient(link.patient_id)
+        now = timezone.now()
+        locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=now)
+        if locked:
+            return locked
+        sends = AccessAttempt.objects.filter(
+            patient_id=link.patient_id,
+            kind=Kind.SEND,
+            succeeded=True,
+            created_at__gte=now - settings.VERIFY_SEND_WINDOW,
+        ).count()
+        if sends >= settings.VERIFY_MAX_SENDS:
+            return StepResult(Step.LOCKED, SEND_LIMIT)
+        # Counted before the text goes out (outside the lock: an outside call never holds a row lock).
+        reserved = _record(kind=Kind.SEND, ok=True, link=link, ip=ip)
     try:
-        get_gateway().send_code(phone_e164=link.patient.phone.as_e164)
+        get_gateway().send_code(phone_e164=patient.phone.as_e164)
     except SendLimitReached as error:
+        reserved.delete()
         return StepResult(Step.LOCKED, error.message)
     except VerifyError as error:
+        reserved.delete()
         return StepResult(Step.UNAVAILABLE, error.message)
-    _record(kind=Kind.SEND, ok=True, link=link, ip=ip)
     return StepResult(Step.OK)
 
 
@@ -199,12 +225,21 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
         return StepResult(Step.INVALID, NOT_A_CODE)
     if now - sent_at > settings.VERIFY_CODE_TTL:
         return StepResult(Step.REFUSED, CODE_EXPIRED)
+    with transaction.atomic():
+        patient = _lock_patient(link.patient_id)
+        locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
+        if locked:
+            return locked
+        # The check counts as a failed one until the SMS provider approves it: concurrent checks beyond the
+        # limit find the patient locked instead of reaching the provider.
+        attempt = _record(kind=Kind.CODE, ok=False, link=link, ip=ip)
     try:
-        result = get_gateway().check_code(phone_e164=link.patient.phone.as_e164, code=code)
+        result = get_gateway().check_code(phone_e164=patient.phone.as_e164, code=code)
     except VerifyError as error:
+        attempt.delete()  # the check was not made: it does not count
         return StepResult(Step.UNAVAILABLE, error.message)
     if result == CheckResult.APPROVED:
-        _record(kind=Kind.CODE, ok=True, link=link, ip=ip)
+        AccessAttempt.objects.filter(pk=attempt.pk).update(succeeded=True)
         _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)  # a success clears the phone counter too
         audit_record(
             actor=Actor.patient(link.patient_id, ip=ip),
@@ -213,7 +248,7 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
             pay_link_id=link.pk,
         )
         return StepResult(Step.OK)
-    _record(kind=Kind.CODE, ok=False, link=link, ip=ip)
+    _audit_if_locked_by(attempt, link=link, ip=ip)
     if result == CheckResult.TOO_MANY_CHECKS:
         locked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
         return locked or StepResult(Step.REFUSED, CODE_EXPIRED)

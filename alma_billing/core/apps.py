@@ -54,7 +54,8 @@ def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
     ops, _ = Group.objects.get_or_create(name=OPS_GROUP)
     ops.permissions.set(
         Permission.objects.filter(
-            content_type__app_label__in=["invoices", "payments", "verification", "core", "django_celery_beat"]
+            # axes: ops unlock a locked-out colleague by deleting their "access attempt" in the admin.
+            content_type__app_label__in=["invoices", "payments", "verification", "core", "django_celery_beat", "axes"]
         )
     )
     providers, _ = Group.objects.get_or_create(name="Providers")

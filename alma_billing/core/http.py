@@ -1,5 +1,6 @@
 """HTTP helpers for patient pages: security headers and the client address."""
 
+import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -45,14 +46,46 @@ def patient_page(view: View) -> View:
     return wrapped
 
 
+def _bare_ip(entry: str) -> str | None:
+    """An address as PostgreSQL's inet and Django's GenericIPAddressField take it, from a bare IP or an IP with a
+    port ("1.2.3.4:5678", "[::1]:80"); None for anything else ("unknown", garbage, an IPv6 zone)."""
+    text = entry.strip()
+    if not text or len(text) > 64 or "%" in text:
+        return None
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]  # "[::1]:80" -> "::1"
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]  # "1.2.3.4:5678" -> "1.2.3.4"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str | None:
-    """The client's address. Behind a proxy set TRUSTED_PROXY_COUNT so X-Forwarded-For is read, not trusted blindly."""
+    """The client's address, always a valid IP or None, so whatever stores it (attempt limits, the audit trail)
+    never fails on it. Behind a proxy set TRUSTED_PROXY_COUNT: X-Forwarded-For is read from the right, as many hops
+    as there are trusted proxies; an entry that is not an address falls back to REMOTE_ADDR."""
     hops = settings.TRUSTED_PROXY_COUNT
     if hops:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        header = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))[-4096:]  # the right end is what proxies wrote
+        forwarded = [part.strip() for part in header.split(",") if part.strip()]
         if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR")
+            address = _bare_ip(forwarded[-hops])
+            if address is not None:
+                return address
+    return _bare_ip(str(request.META.get("REMOTE_ADDR") or ""))
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether parsed JSON holds a NUL character anywhere (PostgreSQL cannot store it in text)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
 
 
 def message_page(request: HttpRequest, heading: str, message: str, *, status: int) -> HttpResponse:

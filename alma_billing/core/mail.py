@@ -30,7 +30,9 @@ class OutboxEmailBackend(BaseEmailBackend):
         return len(email_messages)
 
 
-def send_patient_email(*, to: str, subject: str, template: str, context: dict[str, Any]) -> None:
+def send_patient_email(
+    *, to: str, subject: str, template: str, context: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     """Send `template`.txt with `template`.html as its alternative. Subjects and bodies stay discreet (no clinical
     words, no provider names): the templates under templates/emails/ are the only place the words live."""
     message = EmailMultiAlternatives(
@@ -38,6 +40,7 @@ def send_patient_email(*, to: str, subject: str, template: str, context: dict[st
         body=render_to_string(f"{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
+        headers=headers,
     )
     message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
     message.send()

@@ -3,10 +3,12 @@
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
 from alma_billing.core.audit import Actor
+from alma_billing.core.staff_login import staff_client_ip
 
 OPS_GROUP = "Ops"
 
@@ -20,15 +22,63 @@ def provider_of(user: Any) -> Any:
     return getattr(user, "provider", None) if user.is_authenticated else None
 
 
+def scoped_provider(request: HttpRequest) -> Any:
+    """The provider whose view is restricted to their own part of shared records; None for ops (who see everything)
+    and for staff who are neither (ProviderScopedAdmin already gives them no rows)."""
+    if is_ops(request.user):
+        return None
+    return provider_of(request.user)
+
+
+def id_param(value: object) -> int | None:
+    """A database id from a query parameter, or None for anything else (letters, unicode digits, too big)."""
+    text = str(value or "")
+    if not (text.isascii() and text.isdigit()) or int(text) > 2**31 - 1:
+        return None
+    return int(text)
+
+
 def staff_actor(request: HttpRequest) -> Actor:
-    return Actor.staff(request.user, ip=request.META.get("REMOTE_ADDR"))
+    # The proxy-aware address, as for patients and sign-ins: behind a proxy REMOTE_ADDR is the proxy's.
+    return Actor.staff(request.user, ip=staff_client_ip(request))
 
 
 class ProviderScopedAdmin(admin.ModelAdmin):
-    """Ops see every row; a provider sees the rows `provider_scope` says are theirs; anyone else sees none."""
+    """Ops see every row; a provider sees the rows `provider_scope` says are theirs; anyone else sees none.
+
+    A row can be a provider's and still touch another provider's care (a shared patient, a payment covering both
+    providers' invoices). `invoice_path` names the relation from the row to invoices: for a provider, searching by
+    invoice number matches only their own invoices, so a search for another provider's invoice finds nothing.
+    """
+
+    invoice_path: str | None = None
 
     def provider_scope(self, provider: Any) -> Q:
         return Q(provider=provider)
+
+    def get_search_fields(self, request: HttpRequest) -> Any:
+        fields = list(super().get_search_fields(request))
+        if self.invoice_path and scoped_provider(request) is not None:
+            fields = [f for f in fields if not f.lstrip("^=@").startswith(f"{self.invoice_path}__")]
+        return fields
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> Any:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        provider = scoped_provider(request)
+        term = search_term.strip()
+        if not (self.invoice_path and provider is not None and term):
+            return results, may_have_duplicates
+        from invoices.models import Invoice
+
+        own = Invoice.objects.filter(provider=provider, number__icontains=term).values("pk")
+        return results | queryset.filter(**{f"{self.invoice_path}__in": own}), True
+
+    def get_paginator(self, request: HttpRequest, queryset: Any, per_page: int, *args: Any, **kwargs: Any) -> Any:
+        # The admin's history page lists who edited a record: another provider's edits of a shared patient would
+        # say that the patient sees them. A provider sees their own entries and those of ops.
+        if getattr(queryset, "model", None) is LogEntry and scoped_provider(request) is not None:
+            queryset = queryset.filter(Q(user=request.user) | Q(user__provider__isnull=True))
+        return super().get_paginator(request, queryset, per_page, *args, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)

@@ -1,6 +1,9 @@
 """Stripe: the only module that imports `stripe`. Every call has a timeout; every create has an idempotency key
 derived from our own ids. Results come back as plain dataclasses, errors as TransportError(permanent=...)."""
 
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -8,11 +11,13 @@ from typing import Any
 import stripe
 from django.conf import settings
 
+from alma_billing.core import budget
 from alma_billing.core.errors import TransportError
 
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE = "We couldn't reach the card processor. Nothing was charged. Please try again in a minute."
+# Says nothing about money: whether anything was charged is for the caller to say, from what it knows.
+UNAVAILABLE = "We couldn't reach the card processor. Please try again in a minute."
 
 # Plain words for the decline codes a patient is likely to see (https://docs.stripe.com/declines/codes).
 DECLINE_MESSAGES = {
@@ -45,11 +50,23 @@ class Card:
     issuer: str = ""
 
 
+class Malformed(ValueError):
+    """A Stripe object (e.g. in a signed webhook) does not have the shape Stripe documents."""
+
+
+class IntentUnknown(TransportError):
+    """Stripe answers that it has no such PaymentIntent (or customer): asking again will not change that."""
+
+    def __init__(self) -> None:
+        super().__init__(UNAVAILABLE, permanent=True)
+
+
 @dataclass(frozen=True)
 class Intent:
     id: str
     status: str  # Stripe's PaymentIntent status
     amount_cents: int
+    currency: str = "usd"
     client_secret: str = ""
     payment_method_id: str = ""
     customer_id: str = ""
@@ -74,12 +91,33 @@ class Event:
     raw: dict[str, Any]
 
 
-def _client() -> stripe.StripeClient:
+def _client(*, retries: bool = True) -> stripe.StripeClient:
+    """A client whose timeout and retries fit in what is left of the request's outside-call budget."""
+    per_call = settings.STRIPE_TIMEOUT_SECONDS
+    try:
+        timeout = budget.call_timeout(per_call)
+    except budget.BudgetExhausted:
+        logger.warning("stripe call skipped: the request's outside-call budget is spent")
+        raise TransportError(UNAVAILABLE, permanent=False) from None
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         base_addresses={"api": settings.STRIPE_API_BASE},
-        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
-        max_network_retries=2,
+        http_client=stripe.RequestsClient(timeout=timeout),
+        max_network_retries=budget.call_retries(per_call, settings.STRIPE_MAX_NETWORK_RETRIES) if retries else 0,
+    )
+
+
+def payment_signature(*, payment_id: int, amount_cents: int) -> str:
+    """Our mark on the PaymentIntents we create, so a lost intent can be adopted only if it is really ours:
+    another integration on the same Stripe account (or anyone holding only the webhook secret) cannot forge it."""
+    message = f"alma-payment-{payment_id}-{amount_cents}-usd".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def _missing(error: stripe.StripeError) -> bool:
+    """Stripe's "No such ..." (code resource_missing, HTTP 404)."""
+    return isinstance(error, stripe.InvalidRequestError) and (
+        getattr(error, "code", "") == "resource_missing" or error.http_status == 404
     )
 
 
@@ -94,25 +132,50 @@ def _transport(error: stripe.StripeError, action: str) -> TransportError:
     return TransportError(UNAVAILABLE, permanent=not retryable)
 
 
+def _text(value: Any, *, limit: int = 255) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise Malformed("expected a short string")
+    return value
+
+
 def _intent(source: Any) -> Intent:
+    """A PaymentIntent as our dataclass; Malformed when it lacks what Stripe always sends."""
     obj = source.to_dict() if hasattr(source, "to_dict") else source
-    error = obj.get("last_payment_error") or {}
+    if not isinstance(obj, dict):
+        raise Malformed("a payment intent is an object")
+    amount = obj.get("amount")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise Malformed("a payment intent has an integer amount")
+    intent_id, status = _text(obj.get("id")), _text(obj.get("status"))
+    if not intent_id.startswith("pi_") or not status:
+        raise Malformed("a payment intent has an id and a status")
+    error = obj.get("last_payment_error")
+    error = {} if error is None else error
+    metadata = obj.get("metadata")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(error, dict) or not isinstance(metadata, dict):
+        raise Malformed("last_payment_error and metadata are objects")
     return Intent(
-        id=obj["id"],
-        status=obj["status"],
-        amount_cents=int(obj["amount"]),
-        client_secret=obj.get("client_secret") or "",
+        id=intent_id,
+        status=status,
+        amount_cents=amount,
+        currency=_text(obj.get("currency")).lower(),
+        client_secret=_text(obj.get("client_secret"), limit=500),
         payment_method_id=_id(obj.get("payment_method")),
         customer_id=_id(obj.get("customer")),
-        failure_code=(error.get("decline_code") or error.get("code") or "") if error else "",
-        metadata=dict(obj.get("metadata") or {}),
+        failure_code=_text(error.get("decline_code") or error.get("code"), limit=100),
+        metadata={str(key)[:40]: _text(value, limit=500) for key, value in metadata.items() if isinstance(value, str)},
     )
 
 
 def _id(value: Any) -> str:
     if not value:
         return ""
-    return value if isinstance(value, str) else str(value["id"])
+    if isinstance(value, dict):
+        return _text(value.get("id"))
+    return _text(value)
 
 
 def customer_create(*, patient_id: int, email: str) -> str:
@@ -181,7 +244,13 @@ def card_from_setup_intent(*, setup_intent_id: str, customer_id: str) -> Card | 
 
 
 def payment_intent_create(
-    *, amount_cents: int, customer_id: str, payment_method_id: str, payment_id: int, off_session: bool = False
+    *,
+    amount_cents: int,
+    customer_id: str,
+    payment_method_id: str,
+    payment_id: int,
+    reference: str,
+    off_session: bool = False,
 ) -> Intent | Declined:
     """Create and confirm a card PaymentIntent for one of our payments (idempotency key: the payment's id)."""
     params: dict[str, Any] = {
@@ -191,12 +260,18 @@ def payment_intent_create(
         "payment_method": payment_method_id,
         "payment_method_types": ["card"],
         "confirm": True,
-        "metadata": {"payment_id": str(payment_id), "reference": f"PAY-{payment_id:07d}"},
+        "metadata": {
+            "payment_id": str(payment_id),
+            "reference": reference,
+            "alma_sig": payment_signature(payment_id=payment_id, amount_cents=amount_cents),
+        },
     }
     if off_session:
         params["off_session"] = True
     try:
-        intent = _client().v1.payment_intents.create(
+        # Not retried here: an unanswered charge is found and adopted by reconciliation (payment_intent_find), which
+        # holds even where the idempotency key would not (localstripe ignores them).
+        intent = _client(retries=False).v1.payment_intents.create(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"alma-payment-{payment_id}"},
         )
@@ -221,17 +296,25 @@ def payment_intent_find(*, customer_id: str, payment_id: int) -> Intent | None:
     except stripe.StripeError as error:
         raise _transport(error, "payment intent list") from error
     for intent in page.data:
-        found = _intent(intent)
+        try:
+            found = _intent(intent)
+        except Malformed:
+            continue
         if found.metadata.get("payment_id") == str(payment_id) and found.customer_id == customer_id:
             return found
     return None
 
 
 def payment_intent_retrieve(intent_id: str) -> Intent:
+    """The intent as Stripe has it now; IntentUnknown when Stripe has no such intent."""
     try:
         return _intent(_client().v1.payment_intents.retrieve(intent_id))
     except stripe.StripeError as error:
+        if _missing(error):
+            raise IntentUnknown from error
         raise _transport(error, "payment intent read") from error
+    except Malformed as error:
+        raise TransportError(UNAVAILABLE, permanent=False) from error
 
 
 def payment_intent_cancel(intent_id: str) -> Intent:
@@ -239,10 +322,25 @@ def payment_intent_cancel(intent_id: str) -> Intent:
     client = _client()
     try:
         return _intent(client.v1.payment_intents.cancel(intent_id))
-    except stripe.InvalidRequestError:
+    except stripe.InvalidRequestError as error:
+        if _missing(error):
+            raise IntentUnknown from error
         return payment_intent_retrieve(intent_id)  # e.g. it succeeded meanwhile: report the truth
     except stripe.StripeError as error:
         raise _transport(error, "payment intent cancel") from error
+
+
+def customer_exists(customer_id: str) -> bool:
+    """Whether Stripe knows this customer: tells a forgotten intent from a wrong API key or another account."""
+    if not customer_id:
+        return False
+    try:
+        customer = _client().v1.customers.retrieve(customer_id)
+    except stripe.StripeError as error:
+        if _missing(error):
+            return False
+        raise _transport(error, "customer read") from error
+    return not getattr(customer, "deleted", False)
 
 
 def refund_create(*, payment_intent_id: str, amount_cents: int, refund_key: str, metadata: dict[str, str]) -> str:
@@ -270,13 +368,29 @@ class BadSignature(Exception):
 
 
 def event_from_webhook(*, payload: bytes, signature: str) -> Event:
-    """Verify the Stripe-Signature header before anything else; raises BadSignature."""
+    """Verify the Stripe-Signature header before anything else (BadSignature), then check the event's shape
+    (Malformed): a signed body that is not a Stripe event changes nothing."""
     try:
-        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
-    except (ValueError, stripe.SignatureVerificationError) as error:
+        stripe.WebhookSignature.verify_header(
+            payload, signature, settings.STRIPE_WEBHOOK_SECRET, stripe.Webhook.DEFAULT_TOLERANCE
+        )
+    except (ValueError, stripe.SignatureVerificationError) as error:  # UnicodeDecodeError is a ValueError
         raise BadSignature(str(error)) from error
-    raw = event.to_dict()
-    return Event(id=raw["id"], type=raw["type"], object=raw["data"]["object"], raw=raw)
+    if b"\\u0000" in payload:
+        raise Malformed("NUL characters are not stored")
+    try:
+        raw = json.loads(payload)
+    except ValueError as error:
+        raise Malformed("the body is not JSON") from error
+    if not isinstance(raw, dict):
+        raise Malformed("an event is a JSON object")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise Malformed("an event has data.object")
+    event_id, event_type = _text(raw.get("id")), _text(raw.get("type"), limit=100)
+    if not event_id.startswith("evt_") or not event_type:
+        raise Malformed("an event has an id and a type")
+    return Event(id=event_id, type=event_type, object=data["object"], raw=raw)
 
 
 def intent_from_event_object(obj: dict[str, Any]) -> Intent:

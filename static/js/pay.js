@@ -14,8 +14,11 @@
   var label = button.textContent;
   var busy = false;
 
+  // Before the Pay request is sent nothing can have been charged; after it, only the server knows.
+  var NOT_CHARGED = "We couldn't reach the card processor. Nothing was charged. Please try again.";
+
   function fail(message) {
-    errors.textContent = message || "Something went wrong. Nothing was charged. Please try again.";
+    errors.textContent = message || NOT_CHARGED;
     status.textContent = "";
     button.disabled = false;
     button.textContent = label;
@@ -29,8 +32,14 @@
       headers: {"Content-Type": "application/json", "X-CSRFToken": cfg.csrf},
       body: JSON.stringify(body || {})
     }).then(function (response) {
-      return response.json().catch(function () { return {status: "error"}; });
-    });
+      // A proxy's or server's error page is not an answer about the money: treat it as unknown.
+      return response.json().catch(function () { return {status: "unknown"}; });
+    }, function () { return {status: "unknown"}; });
+  }
+
+  function unknown() {  // the answer to a Pay click was lost: the server tells the truth at the attempt page
+    if (cfg.attemptUrl) { window.location.assign(cfg.attemptUrl); return; }
+    fail("We couldn't confirm that your card was saved. Reload this page to see whether autopay is on.");
   }
 
   function finish(result) {
@@ -52,6 +61,7 @@
     button.textContent = "Processing…";
     errors.textContent = "";
     status.textContent = "Checking your card…";
+    var body;
     try {
       var setup = await stripe.confirmCardSetup(cfg.setupSecret, {payment_method: {card: card}});
       if (setup.error || !setup.setupIntent || setup.setupIntent.status !== "succeeded") {
@@ -59,18 +69,24 @@
         return;
       }
       status.textContent = "Paying…";
-      var body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey};
+      body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey};
       form.querySelectorAll("input[type=checkbox]").forEach(function (box) { body[box.name] = box.checked; });
+    } catch (err) {
+      fail(NOT_CHARGED);
+      return;
+    }
+    try {
       var result = await post(cfg.confirmUrl, body);
       if (result.status === "requires_action") {
         status.textContent = "Your bank wants to confirm it's you…";
-        await stripe.confirmCardPayment(result.client_secret);
+        try { await stripe.confirmCardPayment(result.client_secret); } catch (err) { /* the server asks Stripe */ }
         // Whatever Stripe.js reports, the server asks Stripe for the final state.
         result = await post(result.refresh, {});
       }
+      if (result.status === "unknown") { unknown(); return; }
       finish(result);
     } catch (err) {
-      fail("We couldn't reach the payment service. Nothing was charged. Please try again.");
+      unknown();
     }
   });
 })();

@@ -15,12 +15,14 @@ def test_healthz_reports_the_database(client: Client) -> None:
     assert response.json()["database"] == "ok"
 
 
-def test_healthz_reports_redis_when_configured(client: Client, settings, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_says_degraded_but_stays_up_when_redis_is_down(client: Client, settings, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     settings.REDIS_URL = redis_url
-    assert client.get("/healthz").json()["redis"] == "ok"
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     response = client.get("/healthz")
-    assert response.status_code == 503
+    # Patients can still pay without Redis (emails wait for the sweeps): a load balancer must not pull the site.
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
     assert response.json()["redis"].startswith("error")
 
 

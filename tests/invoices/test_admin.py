@@ -12,6 +12,7 @@ from django.utils import timezone
 from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice, Patient, TherapySession
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory, TherapySessionFactory
+from tests.staff import staff_login
 from verification.models import PayLink
 from verification.services import pay_link_create
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def provider_client(provider) -> Client:  # type: ignore[no-untyped-def]
     provider.user.groups.add(Group.objects.get(name="Providers"))
     client = Client()
-    client.force_login(provider.user)
+    staff_login(client, provider.user)
     return client
 
 
@@ -30,7 +31,7 @@ def ops() -> Client:
     user = get_user_model().objects.create_user("ops1", password="x", is_staff=True)
     user.groups.add(Group.objects.get(name="Ops"))
     client = Client()
-    client.force_login(user)
+    staff_login(client, user)
     return client
 
 

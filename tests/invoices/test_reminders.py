@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -154,8 +155,10 @@ def test_p3_command_prints_a_summary_for_ops(capsys) -> None:  # type: ignore[no
     issued(PatientFactory(), 3)
     issued(PatientFactory(email=""), 3)
     call_command("send_reminders", "--as-of", TODAY.isoformat())
-    out = capsys.readouterr().out
-    assert "Sending   [##############################] 1/1" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Sending   [##############################] 1/1" in captured.err  # progress on stderr, summary on stdout
+    assert "Pending reminders sent now: 1 = 1 sent + 0 paid or being paid meanwhile + 0 refused" in out
     assert "Patients reminded: 1" in out and "Invoices covered: 1" in out
     assert "Skipped, no email on file: 1" in out and "Failures: 0" in out
 
@@ -181,13 +184,29 @@ def test_p3_a_run_killed_half_way_and_restarted_sends_no_duplicate_and_skips_no_
     with pytest.raises(Killed):
         reminders_run(as_of=TODAY)
     assert len(DyingBackend.sent) == 4
-    assert ReminderRun.objects.get().status == ReminderRun.Status.RUNNING  # as a killed process leaves it
+    killed_run = ReminderRun.objects.get()
+    assert killed_run.status == ReminderRun.Status.RUNNING  # as a killed process leaves it
+    # The fifth was being handed to the mail server when the process died: it may or may not have gone out.
+    (in_flight,) = ReminderLog.objects.filter(status=ReminderLog.Status.SENDING)
+    ReminderLog.objects.filter(pk=in_flight.pk).update(claimed_at=timezone.now() - timedelta(minutes=6))
+    ReminderRun.objects.filter(pk=killed_run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=20))
+    assert ReminderRun.objects.get().status_shown.startswith("Interrupted")
 
     DyingBackend.die_after = None
-    reminders_run(as_of=TODAY)
+    summary = reminders_run(as_of=TODAY)
 
-    recipients = sorted(m.to[0] for m in DyingBackend.sent)
-    assert recipients == sorted(p.email for p in patients)
+    recipients = [m.to[0] for m in DyingBackend.sent]
+    assert len(recipients) == len(set(recipients)) == 9  # nobody twice; the one in doubt is not resent blindly
+    assert in_flight.patient.email not in recipients
+    assert summary.reminded == 5 and summary.in_doubt == 1 and not summary.ok
+    assert ReminderLog.objects.get(pk=in_flight.pk).status == ReminderLog.Status.IN_DOUBT
+    assert ReminderRun.objects.get(pk=killed_run.pk).status == ReminderRun.Status.INTERRUPTED
+
+    # Ops checked the mail log: it never arrived. Resending sends it once; resending again is refused.
+    call_command("send_reminders", "--resend", str(in_flight.pk))
+    assert [m.to[0] for m in DyingBackend.sent].count(in_flight.patient.email) == 1
+    with pytest.raises(CommandError, match="not in doubt"):
+        call_command("send_reminders", "--resend", str(in_flight.pk))
     assert ReminderLog.objects.filter(status=ReminderLog.Status.SENT).count() == 10
 
 
@@ -210,10 +229,14 @@ def test_p3_a_failed_send_is_counted_and_retried_on_the_next_run(settings) -> No
     issued(patient, 3)
     settings.EMAIL_BACKEND = "tests.invoices.test_reminders.BrokenBackend"
     summary = reminders_run(as_of=TODAY)
-    assert summary.failures == 1 and ReminderLog.objects.get().status == ReminderLog.Status.FAILED
+    # Refused by the mail server: nothing went out, so it waits for the next run, and the summary says so.
+    assert summary.failures == 1 and ReminderLog.objects.get().status == ReminderLog.Status.PENDING
+    assert summary.attempted == summary.reminded + summary.skipped_paid + summary.failures + summary.in_doubt_now
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    reminders_run(as_of=TODAY + timedelta(days=1))
+    again = reminders_run(as_of=TODAY)  # a same-day rerun sends it, once
+    assert again.reminded == 1 and len(reminders_to(patient.email)) == 1
+    reminders_run(as_of=TODAY)
     assert len(reminders_to(patient.email)) == 1
 
 

@@ -54,21 +54,28 @@ def verified_client(invoice: Invoice) -> Client:
     return client
 
 
-def card_page(client: Client) -> dict[str, str]:
-    response = client.get("/pay/card/")
+def checkout(client: Client, choice: str) -> str:
+    """Choose what to pay; returns the card page's URL (one per checkout, so tabs stand alone)."""
+    response = client.post("/pay/checkout/", {"choice": choice})
+    assert response.status_code == 302 and response["Location"].startswith("/pay/card/"), response
+    return str(response["Location"])
+
+
+def card_page(client: Client, url: str) -> dict[str, str]:
+    response = client.get(url)
     assert response.status_code == 200, response.content.decode()[:500]
     page = response.content.decode()
     fields = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', page))
-    return {"page": page, **fields}
+    return {"page": page, "url": url, **fields}
 
 
 def pay(client: Client, choice: str, card: str = stripe_fake.GOOD_CARD) -> dict[str, Any]:
     """Choose what to pay, open the card page, save the card as Stripe.js would, and press Pay."""
     response = client.post("/pay/checkout/", {"choice": choice})
     assert response.status_code == 302, response
-    if response["Location"] != "/pay/card/":
+    if not response["Location"].startswith("/pay/card/"):
         return {"status": "redirected", "location": response["Location"]}
-    fields = card_page(client)
+    fields = card_page(client, response["Location"])
     stripe_fake.save_card(fields["setup-id"], card)
     return confirm(client, fields)
 

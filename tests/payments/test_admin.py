@@ -9,6 +9,7 @@ from invoices.models import Invoice
 from payments.models import Payment, Refund
 from tests.payments import stripe_fake
 from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def ops_client() -> Client:
     user = get_user_model().objects.create_superuser("ops-test", "ops@example.com", "pw")
     client = Client()
-    client.force_login(user)
+    staff_login(client, user)
     return client
 
 
@@ -60,7 +61,7 @@ def test_a_provider_cannot_refund(stripe_api, patient) -> None:  # type: ignore[
     payment = Payment.objects.get()
     provider_user = get_user_model().objects.create_user("dr-x", password="pw", is_staff=True)
     client = Client()
-    client.force_login(provider_user)
+    staff_login(client, provider_user)
 
     client.post(f"/admin/payments/payment/{payment.pk}/refund/", {"invoice": "", "note": "please"})
 

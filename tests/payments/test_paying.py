@@ -11,7 +11,7 @@ from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, confirm, open_invoices, pay, verified_client
+from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -168,7 +168,8 @@ def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(  # ty
     assert "didn't go through" in page and "Nothing was charged" in page and "Try another card" in page
 
     # "Try another card" opens the card page again, as a new attempt.
-    fields = card_page(client)
+    retry = client.get(f"/pay/payments/{failed.pk}/retry/")
+    fields = card_page(client, retry["Location"])
     assert fields["attempt-key"] != failed.attempt_key
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
     assert confirm(client, fields)["status"] == "succeeded"
@@ -211,8 +212,7 @@ def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> N
 def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
 
     first, second = confirm(client, fields), confirm(client, fields)
@@ -223,15 +223,14 @@ def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patien
     customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
     assert len(stripe_fake.intents_for(customer)) == 1
     # Opening the card page again after paying goes to the result, not to a second charge.
-    response = client.get("/pay/card/")
+    response = client.get(fields["url"])
     assert response.status_code == 302 and response["Location"] == first["redirect"]
 
 
 def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
 
     result = confirm(client, fields, amount=1, amount_cents=1, invoice_ids=[999])
@@ -256,8 +255,7 @@ def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, pa
 def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     tab_one = verified_client(invoice)
-    tab_one.post("/pay/checkout/", {"choice": "all"})
-    stale = card_page(tab_one)
+    stale = card_page(tab_one, checkout(tab_one, "all"))
     pay(verified_client(invoice), "all")  # another tab (or device) pays first
 
     stripe_fake.save_card(stale["setup-id"], stripe_fake.GOOD_CARD)
@@ -288,7 +286,7 @@ def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(strip
 
 def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-untyped-def]
     client = Client()
-    for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/", "/pay/payments/1/"):
+    for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/0123456789abcdef/", "/pay/payments/1/"):
         assert client.get(url).status_code == 401
     assert client.post("/pay/checkout/", {"choice": "all"}).status_code == 401
 
@@ -296,8 +294,7 @@ def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-unt
 def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    response = client.get("/pay/card/")
+    response = client.get(checkout(client, "all"))
     policy = response["Content-Security-Policy"]
     assert f"script-src 'self' {stripe_api}" in policy
     assert "frame-ancestors 'none'" in policy
@@ -310,8 +307,7 @@ def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> Non
 def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, body: bytes) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    card_page(client)
+    card_page(client, checkout(client, "all"))
     for url in ("/pay/card/confirm/", "/pay/autopay/enroll/"):
         response = client.post(url, body, content_type="application/json")
         assert response.status_code in (400, 409), (url, response.status_code)
@@ -322,8 +318,7 @@ def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, bo
 def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
-    client.post("/pay/checkout/", {"choice": "all"})
-    fields = card_page(client)
+    fields = card_page(client, checkout(client, "all"))
 
     refused = confirm(client, {**fields, "setup-id": "seti_not_ours"})
 
@@ -349,3 +344,71 @@ def test_stripe_unreachable_after_the_card_check_never_claims_nothing_was_charge
     page = client.get(answer["redirect"]).content.decode()
     assert "We&#x27;re confirming your payment" in page or "We're confirming your payment" in page
     assert "Nothing was charged" not in page
+
+
+def test_two_tabs_of_one_browser_pay_two_different_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    older, newer = open_invoices(patient, 4_000, 5_000)
+    client = verified_client(newer)
+    tab_one = card_page(client, checkout(client, f"invoice:{older.number}"))
+    tab_two = card_page(client, checkout(client, f"invoice:{newer.number}"))  # opened before tab one pays
+    assert "Pay $40.00" in tab_one["page"] and "Pay $50.00" in tab_two["page"]
+
+    for fields in (tab_one, tab_two):
+        stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+        assert confirm(client, fields)["status"] == "succeeded"
+
+    assert sorted(Payment.objects.values_list("amount_cents", flat=True)) == [4_000, 5_000]
+    assert set(Invoice.objects.values_list("status", flat=True)) == {Invoice.Status.PAID}
+
+
+def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    older, newer = open_invoices(patient, 4_000, 5_000)
+    client = verified_client(newer)
+    loser = card_page(client, checkout(client, "all"))
+    winner = card_page(client, checkout(client, f"invoice:{newer.number}"))
+    stripe_fake.save_card(winner["setup-id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, winner)["status"] == "succeeded"
+
+    stripe_fake.save_card(loser["setup-id"], stripe_fake.GOOD_CARD)
+    result = confirm(client, loser)
+
+    assert result["http"] == 409 and result["redirect"] == "/pay/invoices/"
+    summary = client.get(result["redirect"]).content.decode()
+    assert "These invoices were just paid or are being paid. Here is what you still owe." in summary
+    assert 'You owe <strong class="amount">$40.00</strong>' in summary
+    assert Payment.objects.count() == 1
+
+
+def test_a_lost_answer_to_pay_says_confirming_until_the_request_cannot_still_be_running(  # type: ignore[no-untyped-def]
+    stripe_api, patient, time_machine
+) -> None:
+    import datetime
+
+    time_machine.move_to(datetime.datetime.now(datetime.UTC), tick=True)
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    fields = card_page(client, checkout(client, "all"))
+
+    # The page lost the answer before any payment was held: nobody can say yet whether one will be.
+    first = client.get(fields["attempt-url"])
+    assert first.status_code == 202 and "We're confirming your payment" in first.content.decode()
+    assert "Nothing was charged" not in first.content.decode()
+
+    time_machine.shift(60)  # longer than any web request can run (gunicorn's timeout)
+    later = client.get(fields["attempt-url"], follow=True)
+    page = later.content.decode()
+    assert "Nothing was charged" in page and "Pay $70.00" in page  # back on the card page, as a new attempt
+
+    # When the Pay did get through, the attempt page leads to its result.
+    again = card_page(client, later.redirect_chain[-1][0])
+    stripe_fake.save_card(again["setup-id"], stripe_fake.GOOD_CARD)
+    assert confirm(client, again)["status"] == "succeeded"
+    assert "Payment received" in client.get(again["attempt-url"], follow=True).content.decode()
+
+
+def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    response = client.get("/pay/card/ffffffffffffffff/", follow=True)
+    assert "That payment page has expired" in response.content.decode()
+    assert client.get("/pay/card/attempt/nothing-like-this/").status_code == 404

@@ -427,6 +427,7 @@ def test_a_charge_whose_answer_was_lost_is_adopted_not_released(stripe_api: str,
         customer_id=customer_id,
         payment_method_id=payment.stripe_payment_method_id,
         payment_id=payment.pk,
+        reference=payment.reference,
     )
     assert isinstance(charged, gateway.Intent) and charged.status == "succeeded"
     Payment.objects.filter(pk=payment.pk).update(charge_attempts=1)  # counted before the call, as payment_charge does

@@ -205,7 +205,19 @@ def test_gateway_without_an_injected_client_still_sets_a_timeout(emulator: Verif
 
     gateway.send_code(phone_e164=PHONE)
 
-    assert emulator.seen[0].timeout == 10.0
+    assert emulator.seen[0].timeout == 8.0  # TWILIO_TIMEOUT_SECONDS (16) over a try and one retry
+
+
+def test_gateway_timeout_is_cut_to_what_is_left_of_the_request_budget(emulator: VerifyEmulator) -> None:
+    from alma_billing.core.budget import outside_call_budget
+
+    with outside_call_budget(3.0):
+        gateway = TwilioVerifyGateway(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, service_sid=SERVICE_SID)
+    gateway.client.http_client.session.mount("https://", emulator)
+
+    gateway.send_code(phone_e164=PHONE)
+
+    assert emulator.seen[0].timeout <= 1.5  # both tries together stay inside the 3 s left
 
 
 def test_right_code_is_approved(gateway: TwilioVerifyGateway, emulator: VerifyEmulator) -> None:

@@ -8,6 +8,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from alma_billing.core import budget
 from verification.gateways import UNAVAILABLE, CheckResult, SendLimitReached, VerifyError
 
 logger = logging.getLogger(__name__)
@@ -28,13 +29,20 @@ class TwilioVerifyGateway:
         auth_token: str | None = None,
         service_sid: str | None = None,
         http_client: Any = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> None:
         self.service_sid = service_sid or settings.TWILIO_VERIFY_SERVICE_SID
+        if http_client is None:
+            # One try and one retry, each cut to what is left of the request's outside-call budget.
+            try:
+                per_try = budget.call_timeout(timeout or settings.TWILIO_TIMEOUT_SECONDS) / 2
+            except budget.BudgetExhausted:
+                per_try = budget.MINIMUM_CALL_SECONDS
+            http_client = TwilioHttpClient(timeout=per_try, max_retries=1)
         self.client = Client(
             account_sid or settings.TWILIO_ACCOUNT_SID,
             auth_token or settings.TWILIO_AUTH_TOKEN,
-            http_client=http_client or TwilioHttpClient(timeout=timeout, max_retries=1),
+            http_client=http_client,
         )
 
     def _service(self) -> Any:

@@ -9,8 +9,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alma_billing.core.audit import SYSTEM
+from alma_billing.core.staff_otp import AUTHENTICATOR_NAME, staff_recovery_codes_set
 from invoices import services
 from invoices.models import (
     Coverage,
@@ -34,6 +36,11 @@ PROVIDERS = [
     ("dr.okafor", "Dr. Ada Okafor", "1316995921", "Lakeview Practice", Practice.AutopayPolicy.REQUIRED),
 ]
 PROVIDER_PASSWORD = "provider-demo-password"
+# The admin needs a second factor. Demo logins get these one-time recovery codes (each works once; every seed_demo,
+# so every `make run`, restores the full set) and an authenticator with a published key (RFC 6238's test key).
+DEMO_RECOVERY_CODES = ["demo1", "demo2", "demo3", "demo4", "demo5"]
+DEMO_TOTP_KEY_HEX = "3132333435363738393031323334353637383930"
+DEMO_TOTP_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 
 class Command(BaseCommand):
@@ -71,7 +78,15 @@ class Command(BaseCommand):
                 user=user, defaults={"practice": practice, "display_name": name, "npi": npi}
             )
             providers.append(provider)
+        for username in [OPS_LOGIN[0], *(row[0] for row in PROVIDERS)]:
+            self._second_factor(User.objects.get(username=username))
         return providers
+
+    def _second_factor(self, user: Any) -> None:
+        staff_recovery_codes_set(user=user, codes=DEMO_RECOVERY_CODES)
+        TOTPDevice.objects.get_or_create(
+            user=user, name=AUTHENTICATOR_NAME, defaults={"key": DEMO_TOTP_KEY_HEX, "confirmed": True}
+        )
 
     def _patients(self, providers: list[Provider]) -> list[TherapySession]:
         rivera, chen, okafor = providers
@@ -149,5 +164,8 @@ class Command(BaseCommand):
         out(f"    ops user:  {OPS_LOGIN[0]} / {OPS_LOGIN[1]}")
         for username, name, *_ in PROVIDERS:
             out(f"    provider:  {username} / {PROVIDER_PASSWORD}  ({name})")
+        codes = " ".join(DEMO_RECOVERY_CODES)
+        out(f"    second factor (the admin asks for one): a recovery code, each works once: {codes}")
+        out(f"      (seed_demo restores them), or an authenticator app with the demo secret {DEMO_TOTP_SECRET}")
         out("  Patient phones: Jordan Lee (202) 555-0143 (one invoice), Sam Patel (617) 555-0100 (several),")
         out("                  Alex Kim (415) 555-0132 (EAP, nothing owed), Taylor Brooks (312) 555-0188 (flagged)")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from payments.reconcile import payments_reconcile
 
@@ -15,5 +15,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Checked {summary.checked} payment(s) in flight: {summary.succeeded} succeeded, {summary.failed} failed "
             f"or canceled, {summary.still_open} still waiting, {summary.errors} could not be checked. "
-            f"Duplicate charges refunded: {summary.refunds}. Receipts sent: {summary.receipts}."
+            f"Unknown at Stripe: {summary.unknown_at_stripe}. Newly flagged for a person: {summary.flagged}. "
+            f"Duplicate charges refunded: {summary.refunds}. Receipts sent: {summary.receipts}. "
+            f"Cards detached: {summary.cards_detached}."
         )
+        if not summary.ok:
+            # Non-zero exit so cron and job runners notice; what to do is on the ops dashboard.
+            raise CommandError(
+                f"{summary.errors} payment(s) could not be checked and {summary.flagged} newly need a person: "
+                "see 'Payments that need a person' on /admin/dashboard/."
+            )
