@@ -25,11 +25,13 @@ RUN pip install --require-hashes --only-binary=:all: -r requirements.txt
 COPY . .
 
 # Static files are collected (and compressed/hashed by whitenoise) at build time, with DEBUG off as in production.
-# Settings fail fast without a SECRET_KEY, EMAIL_URL, Twilio and Stripe keys, so the build passes throwaway values for this one
-# command only; they are not baked into the image's environment and no real secret is needed to build.
+# Settings fail fast without a SECRET_KEY, EMAIL_URL, REDIS_URL, SITE_URL, DEFAULT_FROM_EMAIL, Twilio and Stripe keys,
+# so the build passes throwaway values for this one command only; they are not baked into the image's environment
+# and no real secret is needed to build.
 RUN DEBUG=0 \
     SECRET_KEY=build-only-collectstatic-not-a-secret-0123456789abcdef \
     ALLOW_FILE_EMAIL=1 VERIFY_BACKEND=local ALLOW_LOCAL_VERIFY=1 ALLOW_LOCALSTRIPE=1 \
+    ALLOW_EAGER_TASKS=1 SITE_URL=https://build.invalid DEFAULT_FROM_EMAIL=build@build.invalid \
     python manage.py collectstatic --noinput \
     && mkdir -p /app/var/outbox \
     && chown -R app:app /app/var \

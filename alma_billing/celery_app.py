@@ -3,9 +3,16 @@
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from alma_billing.log_privacy import handlers_redact
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alma_billing.settings")
 
 app = Celery("alma_billing")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The worker's and beat's own log handlers redact like ours (tokens, query strings, emails, phone numbers).
+after_setup_logger.connect(handlers_redact, weak=False)
+after_setup_task_logger.connect(handlers_redact, weak=False)

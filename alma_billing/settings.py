@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from alma_billing.log_privacy import logging_config, sdk_console_logging_off
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -22,7 +24,8 @@ else:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Absolute base for links in emails, e.g. https://billing.example.com (no trailing slash).
+# Absolute base for links in emails, e.g. https://billing.example.com (no trailing slash). Required with DEBUG off
+# (checked below).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -115,9 +118,11 @@ else:
         raise ImproperlyConfigured("EMAIL_URL must be set when DEBUG is off (e.g. smtp+tls://user:pass@host:587).")
     EMAIL_BACKEND = "alma_billing.core.mail.OutboxEmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Required with DEBUG off (checked below); the placeholder is for development only.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Alma Billing <billing@alma.invalid>")
 
-# Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default).
+# Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default). Required with DEBUG
+# off (checked below) unless ALLOW_EAGER_TASKS=1.
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
@@ -144,6 +149,8 @@ PERIODIC_TASK_DEFAULTS: dict[str, tuple[str, int | str]] = {
     "autopay-due": ("payments.tasks.autopay_due_task", 15),
     # Ask Stripe about payments still in flight, in case a webhook was lost; finish lost refunds and receipts.
     "payments-reconcile": ("payments.tasks.payments_reconcile", 10),
+    # Housekeeping (issue 10): expired sessions and access attempts too old to count toward any limit.
+    "housekeeping-daily": ("alma_billing.core.tasks.housekeeping_task", "03:30"),
 }
 
 # Reminders (P3): days after issue, then every REMINDER_REPEAT_DAYS while anything is open.
@@ -214,6 +221,9 @@ VERIFY_LOCKOUT = timedelta(minutes=env.int("VERIFY_LOCKOUT_MINUTES", default=30)
 VERIFY_MAX_FAILURES_PER_IP = env.int("VERIFY_MAX_FAILURES_PER_IP", default=20)  # per hour, all patients
 PATIENT_ACCESS_IDLE = timedelta(minutes=15)
 PATIENT_ACCESS_MAX = timedelta(hours=2)
+# Housekeeping (issue 10): access attempts older than this are deleted daily. Never below the longest window an
+# attempt is counted in (lockout, per-IP hour, send window): housekeeping_task enforces that floor as well.
+ACCESS_ATTEMPT_RETENTION = timedelta(days=env.int("ACCESS_ATTEMPT_RETENTION_DAYS", default=7))
 
 # Stripe. Without keys and with DEBUG on, localstripe (make run starts it) stands in for Stripe and Stripe.js.
 LOCALSTRIPE_URL = env.str("LOCALSTRIPE_URL", default="http://127.0.0.1:8420")
@@ -309,12 +319,53 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+    # --- HTTPS in production (issue 10): `check --deploy --fail-level WARNING` passes with these defaults ---------
+    # Plain-http requests are redirected to https. The TLS proxy must set X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER);
+    # SECURE_SSL_REDIRECT=0 only where the proxy itself already redirects http and nothing reaches gunicorn over
+    # plain http (the deploy check then warns, security.W008). /healthz is exempt so load-balancer probes work.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # HSTS covers subdomains of this host and allows the preload list (a preload submission needs the apex domain
+    # to send the header; a billing subdomain sending it commits nothing). Either can be turned off (=0).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    # --- end: HTTPS in production ------------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# --- Production fails fast: required variables (issue 10) ------------------------------------------------------
+# With DEBUG off, startup stops with one message naming every missing variable, rather than sending emails with
+# placeholder links or sender, or running every Celery task inside the web request for want of a broker.
+# Checked after the other settings, so their own messages (SECRET_KEY, EMAIL_URL, Stripe, Twilio) come first.
+# ALLOW_EAGER_TASKS=1 is the escape hatch for one-off commands without Redis (the image build's collectstatic, tests).
+if not DEBUG:
+    _required = {
+        "REDIS_URL": "the Celery broker, e.g. redis://redis:6379/0",
+        "SITE_URL": "the base of the links in emails, e.g. https://billing.example.com",
+        "DEFAULT_FROM_EMAIL": "the sender, e.g. 'Alma Billing <billing@example.com>'",
+    }
+    if env.bool("ALLOW_EAGER_TASKS", default=False):
+        del _required["REDIS_URL"]
+    _missing = [name for name in _required if not env.str(name, default="").strip()]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"{', '.join(_missing)} must be set when DEBUG is off ("
+            + "; ".join(f"{name}: {_required[name]}" for name in _missing)
+            + "). See .env.example."
+        )
+# --- end: production required variables -----------------------------------------------------------------------
+
+# --- Error pages (issue 10) ------------------------------------------------------------------------------------
+# The platform's own contact, shown on the patient error pages (400/403/404/500, CSRF failure) when set.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="")
+SUPPORT_PHONE = env.str("SUPPORT_PHONE", default="")
+# A patient-styled "This page expired" page instead of Django's bare CSRF failure page.
+CSRF_FAILURE_VIEW = "alma_billing.core.error_pages.csrf_failure"
+# --- end: error pages -----------------------------------------------------------------------------------------
+
+# --- Logs without patient data (issue 10) ---------------------------------------------------------------------
+# Root at LOG_LEVEL; the Stripe and Twilio SDKs, urllib3, requests, Django's SQL logger and the like are pinned at
+# WARNING whatever LOG_LEVEL says (at DEBUG/INFO they write emails, phone numbers, amounts and card details), and
+# request paths are redacted (/pay/<token>/ -> /pay/[token]/, query strings dropped). See alma_billing/log_privacy.py.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = logging_config(LOG_LEVEL)
+sdk_console_logging_off()  # STRIPE_LOG=debug would print Stripe's request and response bodies to stderr
+# --- end: logs ------------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ os.environ.setdefault("VERIFY_BACKEND", "local")
 os.environ.setdefault("ALLOW_LOCAL_VERIFY", "1")
 os.environ.setdefault("ALLOW_LOCALSTRIPE", "1")
 os.environ.setdefault("LOCALSTRIPE_URL", "http://127.0.0.1:8421")  # the tests start their own
+# Production requires these with DEBUG off; tests run with DEBUG off and, on a laptop, without Redis.
+os.environ.setdefault("ALLOW_EAGER_TASKS", "1")
+os.environ.setdefault("SITE_URL", "http://127.0.0.1:8000")
+os.environ.setdefault("DEFAULT_FROM_EMAIL", "Alma Billing <billing@alma.invalid>")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from alma_billing.settings import *  # noqa: E402,F403

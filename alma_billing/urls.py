@@ -8,6 +8,12 @@ from invoices.dashboard import ops_dashboard
 from payments import views as payment_views
 from verification import views as verification_views
 
+# Patient-styled error pages (issue 10); the CSRF failure page is CSRF_FAILURE_VIEW in settings.
+handler400 = "alma_billing.core.error_pages.bad_request"
+handler403 = "alma_billing.core.error_pages.permission_denied"
+handler404 = "alma_billing.core.error_pages.page_not_found"
+handler500 = "alma_billing.core.error_pages.server_error"
+
 # admin.site is alma_billing.core.staff_login.StaffAdminSite: staff need a second factor (see README "Staff access").
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),

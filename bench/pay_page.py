@@ -173,6 +173,11 @@ def server_environment(url: str, tmp: Path) -> dict[str, str]:
         "VERIFY_BACKEND": "local",
         "ALLOW_LOCAL_VERIFY": "1",
         "ALLOW_LOCALSTRIPE": "1",
+        # Production requires these (issue 10); the bench runs without Redis and over plain http.
+        "ALLOW_EAGER_TASKS": "1",
+        "SITE_URL": "http://127.0.0.1",
+        "DEFAULT_FROM_EMAIL": "bench@bench.invalid",
+        "SECURE_SSL_REDIRECT": "0",
         "LOG_LEVEL": "WARNING",
         "CONN_MAX_AGE": "60",
         "OUTBOX_DIR": str(tmp / "outbox"),

@@ -84,7 +84,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
             session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
             session.save(update_fields=["billing_outcome", "billing_note"])
             audit_record(actor=actor, action="session.needs_attention", obj=session, reason=decision.reason)
-            logger.info("session %s flagged for ops: %s", session.pk, decision.reason)
+            logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
             return None
         if isinstance(decision, _NoCharge):
             session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
