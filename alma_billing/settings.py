@@ -133,8 +133,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="alma")
 # Short socket timeouts: publishing to a Redis that is down or hung must fail fast (the sweeps finish the work).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 5, "socket_connect_timeout": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 2, "socket_connect_timeout": 2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# After a failed publish, a web process stops trying for this long (alma_billing/core/queue.py).
+BROKER_BACKOFF_SECONDS = env.float("BROKER_BACKOFF_SECONDS", default=30.0)
+ENQUEUE_RAISE_TASK_ERRORS = False  # the test settings turn it on
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks live in the database (django-celery-beat) so ops can change them in the admin. `migrate` creates

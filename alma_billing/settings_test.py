@@ -22,3 +22,5 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 SECURE_SSL_REDIRECT = False
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+# A task that fails when run in-process fails the test that ran it (production only logs it; the sweeps retry).
+ENQUEUE_RAISE_TASK_ERRORS = True

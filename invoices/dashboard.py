@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -43,7 +44,10 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         ).count(),
         "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
-        "payments_attention": Payment.objects.filter(attention_at__gte=timezone.now() - timedelta(days=30))
+        "payments_attention": Payment.objects.filter(
+            Q(attention_at__gte=timezone.now() - timedelta(days=30))
+            | Q(attention_at__isnull=False, status__in=Payment.OPEN_STATUSES)  # still held: shown however old
+        )
         .order_by("-attention_at")
         .select_related("patient")[:20],
         "reminders_in_doubt": ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).order_by("sent_on", "id")[

@@ -19,7 +19,7 @@ from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
-from payments.models import AutopayAttempt, CardToDetach, Payment, PaymentAllocation, Refund
+from payments.models import AutopayAttempt, AutopayEnrollment, CardToDetach, Payment, PaymentAllocation, Refund
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +193,11 @@ def payment_refresh(*, payment_id: int) -> Payment:
 
 def _adoptable(payment: Payment, intent: gateway.Intent) -> bool:
     """Whether an intent our payment never recorded is the one we created for it (its answer was lost): we sent a
-    create, and the amount, currency, customer and our signature all match. Anything else is not ours."""
-    if payment.charge_attempts < 1 or payment.status not in Payment.OPEN_STATUSES:
+    create, and the amount, currency, customer and our signature all match. Anything else is not ours.
+
+    A payment we already released (reconciliation found no intent in time) can still adopt it: Stripe took the money,
+    and settling pays the invoices if they are still open or refunds the share another payment already paid."""
+    if payment.charge_attempts < 1 or payment.status == Payment.Status.SUCCEEDED:
         return False
     customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
     expected = gateway.payment_signature(payment_id=payment.pk, amount_cents=payment.amount_cents)
@@ -220,7 +223,10 @@ def _payment_for_intent(intent: gateway.Intent) -> Payment | None:
         .filter(Q(stripe_payment_intent_id__isnull=True) | Q(stripe_payment_intent_id=""), pk=int(payment_id))
         .first()
     )
-    if candidate is None or not _adoptable(candidate, intent):
+    if candidate is None:
+        # The create that made this intent may have recorded its id while we waited for the row lock.
+        return Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent.id).first()
+    if not _adoptable(candidate, intent):
         return None
     candidate.stripe_payment_intent_id = intent.id
     candidate.save(update_fields=["stripe_payment_intent_id"])
@@ -266,7 +272,16 @@ def payment_abandon(*, payment_id: int, message: str) -> Payment:
         customer_id = Patient.objects.values_list("stripe_customer_id", flat=True).get(pk=payment.patient_id)
         found = gateway.payment_intent_find(customer_id=customer_id, payment_id=payment.pk)
         if found is not None:
-            return payment_apply_intent(intent=found) or payment
+            adopted = payment_apply_intent(intent=found)
+            if adopted is not None:
+                return adopted
+            # An intent names this payment but is not the one we created: a person decides; it stays held.
+            payment_flag(
+                payment_id=payment_id,
+                reason=f"Stripe has an intent ({found.id}) naming this payment that is not ours; it still holds its "
+                "invoices.",
+            )
+            return payment
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
@@ -546,8 +561,10 @@ def card_forget_later(*, payment_method_id: str) -> None:
 
 
 def card_detach(*, payment_method_id: str) -> None:
-    """Detach the card at Stripe, then strike it from the outbox."""
-    gateway.payment_method_detach(payment_method_id)
+    """Detach the card at Stripe, then strike it from the outbox. A card autopay now uses is kept."""
+    in_use = AutopayEnrollment.objects.filter(stripe_payment_method_id=payment_method_id, ended_at__isnull=True)
+    if not in_use.exists():
+        gateway.payment_method_detach(payment_method_id)
     CardToDetach.objects.filter(payment_method_id=payment_method_id).delete()
 
 

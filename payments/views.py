@@ -11,12 +11,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from alma_billing.core import budget
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.http import client_ip, contains_nul, message_page
@@ -104,6 +106,11 @@ def _chosen_invoices(patient_id: int, choice: str) -> list[Invoice]:
 # different invoices. Each holds the invoices, and the key of its current Pay attempt (new after a failure).
 CHECKOUTS_KEY = "checkouts"
 CHECKOUTS_KEPT = 8
+# The card page also carries its checkout signed, so a Pay click does not depend on the session still holding it
+# (another tab's request may have saved the session over it, or it was among the oldest and dropped).
+CHECKOUT_SALT = "alma.payments.checkout"
+CHECKOUT_MAX_AGE = 6 * 3600
+EXPIRED = "This payment page has expired. Nothing was charged. Here is what you owe now."
 # How long after the card page lost its answer a Pay click that left no payment behind can still be running.
 UNKNOWN_SETTLES_AFTER = settings.GUNICORN_TIMEOUT + 5
 
@@ -184,6 +191,9 @@ def pay_card(request: HttpRequest, checkout_id: str, *, patient_id: int) -> Http
         messages.error(request, f"{error.message} Nothing was charged.")
         return redirect("pay-summary")
     context = {
+        "checkout_token": signing.dumps(
+            {"p": patient_id, "i": checkout["invoice_ids"], "a": checkout["attempt_key"]}, salt=CHECKOUT_SALT
+        ),
         "rows": [_row(i) for i in invoices],
         "amount": format_cents(checkout["amount_cents"]),
         "stripe_js_url": settings.STRIPE_JS_URL,
@@ -252,7 +262,9 @@ def _payment_json(payment: Payment) -> JsonResponse:
         secret = None  # the result page asks Stripe again
     if secret:
         refresh = reverse("pay-refresh", kwargs={"payment_id": payment.pk})
-        return JsonResponse({"status": "requires_action", "client_secret": secret, "refresh": refresh})
+        return JsonResponse(
+            {"status": "requires_action", "client_secret": secret, "refresh": refresh, "redirect": result_url}
+        )
     return JsonResponse({"status": "processing", "redirect": result_url})
 
 
@@ -263,6 +275,34 @@ def _another_card(patient_id: int, purpose: str) -> dict[str, str]:
     except TransportError:
         return {}
     return {"setup_id": setup_id, "setup_secret": setup_secret}
+
+
+def _signed_checkout(token: object, *, patient_id: int, attempt_key: str) -> dict[str, Any] | None:
+    """The checkout the card page carried, if its signature, patient and attempt all check out."""
+    if not isinstance(token, str) or len(token) > 2000:
+        return None
+    try:
+        data = signing.loads(token, salt=CHECKOUT_SALT, max_age=CHECKOUT_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("p") != patient_id or data.get("a") != attempt_key:
+        return None
+    invoice_ids = data.get("i")
+    if not isinstance(invoice_ids, list) or not all(isinstance(i, int) for i in invoice_ids) or not invoice_ids:
+        return None
+    return {"invoice_ids": invoice_ids, "attempt_key": attempt_key, "amount_cents": 0}
+
+
+def _forget_setup_card(patient_id: int, setup_intent_id: str) -> None:
+    """A card Stripe.js saved for a payment that will not happen is not kept (best effort; reconciliation-free)."""
+    if not setup_intent_id:
+        return
+    try:
+        card = services.card_saved(patient_id=patient_id, setup_intent_id=setup_intent_id)
+    except TransportError:
+        return
+    if card is not None:
+        services.card_forget_later(payment_method_id=card.payment_method_id)
 
 
 def _stale(request: HttpRequest, message: str) -> JsonResponse:
@@ -280,19 +320,26 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     earlier = Payment.objects.filter(attempt_key=attempt_key, patient_id=patient_id).first()
     if earlier is not None:
         return _payment_json(earlier)  # a second click on the same Pay: same payment, no second charge
-    found = _checkout_for_attempt(request, attempt_key)
-    if found is None:
-        return _stale(request, services.STALE)
-    _, checkout = found
+    setup_intent = body.get("setup_intent")
+    setup_intent = setup_intent if isinstance(setup_intent, str) else ""
+    checkout = _signed_checkout(body.get("checkout"), patient_id=patient_id, attempt_key=attempt_key)
+    if checkout is None:
+        found = _checkout_for_attempt(request, attempt_key)
+        checkout = found[1] if found else None
+    if checkout is None:
+        _forget_setup_card(patient_id, setup_intent)
+        return _stale(request, EXPIRED)
     invoices = _still_payable(patient_id, checkout)
     if invoices is None:
+        _forget_setup_card(patient_id, setup_intent)
         return _stale(request, services.STALE)
+    left = budget.remaining()
+    if left is not None and left < settings.STRIPE_TIMEOUT_SECONDS:
+        # Too little time left to charge and hear back: hold nothing and say so (true: nothing was sent).
+        return JsonResponse({"status": "error", "message": f"{gateway.UNAVAILABLE} Nothing was charged."}, status=503)
     card: gateway.Card | None = None
-    setup_intent = body.get("setup_intent")
     try:
-        card = services.card_saved(
-            patient_id=patient_id, setup_intent_id=setup_intent if isinstance(setup_intent, str) else ""
-        )
+        card = services.card_saved(patient_id=patient_id, setup_intent_id=setup_intent)
         if card is None:
             return JsonResponse(
                 {"status": "error", "message": CARD_NOT_SAVED, **_another_card(patient_id, "payment")}, status=400
@@ -311,7 +358,14 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         return _stale(request, error.message)
     except TransportError as error:
         # Nothing was held, so nothing was sent to be charged: that sentence is true here.
-        return JsonResponse({"status": "error", "message": f"{error.message} Nothing was charged."}, status=503)
+        return JsonResponse(
+            {
+                "status": "error",
+                "message": f"{error.message} Nothing was charged.",
+                **_another_card(patient_id, "payment"),
+            },
+            status=503,
+        )
     try:
         payment = services.payment_charge(payment_id=payment.pk)
     except TransportError:

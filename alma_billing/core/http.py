@@ -78,9 +78,16 @@ def client_ip(request: HttpRequest) -> str | None:
 
 
 def contains_nul(value: Any) -> bool:
-    """Whether parsed JSON holds a NUL character anywhere (PostgreSQL cannot store it in text)."""
+    """Whether parsed JSON holds text PostgreSQL cannot store anywhere: a NUL character, or a lone surrogate
+    (JSON's "\\ud800" escape), which is not UTF-8 at all."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
         return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
     if isinstance(value, list):

@@ -213,18 +213,17 @@ def card_from_setup_intent(*, setup_intent_id: str, customer_id: str) -> Card | 
     """The card a succeeded SetupIntent saved, attached to the customer. None if it is not this customer's."""
     if not setup_intent_id.startswith("seti_") or not setup_intent_id.replace("_", "").isalnum():
         return None
-    client = _client()
-    try:
-        intent = client.v1.setup_intents.retrieve(setup_intent_id)
+    try:  # a client per call: each call's timeout is cut to what is left of the request's budget
+        intent = _client().v1.setup_intents.retrieve(setup_intent_id)
         if intent.status != "succeeded" or not intent.payment_method:
             return None
         if intent.customer and _id(intent.customer) != customer_id:
             return None
-        method = client.v1.payment_methods.retrieve(_id(intent.payment_method))
+        method = _client().v1.payment_methods.retrieve(_id(intent.payment_method))
         if method.customer and _id(method.customer) != customer_id:
             return None
         if not method.customer:  # real Stripe attaches on confirm; localstripe does not
-            method = client.v1.payment_methods.attach(method.id, params={"customer": customer_id})
+            method = _client().v1.payment_methods.attach(method.id, params={"customer": customer_id})
     except stripe.InvalidRequestError:
         return None
     except stripe.StripeError as error:
@@ -287,12 +286,11 @@ def payment_intent_create(
 
 def payment_intent_find(*, customer_id: str, payment_id: int) -> Intent | None:
     """The intent an earlier, interrupted call created for this payment of ours, if Stripe has one."""
-    client = _client()
     try:
         try:
-            page = client.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+            page = _client().v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
         except stripe.InvalidRequestError:  # localstripe cannot filter by customer
-            page = client.v1.payment_intents.list(params={"limit": 100})
+            page = _client().v1.payment_intents.list(params={"limit": 100})
     except stripe.StripeError as error:
         raise _transport(error, "payment intent list") from error
     for intent in page.data:
@@ -384,6 +382,10 @@ def event_from_webhook(*, payload: bytes, signature: str) -> Event:
         raise Malformed("the body is not JSON") from error
     if not isinstance(raw, dict):
         raise Malformed("an event is a JSON object")
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate ("\ud800"): not text PostgreSQL can store
+        raise Malformed("the event holds text that is not UTF-8") from error
     data = raw.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise Malformed("an event has data.object")

@@ -69,7 +69,7 @@
         return;
       }
       status.textContent = "Paying…";
-      body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey};
+      body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey, checkout: cfg.checkout};
       form.querySelectorAll("input[type=checkbox]").forEach(function (box) { body[box.name] = box.checked; });
     } catch (err) {
       fail(NOT_CHARGED);
@@ -81,7 +81,9 @@
         status.textContent = "Your bank wants to confirm it's you…";
         try { await stripe.confirmCardPayment(result.client_secret); } catch (err) { /* the server asks Stripe */ }
         // Whatever Stripe.js reports, the server asks Stripe for the final state.
-        result = await post(result.refresh, {});
+        var refreshed = await post(result.refresh, {});
+        // Still waiting for the bank: the result page says so and checks again (never a used card form).
+        result = refreshed.status === "requires_action" ? {status: "processing", redirect: result.redirect} : refreshed;
       }
       if (result.status === "unknown") { unknown(); return; }
       finish(result);

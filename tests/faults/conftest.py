@@ -8,6 +8,7 @@ import pytest
 from kombu import pools as kombu_pools
 
 from alma_billing.celery_app import app as celery_app
+from alma_billing.core import queue
 from tests.faults.redis_server import PrivateRedis, private_redis
 from tests.payments.conftest import localstripe_url, patient, stripe_api  # noqa: F401  (fixtures used here)
 
@@ -29,7 +30,9 @@ def broker(tmp_path: Path, settings: Any) -> Iterator[PrivateRedis]:
 
 
 def _reset_pool() -> None:
-    """Connections to an earlier broker must not be reused (kombu keeps process-wide pools of them)."""
+    """Connections to an earlier broker must not be reused (kombu keeps process-wide pools of them), and the
+    enqueue back-off of an earlier test must not carry over."""
+    queue._broker_down_until = 0.0
     kombu_pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
