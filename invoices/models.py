@@ -285,7 +285,7 @@ class ReminderRun(models.Model):
     skipped_no_email = models.PositiveIntegerField(default=0)
     skipped_already_today = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
-    in_doubt = models.PositiveIntegerField(default=0)
+    in_doubt = models.PositiveIntegerField(default=0, db_default=0)  # db_default: rolling deploys
     error = models.TextField(blank=True)
     # Written as the run makes progress: a "running" run whose heartbeat stopped was killed, and is shown (and
     # recorded by the next run) as interrupted.
@@ -327,7 +327,7 @@ class ReminderLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, db_default=0)  # db_default: rolling deploys
 
     class Meta:
         ordering = ["-sent_on", "-id"]

@@ -15,16 +15,18 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from typing import TypeVar
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
-from alma_billing.core.mail import send_patient_email
+from alma_billing.core.mail import build_patient_email
 from alma_billing.core.money import format_cents
 from invoices.models import Invoice, ReminderLog, ReminderRun
 
@@ -211,6 +213,8 @@ def _with_database(action: Callable[[], T]) -> T:
         try:
             return action()
         except (OperationalError, InterfaceError) as error:
+            if connection.in_atomic_block:
+                raise  # reconnecting would throw away the caller's transaction: it is the caller's to handle
             connection.close()  # a broken connection is not reused; the next query opens a new one
             if time_module.monotonic() + delay > deadline:
                 raise DatabaseUnavailable(f"the database did not answer ({type(error).__name__})") from error
@@ -224,8 +228,19 @@ def reminder_message_id(log_id: int) -> str:
     return f"<reminder-{log_id}@{settings.REMINDER_MESSAGE_ID_DOMAIN}>"
 
 
-def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
-    """Lock a pending reminder, decide what it says, and mark it "sending" in one commit. None: nothing to send."""
+class Delivery(StrEnum):
+    """What became of one pending reminder."""
+
+    SENT = "sent"
+    PAID = "paid"  # nothing open any more: skipped
+    BEING_PAID = "being_paid"  # a payment holds its invoices: no reminder, and none recorded
+    ELSEWHERE = "elsewhere"  # another run or the sweep took it (or already sent it)
+    ALREADY_TODAY = "already_today"  # another reminder (e.g. a late one from an earlier day) went out today
+
+
+def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery:
+    """Lock a pending reminder, write the email (templates rendered here, so a template error changes nothing),
+    and mark the row "sending" in one commit. A Delivery when there is nothing to send."""
     from verification.services import pay_link_email_context
 
     with transaction.atomic():
@@ -236,7 +251,23 @@ def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
             .first()
         )
         if log is None:
-            return None  # sent already, or another worker is sending it right now
+            return Delivery.ELSEWHERE  # sent already, or another worker is sending it right now
+        # At most one reminder email a day: a row planned for an earlier day that is still pending (refused, then
+        # picked up by the sweep) gives way to a newer one, and today's gives way to one that already went out today.
+        others = ReminderLog.objects.filter(patient_id=log.patient_id).exclude(pk=log.pk)
+        day_start = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
+        newer = others.filter(sent_on__gt=log.sent_on).exclude(status=ReminderLog.Status.FAILED)
+        sent_today = others.filter(
+            Q(status=ReminderLog.Status.SENT, sent_at__gte=day_start)
+            | Q(status__in=[ReminderLog.Status.SENDING, ReminderLog.Status.IN_DOUBT], claimed_at__gte=day_start)
+        )
+        earlier = newer.values_list("pk", flat=True).first()
+        if earlier is None and log.sent_on == timezone.localdate():
+            earlier = sent_today.values_list("pk", flat=True).first()
+        if earlier is not None:
+            log.status, log.reason = ReminderLog.Status.SKIPPED, f"Superseded by reminder #{earlier}."
+            log.save(update_fields=["status", "reason"])
+            return Delivery.ALREADY_TODAY
         invoices = list(
             Invoice.objects.filter(pk__in=log.invoice_ids, status=Invoice.Status.OPEN).order_by("issued_at", "id")
         )
@@ -245,10 +276,10 @@ def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
                 # Being paid right now: no reminder, and no record of one, so that if the payment fails the
                 # patient is reminded on the next run rather than at the next schedule point.
                 log.delete()
-                return None
+                return Delivery.BEING_PAID
             log.status, log.reason = ReminderLog.Status.SKIPPED, "Paid before the reminder went out."
             log.save(update_fields=["status", "reason"])
-            return None
+            return Delivery.PAID
         patient = log.patient
         _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
@@ -262,36 +293,44 @@ def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
             if count == 1
             else f"Reminder: you have {count} open invoices from Alma"
         )
-        log.status, log.claimed_at, log.attempts = ReminderLog.Status.SENDING, timezone.now(), log.attempts + 1
-        log.invoice_ids = [i.pk for i in invoices]
-        log.save(update_fields=["status", "claimed_at", "attempts", "invoice_ids"])
-    return log, context, subject
-
-
-def reminder_deliver(*, log_id: int) -> bool:
-    """Send one planned reminder with a fresh link. Returns whether an email went out. Never sends a row twice.
-
-    The row is marked "sending" and committed before the mail server is called, and "sent" after it accepted the
-    message. A refusal puts it back to "pending" (the next run sends it). An interruption in between (a kill, a
-    timeout after the message was handed over, a database that stays down) leaves it "sending", which becomes
-    "in doubt": shown to ops and never resent blindly. Raises ReminderNotSent or DatabaseUnavailable.
-    """
-    claimed = _with_database(lambda: _claim(log_id))
-    if claimed is None:
-        return False
-    log, context, subject = claimed
-    try:
-        send_patient_email(
-            to=log.patient.email,
+        message = build_patient_email(
+            to=patient.email,
             subject=subject,
             template="emails/reminder",
             context=context,
             headers={"Message-ID": reminder_message_id(log.pk)},
         )
-    except _NOT_SENT as error:
+        log.status, log.claimed_at, log.attempts = ReminderLog.Status.SENDING, timezone.now(), log.attempts + 1
+        log.invoice_ids = [i.pk for i in invoices]
+        log.save(update_fields=["status", "claimed_at", "attempts", "invoice_ids"])
+    return log, message
+
+
+def reminder_deliver(*, log_id: int) -> Delivery:
+    """Send one planned reminder with a fresh link. Never sends a row twice.
+
+    The row is marked "sending" and committed before the mail server is called, and "sent" after it accepted the
+    message. The connection to the mail server is opened first: failing to reach it, or a refusal, puts the row
+    back to "pending" (the next run sends it). An interruption while the message is being handed over (a kill, a
+    timeout after DATA, a database that stays down) leaves it "sending", which becomes "in doubt": shown to ops and
+    never resent blindly. Raises ReminderNotSent or DatabaseUnavailable.
+    """
+    claimed = _with_database(lambda: _claim(log_id))
+    if isinstance(claimed, Delivery):
+        return claimed
+    log, message = claimed
+    mail_server = get_connection()
+    try:
+        try:
+            mail_server.open()
+        except Exception as error:  # not reached (refused, timed out, TLS, auth): nothing was handed over
+            raise _NotReached(error) from error
+        mail_server.send_messages([message])
+    except (_NotReached, *_NOT_SENT) as error:
+        cause = error.__cause__ if isinstance(error, _NotReached) else error
         gave_up = log.attempts >= MAX_ATTEMPTS
         status = ReminderLog.Status.FAILED if gave_up else ReminderLog.Status.PENDING
-        reason = f"Mail server refused it ({type(error).__name__}); " + (
+        reason = f"Mail server refused or unreachable ({type(cause).__name__}); " + (
             f"gave up after {log.attempts} tries." if gave_up else "it is sent again on the next run."
         )
         _record_outcome(
@@ -300,12 +339,21 @@ def reminder_deliver(*, log_id: int) -> bool:
             )
         )
         raise ReminderNotSent(reason) from error
+    finally:
+        try:
+            mail_server.close()
+        except Exception:  # the message's fate is decided; a failing QUIT changes nothing
+            logger.warning("reminder %s: closing the mail connection failed", log.pk)
     _record_outcome(
         lambda: ReminderLog.objects.filter(pk=log.pk, status=ReminderLog.Status.SENDING).update(
             status=ReminderLog.Status.SENT, sent_at=timezone.now(), reason=""
         )
     )
-    return True
+    return Delivery.SENT
+
+
+class _NotReached(Exception):
+    """Opening the connection to the mail server failed: nothing was handed over."""
 
 
 def _record_outcome(update: Callable[[], int]) -> None:
@@ -346,11 +394,23 @@ def reminders_in_doubt() -> list[ReminderLog]:
 
 
 def reminder_resolve(*, log_id: int, delivered: bool, actor: Actor) -> ReminderLog:
-    """Ops settle a reminder in doubt after checking the mail log: delivered, or send it (once) now."""
+    """Ops settle a reminder in doubt after checking the mail log: delivered, or send it (once) now.
+    Every refusal is a ServiceError with a sentence for ops."""
     with transaction.atomic():
-        log = ReminderLog.objects.select_for_update().get(pk=log_id)
+        log = ReminderLog.objects.select_for_update().filter(pk=log_id).first()
+        if log is None:
+            raise ServiceError(f"There is no reminder #{log_id}.")
         if log.status != ReminderLog.Status.IN_DOUBT:
             raise ServiceError(f"Reminder #{log.pk} is {log.get_status_display().lower()}, not in doubt.")
+        if not delivered:
+            today = ReminderLog.objects.filter(
+                patient_id=log.patient_id, status=ReminderLog.Status.SENT, sent_at__date=timezone.localdate()
+            ).exclude(pk=log.pk)
+            if today.exists():
+                raise ServiceError(
+                    f"Patient #{log.patient_id} was already sent a reminder today; resend #{log.pk} tomorrow, or "
+                    "mark it delivered."
+                )
         if delivered:
             log.status, log.reason, log.sent_at = ReminderLog.Status.SENT, "Confirmed delivered by ops.", timezone.now()
         else:
@@ -358,8 +418,15 @@ def reminder_resolve(*, log_id: int, delivered: bool, actor: Actor) -> ReminderL
         log.save(update_fields=["status", "reason", "sent_at"])
         audit_record(actor=actor, action="reminder.resolved", obj=log, delivered=delivered)
     if not delivered:
-        reminder_deliver(log_id=log_id)
-        log.refresh_from_db()
+        try:
+            outcome = reminder_deliver(log_id=log_id)
+        except ReminderNotSent as error:
+            raise ServiceError(f"Reminder #{log_id} was not sent: {error}") from error
+        except DatabaseUnavailable as error:
+            raise ServiceError(f"Reminder #{log_id}: {error}; it may be in doubt again.") from error
+        if outcome == Delivery.BEING_PAID:
+            raise ServiceError(f"Reminder #{log_id} was not sent: its invoices are being paid right now.")
+        log = ReminderLog.objects.filter(pk=log_id).first() or log
     return log
 
 
@@ -374,9 +441,11 @@ class RunSummary:
     no_email: list[int]
     already_today: int
     failures: int
-    attempted: int = 0  # pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now
+    # Pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now + elsewhere.
+    attempted: int = 0
     skipped_paid: int = 0
     in_doubt_now: int = 0  # interrupted while this run was sending them
+    elsewhere: int = 0  # taken by another run or the sweep meanwhile
     in_doubt: int = 0  # all reminders in doubt, from this run or earlier ones: ops look at each
     interrupted: str = ""
 
@@ -440,8 +509,11 @@ def reminders_run(
             for done, log_id in enumerate(pending, start=1):
                 summary.attempted += 1
                 try:
-                    if reminder_deliver(log_id=log_id):
+                    outcome = reminder_deliver(log_id=log_id)
+                    if outcome == Delivery.SENT:
                         summary.reminded += 1
+                    elif outcome == Delivery.ELSEWHERE:
+                        summary.elsewhere += 1
                     else:
                         summary.skipped_paid += 1
                 except ReminderNotSent:

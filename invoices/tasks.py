@@ -59,7 +59,7 @@ def invoices_sweep() -> dict[str, int]:
     reminded = 0
     for log_id in stale.values_list("id", flat=True)[:1000]:
         try:
-            reminded += reminders.reminder_deliver(log_id=log_id)
+            reminded += reminders.reminder_deliver(log_id=log_id) == reminders.Delivery.SENT
         except Exception:
             logger.exception("sweep could not send reminder %s", log_id)
     if billed or emailed or reminded:

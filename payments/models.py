@@ -49,7 +49,9 @@ class Payment(models.Model):
     charge_attempts = models.PositiveSmallIntegerField(default=0)
     # Set when reconciliation cannot settle this payment on its own (Stripe does not know the intent, or has not
     # answered for too long): ops see it on the dashboard with the invoices named.
-    attention = models.CharField(max_length=300, blank=True)
+    # db_default on the columns this release adds: the previous release's code, still running during a rolling
+    # deploy, inserts rows without them.
+    attention = models.CharField(max_length=300, blank=True, db_default="")
     attention_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -114,7 +116,9 @@ class StripeEvent(models.Model):
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.APPLIED)
+    outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, default=Outcome.APPLIED, db_default=Outcome.APPLIED
+    )
     error = models.TextField(blank=True)
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
-"""A time budget for outside calls (Stripe, Twilio, SMTP) made while serving one web request.
+"""A time budget for outside calls (Stripe, Twilio) made while serving one web request (SMTP is never called from
+a web request when Redis is configured: emails are tasks).
 
 gunicorn kills a sync worker that spends GUNICORN_TIMEOUT seconds on one request, and a killed worker answers
 nothing true. So each request gets OUTSIDE_CALL_BUDGET_SECONDS (less than that timeout, leaving room for the

@@ -30,10 +30,10 @@ class OutboxEmailBackend(BaseEmailBackend):
         return len(email_messages)
 
 
-def send_patient_email(
+def build_patient_email(
     *, to: str, subject: str, template: str, context: dict[str, Any], headers: dict[str, str] | None = None
-) -> None:
-    """Send `template`.txt with `template`.html as its alternative. Subjects and bodies stay discreet (no clinical
+) -> EmailMultiAlternatives:
+    """`template`.txt with `template`.html as its alternative. Subjects and bodies stay discreet (no clinical
     words, no provider names): the templates under templates/emails/ are the only place the words live."""
     message = EmailMultiAlternatives(
         subject=subject,
@@ -43,4 +43,10 @@ def send_patient_email(
         headers=headers,
     )
     message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
-    message.send()
+    return message
+
+
+def send_patient_email(
+    *, to: str, subject: str, template: str, context: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    build_patient_email(to=to, subject=subject, template=template, context=context, headers=headers).send()

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='payment',
             name='attention',
-            field=models.CharField(blank=True, max_length=300),
+            field=models.CharField(blank=True, db_default='', max_length=300),
         ),
         migrations.AddField(
             model_name='payment',
@@ -31,6 +31,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='stripeevent',
             name='outcome',
-            field=models.CharField(choices=[('applied', 'Applied'), ('not_ours', 'Not ours (changed nothing)'), ('ignored', 'Nothing to do')], default='applied', max_length=10),
+            field=models.CharField(choices=[('applied', 'Applied'), ('not_ours', 'Not ours (changed nothing)'), ('ignored', 'Nothing to do')], db_default='applied', default='applied', max_length=10),
         ),
     ]

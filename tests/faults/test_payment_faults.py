@@ -287,3 +287,24 @@ def test_localstripe_stopped_mid_payment_the_result_page_answers_within_the_budg
 
         assert "Payment received" in client.get(f"/pay/payments/{payment.pk}/").content.decode()
         assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
+
+
+def test_a_hung_broker_costs_one_request_its_timeout_then_none(broker: PrivateRedis) -> None:
+    """Redis frozen (SIGSTOP) rather than down: the first enqueue waits for its socket timeout, the next ones in
+    the back-off window do not try at all (the sweeps finish their work)."""
+    from alma_billing.core.queue import enqueue
+    from payments.tasks import payment_receipt_task
+
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert enqueue(payment_receipt_task, 1) is False
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert enqueue(payment_receipt_task, 2) is False
+        second = time.monotonic() - started
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    assert first < 12, first  # connect 2 s + socket 2 s, with one retry
+    assert second < 0.5, second

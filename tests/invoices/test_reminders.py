@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -210,7 +211,7 @@ def test_p3_a_run_killed_half_way_and_restarted_sends_no_duplicate_and_skips_no_
     assert ReminderLog.objects.filter(status=ReminderLog.Status.SENT).count() == 10
 
 
-class DyingBackend:
+class DyingBackend(BaseEmailBackend):
     sent: list[mail.EmailMessage] = []
     die_after: int | None = None
 
@@ -240,7 +241,7 @@ def test_p3_a_failed_send_is_counted_and_retried_on_the_next_run(settings) -> No
     assert len(reminders_to(patient.email)) == 1
 
 
-class BrokenBackend:
+class BrokenBackend(BaseEmailBackend):
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
@@ -304,4 +305,68 @@ def test_p3_a_patient_paying_at_send_time_is_reminded_next_run_if_the_payment_fa
 
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.OPEN)  # the payment failed
     reminders_run(as_of=TODAY + timedelta(days=1))
+    assert len(reminders_to(patient.email)) == 1
+
+
+class UnreachableBackend(BaseEmailBackend):
+    """A mail server that cannot be reached: opening the connection fails, so nothing is ever handed over."""
+
+    def open(self) -> bool:
+        raise TimeoutError("connect timed out")
+
+    def send_messages(self, messages: list[mail.EmailMessage]) -> int:
+        raise AssertionError("never called: the connection did not open")
+
+
+def test_p3_a_mail_server_that_cannot_be_reached_leaves_reminders_pending_not_in_doubt(settings) -> None:  # type: ignore[no-untyped-def]
+    patients = [PatientFactory() for _ in range(3)]
+    for patient in patients:
+        issued(patient, 3)
+    settings.EMAIL_BACKEND = "tests.invoices.test_reminders.UnreachableBackend"
+
+    summary = reminders_run(as_of=TODAY)
+
+    assert summary.failures == 3 and summary.in_doubt == 0 and summary.in_doubt_now == 0
+    assert set(ReminderLog.objects.values_list("status", flat=True)) == {ReminderLog.Status.PENDING}
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    reminders_run(as_of=TODAY)
+    assert all(len(reminders_to(p.email)) == 1 for p in patients)
+
+
+def test_p3_a_reminder_left_pending_from_an_earlier_day_gives_way_to_the_newer_one(settings) -> None:  # type: ignore[no-untyped-def]
+    patient = PatientFactory()
+    issued(patient, 3)
+    settings.EMAIL_BACKEND = "tests.invoices.test_reminders.BrokenBackend"
+    reminders_run(as_of=TODAY)  # refused: pending for TODAY
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    reminders_run(as_of=TODAY + timedelta(days=4))  # the next point plans its own row and sends it
+    from invoices.reminders import reminder_deliver
+
+    old = ReminderLog.objects.get(sent_on=TODAY)
+    reminder_deliver(log_id=old.pk)  # the sweep picks the old row up afterwards
+
+    assert len(reminders_to(patient.email)) == 1
+    old.refresh_from_db()
+    assert old.status == ReminderLog.Status.SKIPPED and "Superseded" in old.reason
+
+
+def test_p3_resolving_a_reminder_in_doubt_refuses_what_it_cannot_do() -> None:
+    from alma_billing.core.audit import SYSTEM
+    from alma_billing.core.errors import ServiceError
+    from invoices.reminders import reminder_resolve
+
+    patient = PatientFactory()
+    invoice = issued(patient, 3)
+    reminders_run(as_of=TODAY)
+    log = ReminderLog.objects.get()
+    with pytest.raises(ServiceError, match="not in doubt"):
+        reminder_resolve(log_id=log.pk, delivered=False, actor=SYSTEM)
+    with pytest.raises(ServiceError, match="no reminder #999999"):
+        reminder_resolve(log_id=999_999, delivered=True, actor=SYSTEM)
+    # In doubt, and meanwhile the patient started paying: nothing is sent, and ops are told why.
+    ReminderLog.objects.filter(pk=log.pk).update(status=ReminderLog.Status.IN_DOUBT)
+    Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PROCESSING)
+    with pytest.raises(ServiceError, match="being paid"):
+        reminder_resolve(log_id=log.pk, delivered=False, actor=SYSTEM)
     assert len(reminders_to(patient.email)) == 1

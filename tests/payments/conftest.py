@@ -83,7 +83,13 @@ def pay(client: Client, choice: str, card: str = stripe_fake.GOOD_CARD) -> dict[
 def confirm(client: Client, fields: dict[str, str], **extra: Any) -> dict[str, Any]:
     response = client.post(
         "/pay/card/confirm/",
-        {"setup_intent": fields["setup-id"], "attempt_key": fields["attempt-key"], **extra},
+        # What pay.js posts: the saved card, this Pay click's key, and the page's signed checkout.
+        {
+            "setup_intent": fields["setup-id"],
+            "attempt_key": fields["attempt-key"],
+            "checkout": fields.get("checkout"),
+            **extra,
+        },
         content_type="application/json",
     )
     return {"http": response.status_code, **response.json()}

@@ -412,3 +412,43 @@ def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, 
     response = client.get("/pay/card/ffffffffffffffff/", follow=True)
     assert "That payment page has expired" in response.content.decode()
     assert client.get("/pay/card/attempt/nothing-like-this/").status_code == 404
+
+
+def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    """Another tab's request saved the session over this tab's checkout: the page's signed checkout still pays."""
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    fields = card_page(client, checkout(client, "all"))
+    session = client.session
+    session["checkouts"] = {}
+    session.save()
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+
+    assert confirm(client, fields, checkout=fields["checkout"])["status"] == "succeeded"
+
+
+def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_card(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import CardToDetach
+
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    fields = card_page(client, checkout(client, "all"))
+    session = client.session
+    session["checkouts"] = {}
+    session.save()
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+
+    result = confirm(client, fields, checkout="forged-or-old")
+
+    assert result["http"] == 409 and "expired. Nothing was charged" in result["message"]
+    assert not Payment.objects.exists()
+    assert CardToDetach.objects.count() == 1  # the card Stripe.js saved is not kept
+    assert "expired. Nothing was charged" in client.get("/pay/invoices/").content.decode()
+
+
+def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    card_page(client, checkout(client, "all"))
+    response = client.post("/pay/card/confirm/", b'{"attempt_key": "\\ud800"}', content_type="application/json")
+    assert response.status_code == 409

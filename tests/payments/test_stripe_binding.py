@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -242,3 +243,55 @@ def test_property_no_signed_body_makes_the_webhook_fail_or_pay_anything(body: An
     assert (
         not StripeEvent.objects.filter(outcome=StripeEvent.Outcome.APPLIED).exclude(type__startswith="charge.").exists()
     )
+
+
+def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(  # type: ignore[no-untyped-def]
+    stripe_api, patient, django_capture_on_commit_callbacks
+) -> None:
+    """Our create timed out, reconciliation found no intent and released the payment; then Stripe's success arrives."""
+    payment, invoice = in_flight_without_intent(patient)
+    customer_id = services.patient_customer_id(patient_id=patient.pk)
+    ours = gateway.payment_intent_create(
+        amount_cents=payment.amount_cents,
+        customer_id=customer_id,
+        payment_method_id=payment.stripe_payment_method_id,
+        payment_id=payment.pk,
+        reference=payment.reference,
+    )
+    assert isinstance(ours, gateway.Intent)
+    with transaction.atomic():
+        services._release(  # what payment_abandon does when it cannot find the intent in time
+            Payment.objects.select_for_update().get(pk=payment.pk), status="failed", code="not_sent", message="x"
+        )
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.OPEN
+
+    raw = stripe_fake.client().v1.payment_intents.retrieve(ours.id).to_dict()
+    deliver(stripe_event(new_event_id(), "payment_intent.succeeded", raw), django_capture_on_commit_callbacks)
+
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and payment.stripe_payment_intent_id == ours.id
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID  # not charged twice: it is paid
+    assert StripeEvent.objects.get().outcome == StripeEvent.Outcome.APPLIED
+
+
+def test_a_signed_event_with_text_postgresql_cannot_store_answers_400(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    payload = b'{"id": "evt_s", "type": "payment_intent.succeeded", "data": {"object": {"note": "\\ud800"}}}'
+    assert post_raw(payload, _sign(payload)).status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import AutopayEnrollment, CardToDetach
+
+    payment, _ = in_flight_without_intent(patient)
+    AutopayEnrollment.objects.create(
+        patient=patient,
+        stripe_payment_method_id=payment.stripe_payment_method_id,
+        card_brand="visa",
+        card_last4="4242",
+        consent_text="x",
+    )
+    services.card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+    services.card_detach(payment_method_id=payment.stripe_payment_method_id)
+    assert stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id).customer
+    assert not CardToDetach.objects.exists()

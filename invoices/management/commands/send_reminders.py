@@ -107,6 +107,7 @@ class Command(BaseCommand):
                 f" + {summary.skipped_paid} paid or being paid meanwhile"
                 f" + {summary.failures} refused (sent again on the next run)"
                 f" + {summary.in_doubt_now} interrupted mid-send (in doubt)"
+                f" + {summary.elsewhere} sent by another run meanwhile"
             )
         self.stdout.write(
             f"  Failures: {summary.failures}"
