@@ -61,6 +61,7 @@ class PlanResult:
     invoices: int = 0
     no_email: list[int] = field(default_factory=list)
     already_today: int = 0
+    planned_ids: list[int] = field(default_factory=list)  # kept for a dry run's listing (ids, never names)
 
 
 def _patient_chunks(*, as_of: date, size: int) -> Iterator[list[int]]:
@@ -130,6 +131,8 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
             else:
                 result.planned += 1
                 result.invoices += len(invoices[pid])
+                if run.dry_run and len(result.planned_ids) < DRY_RUN_LISTED:
+                    result.planned_ids.append(pid)
             rows.append(
                 ReminderLog(
                     patient_id=pid,
@@ -147,6 +150,9 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
         if progress:
             progress("plan", seen, total)
     return result
+
+
+DRY_RUN_LISTED = 1000
 
 
 def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
@@ -448,6 +454,7 @@ class RunSummary:
     elsewhere: int = 0  # taken by another run or the sweep meanwhile
     in_doubt: int = 0  # all reminders in doubt, from this run or earlier ones: ops look at each
     interrupted: str = ""
+    would_remind: list[int] = field(default_factory=list)  # a dry run's patient ids
 
     @property
     def ok(self) -> bool:
@@ -498,6 +505,7 @@ def reminders_run(
         summary.due, summary.invoices = plan.due, plan.invoices
         summary.no_email, summary.already_today = plan.no_email, plan.already_today
         summary.reminded = plan.planned if dry_run else 0
+        summary.would_remind = plan.planned_ids
         if not dry_run:
             pending = _with_database(
                 lambda: list(

@@ -149,6 +149,7 @@ def test_p3_dry_run_sends_and_records_nothing(capsys) -> None:  # type: ignore[n
     call_command("send_reminders", "--dry-run", "--as-of", TODAY.isoformat())
     out = capsys.readouterr().out
     assert "dry run: nothing sent" in out and "Patients would be reminded: 1" in out
+    assert f"patient ids: {patient.pk}" in out and patient.last_name not in out  # ids, never names
     assert not mail.outbox and not ReminderLog.objects.exists()
 
 

@@ -94,6 +94,10 @@ class Command(BaseCommand):
             f"Reminder run #{summary.run_id} for {summary.as_of}{' (dry run: nothing sent)' if summary.dry_run else ''}"
         )
         self.stdout.write(f"  Patients {verb}: {summary.reminded}")
+        if summary.dry_run and summary.would_remind:
+            shown = summary.would_remind[:50]
+            more = summary.reminded - len(shown)
+            self.stdout.write(f"    patient ids: {', '.join(map(str, shown))}{f' and {more} more' if more > 0 else ''}")
         self.stdout.write(f"  Invoices covered: {summary.invoices}")
         self.stdout.write(f"  Skipped, already reminded today: {summary.already_today}")
         ids = summary.no_email
