@@ -17,7 +17,7 @@ from invoices.selectors import open_balance_by_age
 def ops_dashboard(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
-    from payments.models import Payment
+    from payments.models import Payment, StripeEvent
 
     if not is_ops(request.user):
         raise PermissionDenied
@@ -50,6 +50,9 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         )
         .order_by("-attention_at")
         .select_related("patient")[:20],
+        "stripe_not_ours": StripeEvent.objects.filter(
+            outcome=StripeEvent.Outcome.NOT_OURS, received_at__gte=timezone.now() - timedelta(days=30)
+        ).count(),
         "reminders_in_doubt": ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).order_by("sent_on", "id")[
             :50
         ],

@@ -181,8 +181,8 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["received_at", "type", "event_id", "processed_at"]
-    list_filter = ["type"]
+    list_display = ["received_at", "type", "event_id", "outcome", "processed_at"]
+    list_filter = ["outcome", "type"]  # "Not ours": signed events about intents we never created
     search_fields = ["event_id"]
 
 

@@ -7,8 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import transaction
+from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from payments.models import Payment, StripeEvent
 from tests.payments import stripe_fake
 from tests.payments.conftest import open_invoices
 from tests.payments.test_webhooks import deliver, new_event_id, post_raw, stripe_event
+from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +110,11 @@ def test_a_signed_event_for_an_intent_we_did_not_create_changes_nothing(  # type
     assert invoice.status == Invoice.Status.PROCESSING  # still held by our own, unanswered charge
     assert StripeEvent.objects.get().outcome == StripeEvent.Outcome.NOT_OURS
     assert not mail.outbox  # no receipt for money we never asked for
+    ops = staff_login(Client(), get_user_model().objects.create_superuser("ops-binding", password="x"))
+    assert (
+        "1 signed Stripe event(s) in 30 days about payments we never created"
+        in ops.get("/admin/dashboard/").content.decode()
+    )
 
 
 def test_the_lost_answer_to_our_own_create_is_adopted(stripe_api, patient, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
