@@ -2,6 +2,7 @@
 
 import re
 import zlib
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -414,8 +415,8 @@ def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, 
     assert client.get("/pay/card/attempt/nothing-like-this/").status_code == 404
 
 
-def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
-    """Another tab's request saved the session over this tab's checkout: the page's signed checkout still pays."""
+def card_page_whose_session_lost_its_checkout(patient: Any) -> tuple[Client, dict[str, str]]:
+    """A card page with its card saved, whose checkout another tab's request saved the session over."""
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     fields = card_page(client, checkout(client, "all"))
@@ -423,6 +424,12 @@ def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(s
     session["checkouts"] = {}
     session.save()
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+    return client, fields
+
+
+def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    """Another tab's request saved the session over this tab's checkout: the page's signed checkout still pays."""
+    client, fields = card_page_whose_session_lost_its_checkout(patient)
 
     assert confirm(client, fields, checkout=fields["checkout"])["status"] == "succeeded"
 
@@ -430,13 +437,7 @@ def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(s
 def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_card(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
     from payments.models import CardToDetach
 
-    (invoice,) = open_invoices(patient, 7_000)
-    client = verified_client(invoice)
-    fields = card_page(client, checkout(client, "all"))
-    session = client.session
-    session["checkouts"] = {}
-    session.save()
-    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+    client, fields = card_page_whose_session_lost_its_checkout(patient)
 
     result = confirm(client, fields, checkout="forged-or-old")
 

@@ -48,6 +48,19 @@ def in_flight_without_intent(patient: Any, amount: int = 7_000) -> tuple[Payment
     return payment, invoice
 
 
+def our_create(payment: Payment) -> gateway.Intent:
+    """Our own create for the payment, made the way payment_charge makes it (its answer then "lost")."""
+    ours = gateway.payment_intent_create(
+        amount_cents=payment.amount_cents,
+        customer_id=services.patient_customer_id(patient_id=payment.patient_id),
+        payment_method_id=payment.stripe_payment_method_id,
+        payment_id=payment.pk,
+        reference=payment.reference,
+    )
+    assert isinstance(ours, gateway.Intent)
+    return ours
+
+
 def foreign_intent(*, payment: Payment, **overrides: Any) -> Any:
     """A real, succeeded PaymentIntent at Stripe that names our payment in its metadata but is not our create."""
     customer_id = services.patient_customer_id(patient_id=payment.patient_id)
@@ -119,15 +132,7 @@ def test_a_signed_event_for_an_intent_we_did_not_create_changes_nothing(  # type
 
 def test_the_lost_answer_to_our_own_create_is_adopted(stripe_api, patient, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     payment, invoice = in_flight_without_intent(patient)
-    customer_id = services.patient_customer_id(patient_id=patient.pk)
-    ours = gateway.payment_intent_create(
-        amount_cents=payment.amount_cents,
-        customer_id=customer_id,
-        payment_method_id=payment.stripe_payment_method_id,
-        payment_id=payment.pk,
-        reference=payment.reference,
-    )
-    assert isinstance(ours, gateway.Intent)
+    ours = our_create(payment)
     raw = stripe_fake.client().v1.payment_intents.retrieve(ours.id).to_dict()
 
     deliver(stripe_event(new_event_id(), "payment_intent.succeeded", raw), django_capture_on_commit_callbacks)
@@ -258,15 +263,7 @@ def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(  # t
 ) -> None:
     """Our create timed out, reconciliation found no intent and released the payment; then Stripe's success arrives."""
     payment, invoice = in_flight_without_intent(patient)
-    customer_id = services.patient_customer_id(patient_id=patient.pk)
-    ours = gateway.payment_intent_create(
-        amount_cents=payment.amount_cents,
-        customer_id=customer_id,
-        payment_method_id=payment.stripe_payment_method_id,
-        payment_id=payment.pk,
-        reference=payment.reference,
-    )
-    assert isinstance(ours, gateway.Intent)
+    ours = our_create(payment)
     with transaction.atomic():
         services._release(  # what payment_abandon does when it cannot find the intent in time
             Payment.objects.select_for_update().get(pk=payment.pk), status="failed", code="not_sent", message="x"
