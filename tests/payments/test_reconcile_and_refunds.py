@@ -439,3 +439,23 @@ def test_a_charge_whose_answer_was_lost_is_adopted_not_released(stripe_api: str,
     assert payment.status == Payment.Status.SUCCEEDED and payment.stripe_payment_intent_id == charged.id
     assert status_of(invoice) == Invoice.Status.PAID
     assert [i.id for i in stripe_fake.intents_for(customer_id)] == [charged.id]  # adopted, not charged again
+
+
+@pytest.mark.django_db
+def test_reconcile_payments_honours_v0_and_exits_1_when_a_payment_could_not_be_checked(  # type: ignore[no-untyped-def]
+    stripe_api: str, patient, settings
+) -> None:
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command("reconcile_payments", "-v0", stdout=out)
+    assert out.getvalue() == ""  # quiet, and exit 0: nothing to do
+
+    (invoice,) = open_invoices(patient, 6_000)
+    payment = start(patient, [invoice], card=saved_card(patient))
+    Payment.objects.filter(pk=payment.pk).update(stripe_payment_intent_id="pi_unreachable0000", status="processing")
+    age(payment, timedelta(minutes=30))
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: Stripe cannot be asked
+    with pytest.raises(CommandError, match="1 payment\\(s\\) could not be checked"):
+        call_command("reconcile_payments", stdout=out)
+    assert "1 could not be checked" in out.getvalue()

@@ -1,10 +1,14 @@
-"""Ask Stripe about every payment still in flight (a lost webhook loses no payment). Safe to run any time."""
+"""Ask Stripe about every payment still in flight (a lost webhook loses no payment). Safe to run any time.
+
+The summary goes to stdout (nothing with -v0); exit status 1 when a payment could not be checked or newly needs a
+person, so cron and job runners notice.
+"""
 
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from payments.reconcile import payments_reconcile
+from payments.reconcile import ReconcileSummary, payments_reconcile
 
 
 class Command(BaseCommand):
@@ -12,16 +16,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         summary = payments_reconcile()
-        self.stdout.write(
+        if options["verbosity"] >= 1:
+            self.stdout.write(self._summary(summary))
+        if not summary.ok:
+            # What to do is on the ops dashboard.
+            raise CommandError(
+                f"{summary.errors} payment(s) could not be checked and {summary.flagged} newly need a person: "
+                "see 'Payments that need a person' on /admin/dashboard/."
+            )
+
+    @staticmethod
+    def _summary(summary: ReconcileSummary) -> str:
+        return (
             f"Checked {summary.checked} payment(s) in flight: {summary.succeeded} succeeded, {summary.failed} failed "
             f"or canceled, {summary.still_open} still waiting, {summary.errors} could not be checked. "
             f"Unknown at Stripe: {summary.unknown_at_stripe}. Newly flagged for a person: {summary.flagged}. "
             f"Duplicate charges refunded: {summary.refunds}. Receipts sent: {summary.receipts}. "
             f"Cards detached: {summary.cards_detached}."
         )
-        if not summary.ok:
-            # Non-zero exit so cron and job runners notice; what to do is on the ops dashboard.
-            raise CommandError(
-                f"{summary.errors} payment(s) could not be checked and {summary.flagged} newly need a person: "
-                "see 'Payments that need a person' on /admin/dashboard/."
-            )
