@@ -44,6 +44,8 @@ class Patient(models.Model):
     # Stored in E.164; it controls access to the pay link (P4).
     phone = PhoneNumberField()
     stripe_customer_id = models.CharField(max_length=64, blank=True)
+    # Emails, SMS, receipts and (until the patient picks one with the switch) the pages use this language.
+    preferred_language = models.CharField(max_length=8, choices=[("en", "English"), ("es", "Español")], default="en")
     # The provider who added the patient in the admin: they see the patient before the first session exists.
     added_by = models.ForeignKey(
         "Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False

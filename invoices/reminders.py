@@ -21,6 +21,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import ngettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
@@ -224,7 +227,7 @@ def reminder_message_id(log_id: int) -> str:
     return f"<reminder-{log_id}@{settings.REMINDER_MESSAGE_ID_DOMAIN}>"
 
 
-def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
+def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str | Promise] | None:
     """Lock a pending reminder, decide what it says, and mark it "sending" in one commit. None: nothing to send."""
     from verification.services import pay_link_email_context
 
@@ -257,10 +260,13 @@ def _claim(log_id: int) -> tuple[ReminderLog, dict[str, object], str] | None:
         ]
         context["total"] = format_cents(sum(i.amount_cents for i in invoices))
         count = len(invoices)
-        subject = (
-            "Reminder: you have an open invoice from Alma"
-            if count == 1
-            else f"Reminder: you have {count} open invoices from Alma"
+        subject = format_lazy(
+            ngettext_lazy(
+                "Reminder: you have an open invoice from Alma",
+                "Reminder: you have {count} open invoices from Alma",
+                count,
+            ),
+            count=count,
         )
         log.status, log.claimed_at, log.attempts = ReminderLog.Status.SENDING, timezone.now(), log.attempts + 1
         log.invoice_ids = [i.pk for i in invoices]
@@ -287,6 +293,7 @@ def reminder_deliver(*, log_id: int) -> bool:
             template="emails/reminder",
             context=context,
             headers={"Message-ID": reminder_message_id(log.pk)},
+            language=log.patient.preferred_language,
         )
     except _NOT_SENT as error:
         gave_up = log.attempts >= MAX_ATTEMPTS

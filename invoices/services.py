@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
@@ -171,9 +172,10 @@ def _email_link(invoice: Invoice) -> int:
     link, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
     send_patient_email(
         to=invoice.patient.email,
-        subject="You have a new invoice from Alma",
+        subject=gettext_lazy("You have a new invoice from Alma"),
         template="emails/invoice_issued",
         context=context,
+        language=invoice.patient.preferred_language,
     )
     return link.pk
 

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from alma_billing.core import language
 from alma_billing.core.http import client_ip, message_page, patient_page
 from verification import services
 from verification.access import (
@@ -106,6 +107,7 @@ def pay_code(request: HttpRequest) -> HttpResponse:
         )
         if result.step == Step.OK:
             access_grant(request, patient_id=link.patient_id, link_id=link.pk)
+            request.session[language.SESSION_KEY] = link.patient.preferred_language
             return redirect("pay-summary")
         form.add_error("code" if result.step in (Step.INVALID, Step.REFUSED) else None, result.message)
         return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
