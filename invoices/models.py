@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 from alma_billing.core.money import format_cents
@@ -211,10 +212,10 @@ class TherapySession(models.Model):
 
 class Invoice(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PROCESSING = "processing", "Payment processing"
-        PAID = "paid", "Paid"
-        VOID = "void", "Void"
+        OPEN = "open", _("Open")
+        PROCESSING = "processing", _("Payment processing")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
 
     class Kind(models.TextChoices):
         INSURANCE = "insurance", "Insurance responsibility"

@@ -14,6 +14,7 @@ from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
 from invoices import selectors
+from invoices.explain import EAP_NOT_COVERED
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
 
@@ -313,7 +314,7 @@ def _eap(session: TherapySession) -> _Decision:
     else:
         fallback = _self_pay(session)
     if isinstance(fallback, _Charge):
-        note = "Your EAP authorization did not cover this visit (none on file, used up or expired)."
+        note = EAP_NOT_COVERED  # stored in English; shown translated (invoices/explain.py)
         return _Charge(**{**fallback.__dict__, "calculation": {**fallback.calculation, "note": note}})
     return fallback or _Attention(
         "EAP session outside any usable authorization (none, used up or expired), and the session has neither "

@@ -6,6 +6,7 @@ accepted, so no page pays a query for it), else the browser's Accept-Language (D
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -34,6 +35,11 @@ class PatientLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/admin/"):
+            # The staff side is English only: no half-translated admin for a browser that prefers Spanish.
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+            return self.get_response(request)
         if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES and hasattr(request, "session"):
             preferred = supported(request.session.get(SESSION_KEY))
             if preferred:
@@ -42,12 +48,36 @@ class PatientLanguageMiddleware:
         return self.get_response(request)
 
 
+def remember_at_verification(request: HttpRequest, patient: Any) -> None:
+    """The code was accepted: a language the patient chose before (the cookie) becomes their preferred language;
+    otherwise their preferred language applies from now on."""
+    chosen = supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+    if chosen and chosen != patient.preferred_language:
+        _save_preference(request, patient.pk, chosen)
+    request.session[SESSION_KEY] = chosen or patient.preferred_language
+
+
+def _save_preference(request: HttpRequest, patient_id: int, language: str) -> None:
+    from invoices.models import Patient
+
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
+        if patient is not None and patient.preferred_language != language:
+            patient.preferred_language = language
+            patient.save(update_fields=["preferred_language"])
+            audit_record(
+                actor=Actor.patient(patient_id, ip=client_ip(request)),
+                action="patient.language_changed",
+                obj=patient,
+                language=language,
+            )
+
+
 @patient_page
 @require_POST
 def language_switch(request: HttpRequest) -> HttpResponse:
     """The "Español" / "English" switch: remember the choice in the language cookie and, for a verified patient,
     on their profile (emails, SMS and receipts follow it). Then back to the page the patient was on."""
-    from invoices.models import Patient
     from verification.access import verified_patient_id
 
     language = supported(request.POST.get("language")) or settings.LANGUAGE_CODE
@@ -56,17 +86,7 @@ def language_switch(request: HttpRequest) -> HttpResponse:
         target = "/pay/invoices/"
     patient_id = verified_patient_id(request)
     if patient_id is not None:
-        with transaction.atomic():
-            patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
-            if patient is not None and patient.preferred_language != language:
-                patient.preferred_language = language
-                patient.save(update_fields=["preferred_language"])
-                audit_record(
-                    actor=Actor.patient(patient_id, ip=client_ip(request)),
-                    action="patient.language_changed",
-                    obj=patient,
-                    language=language,
-                )
+        _save_preference(request, patient_id, language)
         request.session[SESSION_KEY] = language
     response = HttpResponseRedirect(target)
     response.set_cookie(
