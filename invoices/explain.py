@@ -1,11 +1,14 @@
 """Turns an invoice's stored calculation into sentences a patient understands (shown after verification), in the
 active language. The calculation stores numbers (and, for one case, an English note), never translated text."""
 
+from datetime import datetime
 from typing import Any
 
+from django.template.defaultfilters import date as date_format
 from django.utils.translation import gettext, gettext_noop
 
 from alma_billing.core.money import format_basis_points, format_cents
+from alma_billing.core.templatetags.patient_dates import day_format
 
 # The one note the calculation stores as a sentence (invoices/services.py); shown translated.
 EAP_NOT_COVERED = gettext_noop("Your EAP authorization did not cover this visit (none on file, used up or expired).")
@@ -14,6 +17,15 @@ EAP_NOT_COVERED = gettext_noop("Your EAP authorization did not cover this visit 
 def explanation_lines(calculation: dict[str, Any]) -> list[str]:
     note = [gettext(calculation["note"])] if calculation.get("note") else []
     return note + _arithmetic_lines(calculation)
+
+
+def _day(stored: str) -> str:
+    """The check's date, stored as English words ("November 1, 2026"), in the active language's long format."""
+    try:
+        day = datetime.strptime(stored, "%B %d, %Y").date()
+    except (TypeError, ValueError):
+        return stored
+    return date_format(day, day_format("long"))
 
 
 def _arithmetic_lines(calculation: dict[str, Any]) -> list[str]:
@@ -25,7 +37,7 @@ def _arithmetic_lines(calculation: dict[str, Any]) -> list[str]:
     if method != "insurance":
         return []
     lines = [
-        gettext("Based on your plan's eligibility check of {date}.").format(date=calculation["checked_on"]),
+        gettext("Based on your plan's eligibility check of {date}.").format(date=_day(calculation["checked_on"])),
         gettext("Amount your plan allows for this visit: {amount}.").format(
             amount=format_cents(calculation["allowed_cents"])
         ),
