@@ -236,3 +236,37 @@ def test_codes_are_checked_against_the_spanish_sms_only_in_spanish() -> None:
     sms = json.loads(sorted(settings.OUTBOX_DIR.glob("*.sms.json"))[-1].read_text())["body"]
     assert sms.startswith("Your Alma billing code is ")
     assert texted_codes()
+
+
+def test_autopay_consent_refusals_and_the_failed_charge_email_are_in_spanish(
+    stripe_api: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    from invoices.models import Practice
+    from payments.models import AutopayEnrollment
+    from tests.payments.test_autopay import enroll, new_session_billed, practice_patient
+
+    provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    Patient.objects.filter(pk=invoice.patient_id).update(preferred_language="es")
+    client = Client()
+    verify(client, link_for(invoice))
+    page = text(client.get("/pay/autopay/").content.decode())
+    assert_spanish(
+        page, "Autorizo a Alma a cobrar a la tarjeta", "Acepto, activar el pago automático", "Es una tarjeta FSA"
+    )
+    assert 'data-locale="es-419"' in page
+
+    refused = enroll(client, benefit_card=True)
+    assert refused["status"] == "refused" and "usted nos indicó que lo es" in refused["message"]
+    assert "no para el pago automático" in refused["message"]
+
+    assert enroll(client, number=stripe_fake.DECLINED_AT_CHARGE)["status"] == "enrolled"
+    enrollment = AutopayEnrollment.objects.get()
+    assert enrollment.consent_language == "es" and enrollment.consent_version == "2025-1"
+    assert enrollment.consent_text.startswith("Autorizo a Alma")  # exactly what the patient read and agreed to
+    summary = text(client.get("/pay/invoices/").content.decode())
+    assert "El pago automático está activado con su Visa que termina en" in summary
+
+    mail.outbox.clear()
+    new_session_billed(provider, invoice.patient, django_capture_on_commit_callbacks)
+    [failed] = [m for m in mail.outbox if m.subject == "El pago automático de su factura de Alma no se realizó"]
+    assert_spanish(failed.body, "Hola, Jordan:", "Volveremos a intentarlo el", "Pruebe con otra tarjeta")
