@@ -5,7 +5,7 @@ from django.conf import settings
 from django.test import Client
 
 from invoices.models import Invoice, Patient
-from tests.factories import InvoiceFactory
+from tests.factories import InvoiceFactory, PatientFactory
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -58,3 +58,40 @@ def test_the_preferred_language_applies_until_the_patient_chooses(invoice: Invoi
     client.post("/pay/language/", {"language": "en", "next": "/pay/invoices/"})
     assert '<html lang="en">' in client.get("/pay/invoices/").content.decode()
     assert Patient.objects.get(pk=invoice.patient_id).preferred_language == "en"
+
+
+def test_staff_set_the_preferred_language_in_the_admin_which_stays_english() -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from tests.staff import staff_login
+
+    patient = PatientFactory(phone="+14155550132")
+    user = get_user_model().objects.create_user("ops-lang", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Ops"))
+    client = Client(HTTP_ACCEPT_LANGUAGE="es")
+    staff_login(client, user)
+    url = f"/admin/invoices/patient/{patient.pk}/change/"
+    form = client.get(url).content.decode()
+    assert 'name="preferred_language"' in form and "Save" in form  # the admin is not half-translated
+    response = client.post(
+        url,
+        {
+            "first_name": patient.first_name,
+            "last_name": patient.last_name,
+            "email": patient.email,
+            "phone": "(415) 555-0132",
+            "preferred_language": "es",
+            "coverages-TOTAL_FORMS": "0",
+            "coverages-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Patient.objects.get(pk=patient.pk).preferred_language == "es"
+
+
+def test_a_choice_made_before_verification_becomes_the_preferred_language(invoice: Invoice) -> None:
+    client = Client()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "es"
+    verify(client, link_for(invoice))
+    assert Patient.objects.get(pk=invoice.patient_id).preferred_language == "es"
