@@ -33,6 +33,9 @@ RUN DEBUG=0 \
     ALLOW_FILE_EMAIL=1 VERIFY_BACKEND=local ALLOW_LOCAL_VERIFY=1 ALLOW_LOCALSTRIPE=1 \
     ALLOW_EAGER_TASKS=1 SITE_URL=https://build.invalid DEFAULT_FROM_EMAIL=build@build.invalid \
     python manage.py collectstatic --noinput \
+    && apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \
+    && python manage.py compilemessages -v0 \
+    && apt-get purge -y -qq gettext >/dev/null && apt-get autoremove -y -qq >/dev/null && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /app/var/outbox \
     && chown -R app:app /app/var \
     && chmod 755 /app/bin/*

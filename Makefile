@@ -15,7 +15,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-build.txt
 	$(PY) -m pip install -q --require-hashes --no-build-isolation -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the locked requirements (hashes checked)
+# Translations: the .mo files are built from the committed .po catalogs (GNU gettext's msgfmt; README "Languages").
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+locale/%.mo: locale/%.po $(VENV)/.installed
+	$(PY) manage.py compilemessages --ignore=.venv --settings=alma_billing.settings_test -v0
+
+install: $(VENV)/.installed $(MO_FILES)  ## create .venv, install the locked requirements (hashes checked), compile translations
 
 # The lock files are generated: edit requirements.in / requirements-dev.in, then `make lock` (add
 # LOCK_FLAGS=--upgrade to move every transitive pin to its newest version), then `make install`.

@@ -169,13 +169,26 @@ class CoverageInline(admin.TabularInline):
     extra = 0
 
 
+class PatientForm(forms.ModelForm):
+    """The preferred language defaults to English when a form (or a script) leaves it out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "preferred_language" in self.fields:
+            self.fields["preferred_language"].required = False
+
+    def clean_preferred_language(self) -> str:
+        return self.cleaned_data.get("preferred_language") or "en"
+
+
 @admin.register(Patient)
 class PatientAdmin(PatientScoped):
     patient_path = ""
+    form = PatientForm
     list_display = ["__str__", "email", "phone", "open_balance", "last_reminder"]
     search_fields = ["first_name", "last_name", "email", "phone", "invoices__number"]
     invoice_path = "invoices"
-    fields = ["first_name", "last_name", "email", "phone", "stripe_customer_id"]
+    fields = ["first_name", "last_name", "email", "phone", "preferred_language", "stripe_customer_id"]
     readonly_fields = ["stripe_customer_id"]
     inlines = [CoverageInline]
 

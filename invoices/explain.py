@@ -1,47 +1,83 @@
-"""Turns an invoice's stored calculation into sentences a patient understands (shown after verification)."""
+"""Turns an invoice's stored calculation into sentences a patient understands (shown after verification), in the
+active language. The calculation stores numbers (and, for one case, an English note), never translated text."""
 
+from datetime import datetime
 from typing import Any
 
+from django.template.defaultfilters import date as date_format
+from django.utils.translation import gettext, gettext_noop
+
 from alma_billing.core.money import format_basis_points, format_cents
+from alma_billing.core.templatetags.patient_dates import day_format
+
+# The one note the calculation stores as a sentence (invoices/services.py); shown translated.
+EAP_NOT_COVERED = gettext_noop("Your EAP authorization did not cover this visit (none on file, used up or expired).")
 
 
 def explanation_lines(calculation: dict[str, Any]) -> list[str]:
-    note = [calculation["note"]] if calculation.get("note") else []
+    note = [gettext(calculation["note"])] if calculation.get("note") else []
     return note + _arithmetic_lines(calculation)
+
+
+def _day(stored: str) -> str:
+    """The check's date, stored as English words ("November 1, 2026"), in the active language's long format."""
+    try:
+        day = datetime.strptime(stored, "%B %d, %Y").date()
+    except (TypeError, ValueError):
+        return stored
+    return date_format(day, day_format("long"))
 
 
 def _arithmetic_lines(calculation: dict[str, Any]) -> list[str]:
     method = calculation.get("method")
     if method == "self_pay":
-        return [f"Self-pay rate for this visit: {format_cents(calculation['rate_cents'])}."]
+        return [
+            gettext("Self-pay rate for this visit: {amount}.").format(amount=format_cents(calculation["rate_cents"]))
+        ]
     if method != "insurance":
         return []
     lines = [
-        f"Based on your plan's eligibility check of {calculation['checked_on']}.",
-        f"Amount your plan allows for this visit: {format_cents(calculation['allowed_cents'])}.",
+        gettext("Based on your plan's eligibility check of {date}.").format(date=_day(calculation["checked_on"])),
+        gettext("Amount your plan allows for this visit: {amount}.").format(
+            amount=format_cents(calculation["allowed_cents"])
+        ),
     ]
     earlier = calculation.get("deductible_used_by_earlier_cents", 0)
     remaining = calculation["deductible_remaining_cents"]
     if calculation["deductible_cents"]:
-        note = f" ({format_cents(earlier)} already applied to earlier visits)" if earlier else ""
+        if earlier:
+            line = gettext(
+                "Toward your deductible: {amount} (deductible remaining was {remaining} ({earlier} already applied "
+                "to earlier visits))."
+            )
+        else:
+            line = gettext("Toward your deductible: {amount} (deductible remaining was {remaining}).")
         lines.append(
-            f"Toward your deductible: {format_cents(calculation['deductible_cents'])} "
-            f"(deductible remaining was {format_cents(remaining)}{note})."
+            line.format(
+                amount=format_cents(calculation["deductible_cents"]),
+                remaining=format_cents(remaining),
+                earlier=format_cents(earlier),
+            )
         )
     elif calculation.get("deductible_checked"):
-        lines.append("Your deductible was already met.")
+        lines.append(gettext("Your deductible was already met."))
     kind = calculation["cost_share_kind"]
     if kind == "copay":
-        lines.append(f"Your copay: {format_cents(calculation['cost_share_cents'])}.")
+        lines.append(gettext("Your copay: {amount}.").format(amount=format_cents(calculation["cost_share_cents"])))
     elif kind == "coinsurance" and calculation["cost_share_cents"]:
         after = calculation["allowed_cents"] - calculation["deductible_cents"]
         lines.append(
-            f"Your coinsurance: {format_basis_points(calculation['coinsurance_bp'])} of {format_cents(after)} "
-            f"= {format_cents(calculation['cost_share_cents'])} (rounded to the nearest cent)."
+            gettext("Your coinsurance: {rate} of {base} = {amount} (rounded to the nearest cent).").format(
+                rate=format_basis_points(calculation["coinsurance_bp"]),
+                base=format_cents(after),
+                amount=format_cents(calculation["cost_share_cents"]),
+            )
         )
     if calculation["capped_by_oop"]:
         lines.append(
-            f"Capped at your remaining out-of-pocket maximum of {format_cents(calculation['oop_max_remaining_cents'])}."
+            gettext("Capped at your remaining out-of-pocket maximum of {amount}.").format(
+                amount=format_cents(calculation["oop_max_remaining_cents"])
+            )
         )
-    lines.append(f"You owe: {format_cents(calculation['amount_cents'])}.")
+    lines.append(gettext("You owe: {amount}.").format(amount=format_cents(calculation["amount_cents"])))
     return lines

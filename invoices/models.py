@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 from alma_billing.core.money import format_cents
@@ -44,6 +45,8 @@ class Patient(models.Model):
     # Stored in E.164; it controls access to the pay link (P4).
     phone = PhoneNumberField()
     stripe_customer_id = models.CharField(max_length=64, blank=True)
+    # Emails, SMS, receipts and (until the patient picks one with the switch) the pages use this language.
+    preferred_language = models.CharField(max_length=8, choices=[("en", "English"), ("es", "Español")], default="en")
     # The provider who added the patient in the admin: they see the patient before the first session exists.
     added_by = models.ForeignKey(
         "Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -209,10 +212,10 @@ class TherapySession(models.Model):
 
 class Invoice(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PROCESSING = "processing", "Payment processing"
-        PAID = "paid", "Paid"
-        VOID = "void", "Void"
+        OPEN = "open", _("Open")
+        PROCESSING = "processing", _("Payment processing")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
 
     class Kind(models.TextChoices):
         INSURANCE = "insurance", "Insurance responsibility"

@@ -23,6 +23,8 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import ngettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
@@ -294,10 +296,13 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
         ]
         context["total"] = format_cents(sum(i.amount_cents for i in invoices))
         count = len(invoices)
-        subject = (
-            "Reminder: you have an open invoice from Alma"
-            if count == 1
-            else f"Reminder: you have {count} open invoices from Alma"
+        subject = format_lazy(
+            ngettext_lazy(
+                "Reminder: you have an open invoice from Alma",
+                "Reminder: you have {count} open invoices from Alma",
+                count,
+            ),
+            count=count,
         )
         message = build_patient_email(
             to=patient.email,
@@ -305,6 +310,7 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
             template="emails/reminder",
             context=context,
             headers={"Message-ID": reminder_message_id(log.pk)},
+            language=log.patient.preferred_language,
         )
         log.status, log.claimed_at, log.attempts = ReminderLog.Status.SENDING, timezone.now(), log.attempts + 1
         log.invoice_ids = [i.pk for i in invoices]

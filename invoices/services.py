@@ -7,12 +7,14 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
 from invoices import selectors
+from invoices.explain import EAP_NOT_COVERED
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
 
@@ -171,9 +173,10 @@ def _email_link(invoice: Invoice) -> int:
     link, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
     send_patient_email(
         to=invoice.patient.email,
-        subject="You have a new invoice from Alma",
+        subject=gettext_lazy("You have a new invoice from Alma"),
         template="emails/invoice_issued",
         context=context,
+        language=invoice.patient.preferred_language,
     )
     return link.pk
 
@@ -311,7 +314,7 @@ def _eap(session: TherapySession) -> _Decision:
     else:
         fallback = _self_pay(session)
     if isinstance(fallback, _Charge):
-        note = "Your EAP authorization did not cover this visit (none on file, used up or expired)."
+        note = EAP_NOT_COVERED  # stored in English; shown translated (invoices/explain.py)
         return _Charge(**{**fallback.__dict__, "calculation": {**fallback.calculation, "note": note}})
     return fallback or _Attention(
         "EAP session outside any usable authorization (none, used up or expired), and the session has neither "

@@ -213,7 +213,7 @@ class LastOutcomeFilter(admin.SimpleListFilter):
     parameter_name = "last_outcome"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(AutopayAttempt.Status.choices) + [("none", "No attempt yet")]
+        return [(value, str(label)) for value, label in AutopayAttempt.Status.choices] + [("none", "No attempt yet")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "none":

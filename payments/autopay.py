@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise, lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
@@ -21,12 +24,15 @@ from payments.models import AutopayAttempt, AutopayEnrollment, Payment
 
 logger = logging.getLogger(__name__)
 
-BENEFIT_REFUSED = (
+BENEFIT_REFUSED = gettext_lazy(
     "This looks like an FSA, HSA or HRA card ({why}). These cards can pay your invoices, but they can't be used for "
     "autopay. You can pay your open invoices with it now, or enroll a different credit or debit card."
 )
-NO_PRACTICE = "None of your providers' practices offer autopay, so there is nothing to enroll in."
-CONSENT = (
+NO_PRACTICE = gettext_lazy("None of your providers' practices offer autopay, so there is nothing to enroll in.")
+# The consent's wording, versioned: an enrollment keeps the version, the language and the exact text the patient
+# agreed to (the legal record); change the version whenever the English wording changes.
+CONSENT_VERSION = "2025-1"
+CONSENT = gettext_lazy(
     "I authorize Alma to charge the card I am adding for each new invoice from my providers' practices that offer "
     "autopay{practices}, {when}. Alma emails me before each charge and sends a receipt after. I can turn autopay off "
     "or change the card at any time on this page; turning it off stops future charges."
@@ -34,12 +40,15 @@ CONSENT = (
 
 
 def consent_text(*, practices: list[Practice]) -> str:
+    """The consent in the active language (the page the patient reads and agrees on)."""
     names = f" ({', '.join(p.name for p in practices)})" if practices else ""
     days = settings.AUTOPAY_NOTICE_DAYS
     when = (
-        "on the day the invoice is issued"
+        gettext("on the day the invoice is issued")
         if days == 0
-        else f"{days} day{'s' if days != 1 else ''} after the invoice is issued"
+        else ngettext("{days} day after the invoice is issued", "{days} days after the invoice is issued", days).format(
+            days=days
+        )
     )
     return CONSENT.format(practices=names, when=when)
 
@@ -47,14 +56,14 @@ def consent_text(*, practices: list[Practice]) -> str:
 def benefit_card_reason(*, card: gateway.Card, declared: bool) -> str | None:
     """Why a card is an FSA/HSA/HRA card, or None. Stripe does not flag them, so this is ours (P7)."""
     if declared:
-        return "you told us it is one"
+        return gettext_noop("you told us it is one")
     if card.funding == "prepaid":
-        return "it is a prepaid card, as benefit cards are"
+        return gettext_noop("it is a prepaid card, as benefit cards are")
     if card.iin and any(card.iin.startswith(prefix) for prefix in settings.BENEFIT_CARD_BIN_PREFIXES if prefix):
-        return "its card number belongs to a benefit card program"
+        return gettext_noop("its card number belongs to a benefit card program")
     issuer = card.issuer.lower()
     if issuer and any(word.lower() in issuer for word in settings.BENEFIT_CARD_ISSUER_WORDS if word):
-        return "it is issued by a benefits administrator"
+        return gettext_noop("it is issued by a benefits administrator")
     return None
 
 
@@ -85,7 +94,7 @@ def autopay_enroll(
             obj=Patient.objects.get(pk=patient_id),
             why=why,
         )
-        raise ServiceError(BENEFIT_REFUSED.format(why=why), code="benefit_card")
+        raise ServiceError(BENEFIT_REFUSED.format(why=gettext(why)), code="benefit_card")
     if not practices:
         services.card_forget_later(payment_method_id=card.payment_method_id)
         raise ServiceError(NO_PRACTICE, code="not_offered")
@@ -106,6 +115,8 @@ def autopay_enroll(
             card_last4=card.last4,
             card_funding=card.funding,
             consent_text=consent_text(practices=practices),
+            consent_version=CONSENT_VERSION,
+            consent_language=translation.get_language() or settings.LANGUAGE_CODE,
             consent_ip=ip,
         )
         if previous is not None:  # charges still to come move to the new card
@@ -142,7 +153,9 @@ def autopay_end(*, patient_id: int, actor: Actor) -> bool:
         enrollment.ended_at = timezone.now()
         enrollment.save(update_fields=["ended_at"])
         AutopayAttempt.objects.filter(enrollment=enrollment, status=AutopayAttempt.Status.SCHEDULED).update(
-            status=AutopayAttempt.Status.CANCELED, failure_message="Autopay was turned off.", finished_at=timezone.now()
+            status=AutopayAttempt.Status.CANCELED,
+            failure_message=gettext_noop("Autopay was turned off."),
+            finished_at=timezone.now(),
         )
         audit_record(actor=actor, action="autopay.ended", obj=enrollment)
         card = enrollment.stripe_payment_method_id
@@ -170,8 +183,8 @@ def autopay_take_over(*, invoice_id: int) -> bool:
             _email(
                 invoice,
                 "emails/autopay_notice",
-                "Autopay: an upcoming charge from Alma",
-                card=f"{enrollment.card_brand.title()} ending in {enrollment.card_last4}",
+                gettext_lazy("Autopay: an upcoming charge from Alma"),
+                card=_card_words(enrollment.card_brand, enrollment.card_last4),
                 when=when,
             )
             attempt.notice_sent_at = timezone.now()
@@ -247,10 +260,12 @@ def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
             .select_related("invoice__practice", "enrollment")
             .get(pk=attempt.pk)
         )
-        reason = "" if current.status == AutopayAttempt.Status.SCHEDULED else "Autopay was turned off."
+        reason = "" if current.status == AutopayAttempt.Status.SCHEDULED else gettext_noop("Autopay was turned off.")
         reason = reason or _stop_reason(current)
     if reason and payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id:
-        services.payment_abandon(payment_id=payment.pk, message="Autopay was turned off before the charge.")
+        services.payment_abandon(
+            payment_id=payment.pk, message=gettext_noop("Autopay was turned off before the charge.")
+        )
         with transaction.atomic():
             current = AutopayAttempt.objects.select_for_update().get(pk=attempt.pk)
             if current.status == AutopayAttempt.Status.SCHEDULED:
@@ -281,11 +296,11 @@ def _stop_reason(attempt: AutopayAttempt) -> str:
     """Why a scheduled charge must not happen now, or ""."""
     invoice = attempt.invoice
     if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID):
-        return "Paid another way or voided."
+        return gettext_noop("Paid another way or voided.")
     if attempt.enrollment.ended_at is not None:
-        return "Autopay was turned off."
+        return gettext_noop("Autopay was turned off.")
     if invoice.practice.autopay_policy == Practice.AutopayPolicy.OFF:
-        return "The practice no longer offers autopay."
+        return gettext_noop("The practice no longer offers autopay.")
     return ""
 
 
@@ -321,19 +336,30 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
         _email(
             invoice,
             "emails/autopay_failed",
-            "Autopay didn't go through for your Alma invoice",
-            reason=payment.failure_message,
+            gettext_lazy("Autopay didn't go through for your Alma invoice"),
+            reason=lazy(gateway.failure_message_for, str)(payment.failure_code, payment.failure_message),
             next_at=next_at,
-            card=f"{attempt.enrollment.card_brand.title()} ending in {attempt.enrollment.card_last4}",
+            card=_card_words(attempt.enrollment.card_brand, attempt.enrollment.card_last4),
         )
 
 
-def _email(invoice: Invoice, template: str, subject: str, **extra: object) -> None:
+def _card_words(brand: str, last4: str) -> Promise:
+    """ "Visa ending in 4242", rendered in the email's language."""
+    return format_lazy(gettext_lazy("{brand} ending in {last4}"), brand=brand.title(), last4=last4)
+
+
+def _email(invoice: Invoice, template: str, subject: str | Promise, **extra: object) -> None:
     from verification.services import pay_link_email_context
 
     _, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
     context.update(number=invoice.number, amount=format_cents(invoice.amount_cents), **extra)
-    send_patient_email(to=invoice.patient.email, subject=subject, template=template, context=context)
+    send_patient_email(
+        to=invoice.patient.email,
+        subject=subject,
+        template=template,
+        context=context,
+        language=invoice.patient.preferred_language,
+    )
 
 
 def _run_due_soon(patient_id: int) -> None:

@@ -6,6 +6,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from alma_billing.core.money import format_cents
 from invoices.models import Invoice, Patient
@@ -166,7 +167,9 @@ class AutopayEnrollment(models.Model):
     card_brand = models.CharField(max_length=20)
     card_last4 = models.CharField(max_length=4)
     card_funding = models.CharField(max_length=20, blank=True)
-    consent_text = models.TextField()  # exactly what the patient agreed to
+    consent_text = models.TextField()  # exactly what the patient agreed to, in consent_language
+    consent_version = models.CharField(max_length=16, default="2025-1")  # payments.autopay.CONSENT_VERSION
+    consent_language = models.CharField(max_length=8, default="en")  # the language of the page they agreed on
     consented_at = models.DateTimeField(auto_now_add=True)
     consent_ip = models.GenericIPAddressField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -191,10 +194,10 @@ class AutopayAttempt(models.Model):
     """One scheduled automatic charge of an invoice. (invoice, number) is unique: a task run twice charges once."""
 
     class Status(models.TextChoices):
-        SCHEDULED = "scheduled", "Scheduled"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"  # paid another way, voided, or autopay ended
+        SCHEDULED = "scheduled", _("Scheduled")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")  # paid another way, voided, or autopay ended
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="autopay_attempts")
     enrollment = models.ForeignKey(AutopayEnrollment, on_delete=models.PROTECT, related_name="attempts")

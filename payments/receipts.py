@@ -3,17 +3,21 @@
 import logging
 
 from django.db import transaction
-from django.utils import timezone
+from django.template.defaultfilters import date as date_format
+from django.utils import timezone, translation
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, gettext_lazy
 from fpdf import FPDF
 
 from alma_billing.core.audit import SYSTEM, audit_record
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
+from alma_billing.core.templatetags.patient_dates import day_format
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
 
-FSA_STATEMENT = (
+FSA_STATEMENT = gettext_lazy(
     "This receipt shows payment for services received and may be submitted to your FSA, HSA or HRA for reimbursement."
 )
 
@@ -29,8 +33,14 @@ def settled_cents(payment: Payment) -> int:
     return sum(settled.values_list("amount_cents", flat=True))
 
 
-def receipt_pdf(payment: Payment) -> bytes:
-    """An itemized receipt: each invoice's date of service, provider and NPI, CPT code and amount."""
+def receipt_pdf(payment: Payment, *, language: str | None = None) -> bytes:
+    """An itemized receipt: each invoice's date of service, provider and NPI, CPT code and amount; in `language`
+    (default: the patient's preferred language)."""
+    with translation.override(language or payment.patient.preferred_language):
+        return _receipt_pdf(payment)
+
+
+def _receipt_pdf(payment: Payment) -> bytes:
     allocations = list(
         PaymentAllocation.objects.filter(payment=payment, state=PaymentAllocation.State.SETTLED)
         .select_related("invoice__session", "invoice__provider")
@@ -39,18 +49,23 @@ def receipt_pdf(payment: Payment) -> bytes:
     patient = payment.patient
     paid_on = timezone.localtime(payment.succeeded_at or payment.created_at)
     pdf = FPDF(format="Letter")
-    pdf.set_title(f"Receipt {payment.reference}")
+    pdf.set_title(_latin1(gettext("Receipt {reference}").format(reference=payment.reference)))
     pdf.set_author("Alma Billing")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, "Payment receipt", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, _latin1(gettext("Payment receipt")), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
     rows = [
-        ("Receipt", payment.reference),
-        ("Patient", f"{patient.first_name} {patient.last_name}"),
-        ("Payment date", f"{paid_on:%B %-d, %Y}"),
-        ("Paid with", f"{payment.card_brand.title() or 'Card'} ending in {payment.card_last4 or '----'}"),
-        ("Amount paid", format_cents(sum(a.amount_cents for a in allocations))),
+        (gettext("Receipt"), payment.reference),
+        (gettext("Patient"), f"{patient.first_name} {patient.last_name}"),
+        (gettext("Payment date"), date_format(paid_on, day_format("long"))),
+        (
+            gettext("Paid with"),
+            gettext("{brand} ending in {last4}").format(
+                brand=payment.card_brand.title() or gettext("Card"), last4=payment.card_last4 or "----"
+            ),
+        ),
+        (gettext("Amount paid"), format_cents(sum(a.amount_cents for a in allocations))),
     ]
     for label, value in rows:
         pdf.cell(45, 7, _latin1(label))
@@ -58,9 +73,9 @@ def receipt_pdf(payment: Payment) -> bytes:
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     widths = (30, 28, 62, 30, 18, 26)
-    headers = ("Invoice", "Date of service", "Provider", "NPI", "CPT", "Amount")
+    headers = (gettext("Invoice"), gettext("Date of service"), gettext("Provider"), "NPI", "CPT", gettext("Amount"))
     for width, header in zip(widths, headers, strict=True):
-        pdf.cell(width, 8, header, border="B")
+        pdf.cell(width, 8, _latin1(header), border="B")
     pdf.ln()
     pdf.set_font("Helvetica", size=10)
     for allocation in allocations:
@@ -77,13 +92,14 @@ def receipt_pdf(payment: Payment) -> bytes:
             pdf.cell(width, 7, _latin1(cell))
         pdf.ln()
     pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(sum(widths[:-1]), 8, "Total paid", border="T")
+    pdf.cell(sum(widths[:-1]), 8, _latin1(gettext("Total paid")), border="T")
     pdf.cell(widths[-1], 8, format_cents(sum(a.amount_cents for a in allocations)), border="T")
     pdf.ln(14)
     pdf.set_font("Helvetica", size=10)
-    pdf.multi_cell(0, 6, FSA_STATEMENT)
+    pdf.multi_cell(0, 6, _latin1(str(FSA_STATEMENT)))
     if payment.refunded_cents:
-        pdf.multi_cell(0, 6, f"Refunded to your card: {format_cents(payment.refunded_cents)}.")
+        refunded = gettext("Refunded to your card: {amount}.").format(amount=format_cents(payment.refunded_cents))
+        pdf.multi_cell(0, 6, _latin1(refunded))
     return bytes(pdf.output())
 
 
@@ -101,14 +117,19 @@ def receipt_email_send(*, payment_id: int) -> bool:
             "amount": format_cents(settled),
             "refunded": format_cents(payment.amount_cents - settled) if settled < payment.amount_cents else "",
             "reference": payment.reference,
-            "card": f"{payment.card_brand.title() or 'Card'} ending in {payment.card_last4}",
+            "card": format_lazy(
+                gettext_lazy("{brand} ending in {last4}"),
+                brand=payment.card_brand.title() or gettext_lazy("Card"),
+                last4=payment.card_last4,
+            ),
             "paid_on": timezone.localtime(payment.succeeded_at or payment.created_at),
         }
         send_patient_email(
             to=payment.patient.email,
-            subject="Your payment to Alma was received",
+            subject=gettext_lazy("Your payment to Alma was received"),
             template="emails/payment_receipt",
             context=context,
+            language=payment.patient.preferred_language,
         )
         payment.receipt_emailed_at = timezone.now()
         payment.save(update_fields=["receipt_emailed_at"])

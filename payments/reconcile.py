@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from alma_billing.core.errors import TransportError
 from payments import receipts, services
@@ -15,7 +16,7 @@ from payments.models import CardToDetach, Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
 
-NEVER_SENT = "The payment was not completed. Nothing was charged."
+NEVER_SENT = gettext_noop("The payment was not completed. Nothing was charged.")
 ABANDONED_AFTER = timedelta(hours=1)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError, TransportError
@@ -24,8 +25,8 @@ from payments.models import AutopayAttempt, AutopayEnrollment, CardToDetach, Pay
 logger = logging.getLogger(__name__)
 
 State = PaymentAllocation.State
-STALE = "These invoices were just paid or are being paid. Here is what you still owe."
-CHANGED = "Your balance changed since this page was opened. Please review your invoices before paying."
+STALE = gettext_lazy("These invoices were just paid or are being paid. Here is what you still owe.")
+CHANGED = gettext_lazy("Your balance changed since this page was opened. Please review your invoices before paying.")
 
 # Stripe PaymentIntent statuses, grouped by what they mean for us.
 IN_FLIGHT = {"requires_action", "processing", "requires_confirmation", "requires_capture"}
@@ -289,7 +290,7 @@ def payment_abandon(*, payment_id: int, message: str) -> Payment:
     return payment
 
 
-UNKNOWN_AT_STRIPE = "The card processor has no record of this payment. Nothing was charged."
+UNKNOWN_AT_STRIPE = gettext_noop("The card processor has no record of this payment. Nothing was charged.")
 
 
 def payment_flag(*, payment_id: int, reason: str) -> bool:
@@ -368,7 +369,9 @@ def _settle(payment: Payment) -> list[int]:
             attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
             attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
             attempts.exclude(payment=payment).update(
-                status=AutopayAttempt.Status.CANCELED, failure_message="Paid another way.", finished_at=now
+                status=AutopayAttempt.Status.CANCELED,
+                failure_message=gettext_noop("Paid another way."),
+                finished_at=now,
             )
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""

@@ -15,6 +15,7 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language, gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -34,7 +35,7 @@ from verification.access import verified_patient_page
 
 logger = logging.getLogger(__name__)
 
-CARD_NOT_SAVED = "We couldn't read that card. Please enter it again."
+CARD_NOT_SAVED = gettext_lazy("We couldn't read that card. Please enter it again.")
 
 
 def _row(invoice: Invoice) -> dict[str, Any]:
@@ -86,7 +87,9 @@ def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
     invoice = invoice_selectors.invoice_for_patient(patient_id=patient_id, number=number)
     if invoice is None:
-        return message_page(request, "Invoice not found", "We couldn't find that invoice on your account.", status=404)
+        return message_page(
+            request, gettext("Invoice not found"), gettext("We couldn't find that invoice on your account."), status=404
+        )
     return render(request, "verification/invoice.html", _row(invoice))
 
 
@@ -110,7 +113,7 @@ CHECKOUTS_KEPT = 8
 # (another tab's request may have saved the session over it, or it was among the oldest and dropped).
 CHECKOUT_SALT = "alma.payments.checkout"
 CHECKOUT_MAX_AGE = 6 * 3600
-EXPIRED = "This payment page has expired. Nothing was charged. Here is what you owe now."
+EXPIRED = gettext_lazy("This payment page has expired. Nothing was charged. Here is what you owe now.")
 # How long after the card page lost its answer a Pay click that left no payment behind can still be running.
 UNKNOWN_SETTLES_AFTER = settings.GUNICORN_TIMEOUT + 5
 
@@ -164,7 +167,7 @@ def _still_payable(patient_id: int, checkout: dict[str, Any]) -> list[Invoice] |
 def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     invoices = _chosen_invoices(patient_id, str(request.POST.get("choice", "")))
     if not invoices:
-        messages.error(request, "That invoice is no longer open. Here is what you owe now.")
+        messages.error(request, gettext("That invoice is no longer open. Here is what you owe now."))
         return redirect("pay-summary")
     return redirect("pay-card", checkout_id=_checkout_open(request, invoices))
 
@@ -173,7 +176,7 @@ def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_card(request: HttpRequest, checkout_id: str, *, patient_id: int) -> HttpResponse:
     checkout = _checkouts(request).get(checkout_id)
     if checkout is None:
-        messages.info(request, "That payment page has expired. Here is what you owe now.")
+        messages.info(request, gettext("That payment page has expired. Here is what you owe now."))
         return redirect("pay-summary")
     earlier = Payment.objects.filter(attempt_key=checkout["attempt_key"], patient_id=patient_id).first()
     if earlier is not None and earlier.status not in (Payment.Status.FAILED, Payment.Status.CANCELED):
@@ -188,7 +191,7 @@ def pay_card(request: HttpRequest, checkout_id: str, *, patient_id: int) -> Http
     try:
         setup_id, setup_secret = services.card_setup_start(patient_id=patient_id, purpose="payment")
     except TransportError as error:
-        messages.error(request, f"{error.message} Nothing was charged.")
+        messages.error(request, error.message + " " + gettext("Nothing was charged."))
         return redirect("pay-summary")
     context = {
         "checkout_token": signing.dumps(
@@ -214,7 +217,9 @@ def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> H
         return redirect("pay-result", payment_id=payment.pk)
     found = _checkout_for_attempt(request, attempt_key)
     if found is None:
-        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
+        return message_page(
+            request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
+        )
     checkout_id, checkout = found
     # The Pay request may still be running: until it cannot be, "nothing was charged" might be false.
     first_seen = checkout.setdefault("unknown_since", time.time())
@@ -223,7 +228,9 @@ def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> H
         return render(request, "payments/confirming.html", {"retry_seconds": 10}, status=202)
     checkout["attempt_key"] = uuid.uuid4().hex
     checkout.pop("unknown_since", None)
-    messages.error(request, "Your payment was not sent to the card processor. Nothing was charged. Please try again.")
+    messages.error(
+        request, gettext("Your payment was not sent to the card processor. Nothing was charged. Please try again.")
+    )
     return redirect("pay-card", checkout_id=checkout_id)
 
 
@@ -232,12 +239,14 @@ def pay_retry(request: HttpRequest, payment_id: int, *, patient_id: int) -> Http
     """ "Try another card" after a failed payment: a new checkout for the same invoices, if they are still open."""
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
+        return message_page(
+            request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
+        )
     payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
     wanted = [a.invoice_id for a in payment.allocations.all()]
     invoices = [payable[pk] for pk in wanted if pk in payable]
     if payment.status not in (Payment.Status.FAILED, Payment.Status.CANCELED) or len(invoices) != len(wanted):
-        messages.info(request, "Those invoices were paid or are being paid. Here is what you owe now.")
+        messages.info(request, gettext("Those invoices were paid or are being paid. Here is what you owe now."))
         return redirect("pay-summary")
     return redirect("pay-card", checkout_id=_checkout_open(request, invoices))
 
@@ -255,7 +264,13 @@ def _payment_json(payment: Payment) -> JsonResponse:
     if payment.status == Payment.Status.SUCCEEDED:
         return JsonResponse({"status": "succeeded", "redirect": result_url})
     if payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED):
-        return JsonResponse({"status": "failed", "message": payment.failure_message, "redirect": result_url})
+        return JsonResponse(
+            {
+                "status": "failed",
+                "message": gateway.failure_message_for(payment.failure_code, payment.failure_message),
+                "redirect": result_url,
+            }
+        )
     try:
         secret = services.payment_action_secret(payment=payment)
     except TransportError:
@@ -328,15 +343,18 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         checkout = found[1] if found else None
     if checkout is None:
         _forget_setup_card(patient_id, setup_intent)
-        return _stale(request, EXPIRED)
+        return _stale(request, str(EXPIRED))
     invoices = _still_payable(patient_id, checkout)
     if invoices is None:
         _forget_setup_card(patient_id, setup_intent)
-        return _stale(request, services.STALE)
+        return _stale(request, str(services.STALE))
     left = budget.remaining()
     if left is not None and left < settings.STRIPE_TIMEOUT_SECONDS:
         # Too little time left to charge and hear back: hold nothing and say so (true: nothing was sent).
-        return JsonResponse({"status": "error", "message": f"{gateway.UNAVAILABLE} Nothing was charged."}, status=503)
+        return JsonResponse(
+            {"status": "error", "message": str(gateway.UNAVAILABLE) + " " + gettext("Nothing was charged.")},
+            status=503,
+        )
     card: gateway.Card | None = None
     try:
         card = services.card_saved(patient_id=patient_id, setup_intent_id=setup_intent)
@@ -361,7 +379,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         return JsonResponse(
             {
                 "status": "error",
-                "message": f"{error.message} Nothing was charged.",
+                "message": error.message + " " + gettext("Nothing was charged."),
                 **_another_card(patient_id, "payment"),
             },
             status=503,
@@ -379,7 +397,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return JsonResponse({"status": "error", "message": "Payment not found."}, status=404)
+        return JsonResponse({"status": "error", "message": gettext("Payment not found.")}, status=404)
     try:
         payment = services.payment_refresh(payment_id=payment.pk)
     except TransportError:
@@ -393,7 +411,9 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
 def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(request, "Payment not found", "We couldn't find that payment on your account.", status=404)
+        return message_page(
+            request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
+        )
     if payment.status in Payment.OPEN_STATUSES:
         try:
             services.payment_refresh(payment_id=payment.pk)  # ask Stripe so the patient sees the outcome now
@@ -418,8 +438,10 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
-        return message_page(request, "Receipt not found", "We couldn't find that receipt on your account.", status=404)
-    response = HttpResponse(receipts.receipt_pdf(payment), content_type="application/pdf")
+        return message_page(
+            request, gettext("Receipt not found"), gettext("We couldn't find that receipt on your account."), status=404
+        )
+    response = HttpResponse(receipts.receipt_pdf(payment, language=get_language()), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="alma-receipt-{payment.reference}.pdf"'
     return response
 
@@ -490,12 +512,17 @@ def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse
         )
     except TransportError as error:
         return JsonResponse({"status": "error", "message": error.message}, status=503)
-    messages.success(request, f"Autopay is on with your {card.brand.title()} ending in {card.last4}.")
+    messages.success(
+        request,
+        gettext("Autopay is on with your {brand} ending in {last4}.").format(
+            brand=card.brand.title(), last4=card.last4
+        ),
+    )
     return JsonResponse({"status": "enrolled", "redirect": reverse("pay-summary")})
 
 
 @verified_patient_page("POST")
 def pay_autopay_end(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     if autopay.autopay_end(patient_id=patient_id, actor=Actor.patient(patient_id, ip=client_ip(request))):
-        messages.success(request, "Autopay is off. Nothing more will be charged automatically.")
+        messages.success(request, gettext("Autopay is off. Nothing more will be charged automatically."))
     return redirect("pay-summary")

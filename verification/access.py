@@ -9,14 +9,18 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy
 
 from alma_billing.core.http import message_page
 from invoices.models import Patient
 
 ACCESS_KEY = "patient_access"
 PENDING_KEY = "patient_pending"
-ENDED = "For your security, your secure session has ended. Please open the link in your invoice email again."
-CONTACT_CHANGED = (
+ENDED = gettext_lazy(
+    "For your security, your secure session has ended. Please open the link in your invoice email again."
+)
+CONTACT_CHANGED = gettext_lazy(
     "The contact details on your profile changed, so your secure session has ended. "
     "Please open the link in your most recent email from Alma."
 )
@@ -49,7 +53,7 @@ def access_end(request: HttpRequest) -> None:
     request.session.flush()
 
 
-def verified_access(request: HttpRequest) -> tuple[int | None, str]:
+def verified_access(request: HttpRequest) -> tuple[int | None, str | Promise]:
     """The patient this browser verified as, or None with the reason to show: idle or absolute limits passed, or
     the phone number or email on the profile changed since the code was checked."""
     access = request.session.get(ACCESS_KEY)
@@ -83,7 +87,7 @@ def verified_patient_required(view: Callable[..., HttpResponse]) -> Callable[...
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         patient_id, reason = verified_access(request)
         if patient_id is None:
-            return message_page(request, "Session ended", reason, status=401)
+            return message_page(request, gettext("Session ended"), reason, status=401)
         return view(request, *args, patient_id=patient_id, **kwargs)
 
     return wrapped

@@ -15,7 +15,9 @@ import phonenumbers
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.audit import Actor, audit_record
 from invoices.models import Invoice, Patient
@@ -26,20 +28,20 @@ logger = logging.getLogger(__name__)
 
 Kind = AccessAttempt.Kind
 
-MISMATCH = (
+MISMATCH = gettext_lazy(
     "That number doesn't match the phone number on your profile. Please check it and try again, or contact your "
     "provider to update the phone number on your Alma profile."
 )
-NOT_A_PHONE = "Enter a US phone number with area code, like (555) 123-4567."
-LOCKED = (
+NOT_A_PHONE = gettext_lazy("Enter a US phone number with area code, like (555) 123-4567.")
+LOCKED = gettext_lazy(
     "For your security, this invoice is locked for {minutes} minutes after too many attempts. Please try again "
     "later, or contact your provider if you need help."
 )
-IP_BLOCKED = "Too many attempts from your network. Please try again in an hour."
-SEND_LIMIT = "We've sent several codes already. Please wait 10 minutes before asking for another one."
-WRONG_CODE = "That code isn't right. Check the text message and try again."
-CODE_EXPIRED = "That code has expired or was already used. Send a new code and try again."
-NOT_A_CODE = "Enter the 6-digit code from the text message."
+IP_BLOCKED = gettext_lazy("Too many attempts from your network. Please try again in an hour.")
+SEND_LIMIT = gettext_lazy("We've sent several codes already. Please wait 10 minutes before asking for another one.")
+WRONG_CODE = gettext_lazy("That code isn't right. Check the text message and try again.")
+CODE_EXPIRED = gettext_lazy("That code has expired or was already used. Send a new code and try again.")
+NOT_A_CODE = gettext_lazy("Enter the 6-digit code from the text message.")
 _HOUR = timedelta(hours=1)
 
 
@@ -54,7 +56,12 @@ class Step(StrEnum):
 @dataclass(frozen=True)
 class StepResult:
     step: Step
-    message: str = ""
+    message: str | Promise = ""
+
+
+def _sms_locale() -> str:
+    language = translation.get_language() or settings.LANGUAGE_CODE
+    return "es" if language.startswith("es") else "en"
 
 
 def _hash(token: str) -> str:
@@ -204,7 +211,8 @@ def code_send(*, link: PayLink, ip: str | None) -> StepResult:
         # Counted before the text goes out (outside the lock: an outside call never holds a row lock).
         reserved = _record(kind=Kind.SEND, ok=True, link=link, ip=ip)
     try:
-        get_gateway().send_code(phone_e164=patient.phone.as_e164)
+        # The SMS is in the language of the page the patient asked for it on.
+        get_gateway().send_code(phone_e164=patient.phone.as_e164, locale=_sms_locale())
     except SendLimitReached as error:
         reserved.delete()
         return StepResult(Step.LOCKED, error.message)

@@ -10,8 +10,11 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
+from alma_billing.core import language
 from alma_billing.core.http import client_ip, message_page, patient_page
 from verification import services
 from verification.access import (
@@ -23,41 +26,41 @@ from verification.access import (
 from verification.models import PayLink
 from verification.services import Step
 
-LINK_UNKNOWN = (
+LINK_UNKNOWN = gettext_lazy(
     "This link isn't valid. Please open the link in the most recent invoice email from Alma, "
     "or contact your provider for a new one."
 )
-LINK_EXPIRED = (
+LINK_EXPIRED = gettext_lazy(
     "This link has expired. Please use the link in your most recent invoice email or reminder from Alma, "
     "or contact your provider for a new one."
 )
-LINK_REVOKED = (
+LINK_REVOKED = gettext_lazy(
     "This link has been replaced. Please use the link in your most recent email from Alma, "
     "or contact your provider for a new one."
 )
-START_AGAIN = "Your code request has ended. Please open the link in your invoice email again."
+START_AGAIN = gettext_lazy("Your code request has ended. Please open the link in your invoice email again.")
 STATUS_FOR = {Step.INVALID: 400, Step.REFUSED: 400, Step.LOCKED: 429, Step.UNAVAILABLE: 503}
 
 
 class PhoneForm(forms.Form):
-    phone = forms.CharField(label="Phone number", max_length=32)
+    phone = forms.CharField(label=gettext_lazy("Phone number"), max_length=32)
 
 
 class CodeForm(forms.Form):
-    code = forms.CharField(label="Verification code", max_length=12)
+    code = forms.CharField(label=gettext_lazy("Verification code"), max_length=12)
 
 
-def _problem(request: HttpRequest, heading: str, message: str, status: int) -> HttpResponse:
+def _problem(request: HttpRequest, heading: str, message: str | Promise, status: int) -> HttpResponse:
     return message_page(request, heading, message, status=status)
 
 
 def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | None:
     if link is None:
-        return _problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+        return _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
     if link.revoked_at is not None:
-        return _problem(request, "Link replaced", LINK_REVOKED, 410)
+        return _problem(request, gettext("Link replaced"), LINK_REVOKED, 410)
     if link.is_expired:
-        return _problem(request, "Link expired", LINK_EXPIRED, 410)
+        return _problem(request, gettext("Link expired"), LINK_EXPIRED, 410)
     return None
 
 
@@ -67,7 +70,7 @@ def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
     link = services.pay_link_find(token)
     problem = _link_problem(request, link)
     if problem or link is None:
-        return problem or _problem(request, "Link not recognized", LINK_UNKNOWN, 404)
+        return problem or _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
     if request.method == "GET" and verified_patient_id(request) == link.patient_id:
         return redirect("pay-summary")  # already verified in this browser: no second code
     form = PhoneForm(request.POST or None)
@@ -76,7 +79,7 @@ def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
         if result.step == Step.OK:
             request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
             return redirect("pay-code")
-        form.add_error("phone" if result.step in (Step.INVALID, Step.REFUSED) else None, result.message)
+        form.add_error("phone" if result.step in (Step.INVALID, Step.REFUSED) else None, str(result.message))
         return render(request, "verification/phone.html", {"form": form}, status=STATUS_FOR[result.step])
     status = 400 if request.method == "POST" else 200
     return render(request, "verification/phone.html", {"form": form}, status=status)
@@ -97,7 +100,7 @@ def _pending_link(request: HttpRequest) -> tuple[PayLink, datetime] | None:
 def pay_code(request: HttpRequest) -> HttpResponse:
     pending = _pending_link(request)
     if pending is None:
-        return _problem(request, "Start again", START_AGAIN, 400)
+        return _problem(request, gettext("Start again"), START_AGAIN, 400)
     link, sent_at = pending
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -106,8 +109,9 @@ def pay_code(request: HttpRequest) -> HttpResponse:
         )
         if result.step == Step.OK:
             access_grant(request, patient_id=link.patient_id, link_id=link.pk)
+            language.remember_at_verification(request, link.patient)
             return redirect("pay-summary")
-        form.add_error("code" if result.step in (Step.INVALID, Step.REFUSED) else None, result.message)
+        form.add_error("code" if result.step in (Step.INVALID, Step.REFUSED) else None, str(result.message))
         return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
     status = 400 if request.method == "POST" else 200
     return render(request, "verification/code.html", {"form": form, "resent": "resent" in request.GET}, status=status)
@@ -118,7 +122,7 @@ def pay_code(request: HttpRequest) -> HttpResponse:
 def pay_code_resend(request: HttpRequest) -> HttpResponse:
     pending = _pending_link(request)
     if pending is None:
-        return _problem(request, "Start again", START_AGAIN, 400)
+        return _problem(request, gettext("Start again"), START_AGAIN, 400)
     link, _ = pending
     result = services.code_send(link=link, ip=client_ip(request))
     if result.step != Step.OK:
@@ -132,4 +136,4 @@ def pay_code_resend(request: HttpRequest) -> HttpResponse:
 @require_POST
 def pay_sign_out(request: HttpRequest) -> HttpResponse:
     access_end(request)
-    return _problem(request, "Signed out", "You're signed out. You can close this page.", 200)
+    return _problem(request, gettext("Signed out"), gettext("You're signed out. You can close this page."), 200)

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import Promise
 
 View = Callable[..., HttpResponse]
 
@@ -95,6 +96,6 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
-def message_page(request: HttpRequest, heading: str, message: str, *, status: int) -> HttpResponse:
+def message_page(request: HttpRequest, heading: str | Promise, message: str | Promise, *, status: int) -> HttpResponse:
     """A patient page that only says what happened and what to do next (unknown link, ended session, not found)."""
     return render(request, "verification/link_problem.html", {"heading": heading, "message": message}, status=status)

@@ -11,6 +11,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.functional import Promise
 
 
 def outbox_dir() -> Path:
@@ -31,22 +33,40 @@ class OutboxEmailBackend(BaseEmailBackend):
 
 
 def build_patient_email(
-    *, to: str, subject: str, template: str, context: dict[str, Any], headers: dict[str, str] | None = None
+    *,
+    to: str,
+    subject: str | Promise,
+    template: str,
+    context: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> EmailMultiAlternatives:
     """`template`.txt with `template`.html as its alternative. Subjects and bodies stay discreet (no clinical
-    words, no provider names): the templates under templates/emails/ are the only place the words live."""
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"{template}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[to],
-        headers=headers,
-    )
-    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    words, no provider names): the templates under templates/emails/ are the only place the words live.
+    Subject, bodies and any lazy strings in `context` are rendered in `language` (the patient's preferred one)."""
+    with translation.override(language or settings.LANGUAGE_CODE):
+        message = EmailMultiAlternatives(
+            subject=str(subject),
+            body=render_to_string(f"{template}.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[to],
+            headers=headers,
+        )
+        message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+        if "Content-Language" not in (headers or {}):
+            message.extra_headers["Content-Language"] = translation.get_language()
     return message
 
 
 def send_patient_email(
-    *, to: str, subject: str, template: str, context: dict[str, Any], headers: dict[str, str] | None = None
+    *,
+    to: str,
+    subject: str | Promise,
+    template: str,
+    context: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> None:
-    build_patient_email(to=to, subject=subject, template=template, context=context, headers=headers).send()
+    build_patient_email(
+        to=to, subject=subject, template=template, context=context, headers=headers, language=language
+    ).send()

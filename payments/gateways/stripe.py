@@ -10,6 +10,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from alma_billing.core import budget
 from alma_billing.core.errors import TransportError
@@ -17,22 +18,50 @@ from alma_billing.core.errors import TransportError
 logger = logging.getLogger(__name__)
 
 # Says nothing about money: whether anything was charged is for the caller to say, from what it knows.
-UNAVAILABLE = "We couldn't reach the card processor. Please try again in a minute."
+# Lazy: rendered when raised, in the language of the patient's page.
+UNAVAILABLE = gettext_lazy("We couldn't reach the card processor. Please try again in a minute.")
 
 # Plain words for the decline codes a patient is likely to see (https://docs.stripe.com/declines/codes).
+# Stored in English with the payment (failure_message, for history); shown translated from the code by
+# failure_message_for().
 DECLINE_MESSAGES = {
-    "insufficient_funds": "Your card was declined for insufficient funds. Try another card.",
-    "expired_card": "Your card has expired. Try another card.",
-    "incorrect_cvc": "The security code (CVC) is incorrect. Check it and try again, or try another card.",
-    "incorrect_number": "The card number is incorrect. Check it and try again.",
-    "lost_card": "Your bank declined this card. Try another card, or call your bank.",
-    "stolen_card": "Your bank declined this card. Try another card, or call your bank.",
-    "processing_error": "There was a problem processing your card. Please try again, or try another card.",
-    "authentication_required": "Your bank needs you to confirm this payment. Try again and complete the check.",
-    "payment_intent_authentication_failure": "The card check with your bank was not completed. Try again, or try "
-    "another card.",
+    "insufficient_funds": gettext_noop("Your card was declined for insufficient funds. Try another card."),
+    "expired_card": gettext_noop("Your card has expired. Try another card."),
+    "incorrect_cvc": gettext_noop("The security code (CVC) is incorrect. Check it and try again, or try another card."),
+    "incorrect_number": gettext_noop("The card number is incorrect. Check it and try again."),
+    "lost_card": gettext_noop("Your bank declined this card. Try another card, or call your bank."),
+    "stolen_card": gettext_noop("Your bank declined this card. Try another card, or call your bank."),
+    "processing_error": gettext_noop(
+        "There was a problem processing your card. Please try again, or try another card."
+    ),
+    "authentication_required": gettext_noop(
+        "Your bank needs you to confirm this payment. Try again and complete the check."
+    ),
+    "payment_intent_authentication_failure": gettext_noop(
+        "The card check with your bank was not completed. Try again, or try another card."
+    ),
 }
-DEFAULT_DECLINE = "Your bank declined the card. Try another card, or call the number on the back of your card."
+DEFAULT_DECLINE = gettext_noop(
+    "Your bank declined the card. Try another card, or call the number on the back of your card."
+)
+# Our own failure codes whose stored sentence may be in another language than the patient's now.
+_OWN_FAILURES = {  # the result page adds "Nothing was charged." to each
+    "processor_error": gettext_noop("We couldn't reach the card processor. Please try again in a minute."),
+    "not_sent": gettext_noop("The payment was not completed."),
+    "unknown_at_stripe": gettext_noop("The card processor has no record of this payment."),
+}
+
+
+def failure_message_for(code: str | None, stored: str = "") -> str:
+    """What a patient reads about a failed payment, in the active language: from the failure code where we know
+    it, else the stored sentence translated (our own sentences are catalog entries), else a generic decline."""
+    if code and code in DECLINE_MESSAGES:
+        return gettext(DECLINE_MESSAGES[code])
+    if code and code in _OWN_FAILURES:
+        return gettext(_OWN_FAILURES[code])
+    if stored:
+        return gettext(stored)
+    return gettext(DEFAULT_DECLINE)
 
 
 def decline_message(code: str | None) -> str:

@@ -5,7 +5,9 @@
   var form = document.getElementById("card-form");
   if (!form || typeof Stripe === "undefined") { return; }
   var cfg = form.dataset;
-  var stripe = Stripe(cfg.publishableKey);
+  // The page's language: Stripe.js localizes its card fields and errors; our words come translated in data-msg-*.
+  var stripe = Stripe(cfg.publishableKey, {locale: cfg.locale || "auto"});
+  function t(name, english) { return cfg[name] || english; }
   var card = stripe.elements().create("card");
   card.mount("#card-element");
   var button = document.getElementById("pay-button");
@@ -15,7 +17,7 @@
   var busy = false;
 
   // Before the Pay request is sent nothing can have been charged; after it, only the server knows.
-  var NOT_CHARGED = "We couldn't reach the card processor. Nothing was charged. Please try again.";
+  var NOT_CHARGED = t("msgNotCharged", "We couldn't reach the card processor. Nothing was charged. Please try again.");
 
   function fail(message) {
     errors.textContent = message || NOT_CHARGED;
@@ -39,7 +41,7 @@
 
   function unknown() {  // the answer to a Pay click was lost: the server tells the truth at the attempt page
     if (cfg.attemptUrl) { window.location.assign(cfg.attemptUrl); return; }
-    fail("We couldn't confirm that your card was saved. Reload this page to see whether autopay is on.");
+    fail(t("msgNotConfirmed", "We couldn't confirm that your card was saved. Reload this page to see whether autopay is on."));
   }
 
   function finish(result) {
@@ -58,17 +60,17 @@
     if (busy) { return; }
     busy = true;
     button.disabled = true;
-    button.textContent = "Processing…";
+    button.textContent = t("msgProcessing", "Processing…");
     errors.textContent = "";
-    status.textContent = "Checking your card…";
+    status.textContent = t("msgChecking", "Checking your card…");
     var body;
     try {
       var setup = await stripe.confirmCardSetup(cfg.setupSecret, {payment_method: {card: card}});
       if (setup.error || !setup.setupIntent || setup.setupIntent.status !== "succeeded") {
-        fail(setup.error && setup.error.message ? setup.error.message : "Your card could not be used. Try another card.");
+        fail(setup.error && setup.error.message ? setup.error.message : t("msgCardUnusable", "Your card could not be used. Try another card."));
         return;
       }
-      status.textContent = "Paying…";
+      status.textContent = t("msgPaying", "Paying…");
       body = {setup_intent: setup.setupIntent.id, attempt_key: cfg.attemptKey, checkout: cfg.checkout};
       form.querySelectorAll("input[type=checkbox]").forEach(function (box) { body[box.name] = box.checked; });
     } catch (err) {
@@ -78,7 +80,7 @@
     try {
       var result = await post(cfg.confirmUrl, body);
       if (result.status === "requires_action") {
-        status.textContent = "Your bank wants to confirm it's you…";
+        status.textContent = t("msgBankCheck", "Your bank wants to confirm it's you…");
         try { await stripe.confirmCardPayment(result.client_secret); } catch (err) { /* the server asks Stripe */ }
         // Whatever Stripe.js reports, the server asks Stripe for the final state.
         var refreshed = await post(result.refresh, {});

@@ -376,3 +376,13 @@ def test_errors_in_the_newer_problem_format_are_mapped_the_same(
     emulator.script(429, {**problem, "status": 429, "code": 60203, "title": "Max send attempts reached"})
     with pytest.raises(SendLimitReached):
         gateway.send_code(phone_e164=PHONE)
+
+
+def test_a_spanish_page_asks_twilio_verify_for_a_spanish_sms(
+    gateway: TwilioVerifyGateway, emulator: VerifyEmulator
+) -> None:
+    gateway.send_code(phone_e164=PHONE, locale="es")
+
+    [sent] = emulator.seen
+    assert sent.form == {"To": [PHONE], "Channel": ["sms"], "Locale": ["es"]}
+    assert emulator.code_for(PHONE)

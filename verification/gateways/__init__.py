@@ -5,6 +5,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.errors import TransportError
 
@@ -23,17 +24,19 @@ class VerifyError(TransportError):
 class SendLimitReached(VerifyError):
     def __init__(self) -> None:
         super().__init__(
-            "We've sent several codes already. Please wait 10 minutes before asking for another one.", permanent=True
+            gettext_lazy("We've sent several codes already. Please wait 10 minutes before asking for another one."),
+            permanent=True,
         )
 
 
 class VerifyGateway(Protocol):
-    def send_code(self, *, phone_e164: str) -> None: ...
+    def send_code(self, *, phone_e164: str, locale: str = "en") -> None:
+        """Text a code; `locale` is the language of the SMS ("en" or "es")."""
 
     def check_code(self, *, phone_e164: str, code: str) -> CheckResult: ...
 
 
-UNAVAILABLE = "We couldn't send or check a code just now. Please try again in a minute."
+UNAVAILABLE = gettext_lazy("We couldn't send or check a code just now. Please try again in a minute.")
 
 
 def get_gateway() -> VerifyGateway:

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from alma_billing.core.mail import outbox_dir
 from verification.gateways import CheckResult, SendLimitReached
@@ -34,7 +35,7 @@ def _pending(phone: str) -> LocalVerification | None:
 
 
 class LocalVerifyGateway:
-    def send_code(self, *, phone_e164: str) -> None:
+    def send_code(self, *, phone_e164: str, locale: str = "en") -> None:
         code = f"{secrets.randbelow(1_000_000):06d}"
         with transaction.atomic():
             verification = _pending(phone_e164)
@@ -48,7 +49,11 @@ class LocalVerifyGateway:
                 verification.sends += 1
                 verification.code_hash = _hash(code)
                 verification.save(update_fields=["sends", "code_hash"])
-        self._write_sms(phone_e164, f"Your Alma billing code is {code}. It expires in 10 minutes. Don't share it.")
+        with translation.override(locale):
+            body = gettext("Your Alma billing code is {code}. It expires in 10 minutes. Don't share it.").format(
+                code=code
+            )
+        self._write_sms(phone_e164, body)
 
     def check_code(self, *, phone_e164: str, code: str) -> CheckResult:
         with transaction.atomic():

@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -48,9 +49,11 @@ class TwilioVerifyGateway:
     def _service(self) -> Any:
         return self.client.verify.v2.services(self.service_sid)
 
-    def send_code(self, *, phone_e164: str) -> None:
+    def send_code(self, *, phone_e164: str, locale: str = "en") -> None:
+        # Twilio Verify writes the SMS itself, in `locale`; English is what it picks for US numbers anyway.
+        options = {"locale": locale} if locale != "en" else {}
         try:
-            verification = self._service().verifications.create(to=phone_e164, channel="sms")
+            verification = self._service().verifications.create(to=phone_e164, channel="sms", **options)
         except (TwilioRestException, TwilioServiceException) as error:
             if error.code == MAX_SENDS:
                 raise SendLimitReached() from error
@@ -79,8 +82,10 @@ class TwilioVerifyGateway:
         logger.warning("twilio verify %s refused: HTTP %s code %s", action, error.status, error.code)
         if error.code in INVALID_NUMBER and action == "send":
             return VerifyError(
-                "We couldn't text that number. If it's not a mobile number, please contact your provider to update "
-                "the phone number on your profile.",
+                gettext_lazy(
+                    "We couldn't text that number. If it's not a mobile number, please contact your provider to update "
+                    "the phone number on your profile."
+                ),
                 permanent=True,
             )
         retryable = error.code == RATE_LIMITED or error.status >= 500
