@@ -96,10 +96,11 @@ def _receipt_pdf(payment: Payment) -> bytes:
     pdf.cell(widths[-1], 8, format_cents(sum(a.amount_cents for a in allocations)), border="T")
     pdf.ln(14)
     pdf.set_font("Helvetica", size=10)
-    pdf.multi_cell(0, 6, _latin1(str(FSA_STATEMENT)))
+    # Back to the left margin after each paragraph: the next one needs the page's whole width.
+    pdf.multi_cell(0, 6, _latin1(str(FSA_STATEMENT)), new_x="LMARGIN", new_y="NEXT")
     if payment.refunded_cents:
         refunded = gettext("Refunded to your card: {amount}.").format(amount=format_cents(payment.refunded_cents))
-        pdf.multi_cell(0, 6, _latin1(refunded))
+        pdf.multi_cell(0, 6, _latin1(refunded), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 

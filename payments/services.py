@@ -86,6 +86,9 @@ def payment_start(
         return existing
     try:
         with transaction.atomic():
+            # The patient first, then the invoices: the order autopay enrollment locks them in, so a Pay click and
+            # "turn on autopay and pay what is open" at the same moment wait for each other instead of deadlocking.
+            Patient.objects.select_for_update().filter(pk=patient_id).values_list("pk", flat=True).first()
             invoices = list(
                 Invoice.objects.select_for_update().filter(pk__in=invoice_ids, patient_id=patient_id).order_by("pk")
             )

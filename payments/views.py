@@ -48,6 +48,9 @@ def _row(invoice: Invoice) -> dict[str, Any]:
 
 @verified_patient_page("GET")
 def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    notice = NOTICES.get(str(request.GET.get("notice", "")))
+    if notice is not None:
+        messages.error(request, str(notice))  # shown on this very page (rendered below)
     options = selectors.pay_options_for(patient_id=patient_id)
     recent = selectors.recent_payments_for(patient_id=patient_id)
     most_recent = options.most_recent
@@ -320,10 +323,18 @@ def _forget_setup_card(patient_id: int, setup_intent_id: str) -> None:
         services.card_forget_later(payment_method_id=card.payment_method_id)
 
 
-def _stale(request: HttpRequest, message: str) -> JsonResponse:
-    """This tab lost a race (another tab or device paid first): the summary says why and shows what is owed."""
-    messages.error(request, message)
-    return JsonResponse({"status": "failed", "message": message, "redirect": reverse("pay-summary")}, status=409)
+# Why a Pay click was turned back, said on the summary it redirects to. Passed as a code in that URL rather than
+# queued as a session message, which would show up on whatever page this session renders next (another tab's
+# "Payment received", say).
+NOTICES = {"stale": services.STALE, "expired": EXPIRED, "changed": services.CHANGED}
+
+
+def _stale(request: HttpRequest, code: str) -> JsonResponse:
+    """This tab lost a race (another tab or device paid first), or its page expired: the summary says why and
+    shows what is owed."""
+    code = code if code in NOTICES else "stale"
+    redirect_to = reverse("pay-summary") + f"?notice={code}"
+    return JsonResponse({"status": "failed", "message": str(NOTICES[code]), "redirect": redirect_to}, status=409)
 
 
 @verified_patient_page("POST")
@@ -343,11 +354,11 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         checkout = found[1] if found else None
     if checkout is None:
         _forget_setup_card(patient_id, setup_intent)
-        return _stale(request, str(EXPIRED))
+        return _stale(request, "expired")
     invoices = _still_payable(patient_id, checkout)
     if invoices is None:
         _forget_setup_card(patient_id, setup_intent)
-        return _stale(request, str(services.STALE))
+        return _stale(request, "stale")
     left = budget.remaining()
     if left is not None and left < settings.STRIPE_TIMEOUT_SECONDS:
         # Too little time left to charge and hear back: hold nothing and say so (true: nothing was sent).
@@ -373,7 +384,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     except ServiceError as error:
         if card is not None:
             services.card_forget_later(payment_method_id=card.payment_method_id)  # no payment will use it
-        return _stale(request, error.message)
+        return _stale(request, error.code)
     except TransportError as error:
         # Nothing was held, so nothing was sent to be charged: that sentence is true here.
         return JsonResponse(

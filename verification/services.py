@@ -5,6 +5,7 @@ hold per patient across all of their links and IPs, and per IP across patients.
 """
 
 import hashlib
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -132,7 +133,22 @@ def _failures_since(*, patient_id: int, kind: str, now: datetime, up_to: int | N
     return failures.count()
 
 
+def _network(ip: str | None) -> str | None:
+    """What the per-IP limit counts by: an IPv4 address, or an IPv6 address's /64 (one client's usual share, so
+    rotating through its own addresses does not reset the count)."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+    return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)
+
+
 def _limit_reached(*, patient_id: int, ip: str | None, now: datetime) -> StepResult | None:
+    ip = _network(ip)
     if ip:
         recent = AccessAttempt.objects.filter(ip_address=ip, succeeded=False, created_at__gte=now - _HOUR)
         if recent.filter(Q(kind=Kind.PHONE) | Q(kind=Kind.CODE)).count() >= settings.VERIFY_MAX_FAILURES_PER_IP:
@@ -168,7 +184,7 @@ def _audit_if_locked_by(attempt: AccessAttempt, *, link: PayLink, ip: str | None
 
 def _record(*, kind: str, ok: bool, link: PayLink, ip: str | None) -> AccessAttempt:
     return AccessAttempt.objects.create(
-        kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=ip
+        kind=kind, succeeded=ok, patient_id=link.patient_id, pay_link=link, ip_address=_network(ip)
     )
 
 

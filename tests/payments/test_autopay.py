@@ -391,3 +391,55 @@ def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, mon
     broken.refresh_from_db()
     assert second.status == Invoice.Status.PAID
     assert broken.status == AutopayAttempt.Status.SCHEDULED  # due again at the next sweep
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p6_turning_on_autopay_with_pay_now_while_a_pay_click_runs_fails_neither_and_charges_once(  # type: ignore[no-untyped-def]
+    postgres: None, stripe_api
+) -> None:
+    """Both lock the patient first, then the invoices (they used to deadlock: one of them answered 500)."""
+    import re
+
+    from tests.payments.conftest import card_page, checkout
+
+    _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    tab = verified(invoice)
+    fields = card_page(tab, checkout(tab, "all"))
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+    other_tab = verified(invoice)
+    setup_id = re.search(r'data-setup-id="([^"]+)"', other_tab.get("/pay/autopay/").content.decode()).group(1)  # type: ignore[union-attr]
+    stripe_fake.save_card(setup_id, stripe_fake.GOOD_CARD)
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def pay() -> None:
+        try:
+            barrier.wait()
+            body = {
+                "setup_intent": fields["setup-id"],
+                "attempt_key": fields["attempt-key"],
+                "checkout": fields["checkout"],
+            }
+            answers.append(tab.post("/pay/card/confirm/", body, content_type="application/json").status_code)
+        finally:
+            connection.close()
+
+    def turn_on_autopay() -> None:
+        try:
+            barrier.wait()
+            body = {"setup_intent": setup_id, "pay_open_now": True}
+            answers.append(other_tab.post("/pay/autopay/enroll/", body, content_type="application/json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay), threading.Thread(target=turn_on_autopay)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(answers) == 2 and all(code < 500 for code in answers), answers
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+    customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
+    assert len([i for i in stripe_fake.intents_for(customer) if i.status == "succeeded"]) == 1

@@ -373,7 +373,7 @@ def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_
     stripe_fake.save_card(loser["setup-id"], stripe_fake.GOOD_CARD)
     result = confirm(client, loser)
 
-    assert result["http"] == 409 and result["redirect"] == "/pay/invoices/"
+    assert result["http"] == 409 and result["redirect"] == "/pay/invoices/?notice=stale"
     summary = client.get(result["redirect"]).content.decode()
     assert "These invoices were just paid or are being paid. Here is what you still owe." in summary
     assert 'You owe <strong class="amount">$40.00</strong>' in summary
@@ -444,7 +444,10 @@ def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_
     assert result["http"] == 409 and "expired. Nothing was charged" in result["message"]
     assert not Payment.objects.exists()
     assert CardToDetach.objects.count() == 1  # the card Stripe.js saved is not kept
-    assert "expired. Nothing was charged" in client.get("/pay/invoices/").content.decode()
+    assert "expired. Nothing was charged" in client.get(result["redirect"]).content.decode()
+    # The sentence belongs to that redirect only: it never shows up on another page of the session (another
+    # tab's "Payment received", say).
+    assert "expired" not in client.get("/pay/invoices/").content.decode()
 
 
 def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
@@ -453,3 +456,10 @@ def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, pati
     card_page(client, checkout(client, "all"))
     response = client.post("/pay/card/confirm/", b'{"attempt_key": "\\ud800"}', content_type="application/json")
     assert response.status_code == 409
+
+
+def test_a_notice_in_the_summary_url_is_only_one_of_ours(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    page = client.get("/pay/invoices/?notice=<script>alert(1)</script>").content.decode()
+    assert "<script>alert(1)" not in page and "just paid" not in page

@@ -300,3 +300,33 @@ def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:  
     services.card_detach(payment_method_id=payment.stripe_payment_method_id)
     assert stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id).customer
     assert not CardToDetach.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"id": "evt_n", "type": "payment_intent.succeeded", "data": {"object": {"amount": NaN}}}',
+        b'{"id": "evt_i", "type": "payment_intent.succeeded", "data": {"object": {"amount": 1e400}}}',
+        b'{"id": "evt_d", "type": "x", "data": {"object": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}}",
+    ],
+    ids=["NaN", "a number too large", "nested 3000 deep"],
+)
+def test_a_signed_event_postgresql_could_not_store_answers_400(payload: bytes, stripe_api) -> None:  # type: ignore[no-untyped-def]
+    assert post_raw(payload, _sign(payload)).status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_signature_from_the_future_is_refused(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    import hmac
+    import time
+
+    from django.conf import settings
+
+    payload = b'{"id": "evt_future", "type": "x", "data": {"object": {}}}'
+    timestamp = int(time.time()) + 3600
+    digest = hmac.new(
+        settings.STRIPE_WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
+    assert post_raw(payload, f"t={timestamp},v1={digest}").status_code == 400
+    assert not StripeEvent.objects.exists()

@@ -103,6 +103,19 @@ def test_p4_one_ip_guessing_across_many_patients_is_blocked(settings) -> None:  
     verify(Client(), link_for(target), phone="(202) 555-0199", ip="203.0.113.5")  # other networks are fine
 
 
+def test_p4_an_ipv6_client_rotating_through_its_own_64_is_still_one_network(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.VERIFY_MAX_FAILURES_PER_IP = 6
+    victims = [InvoiceFactory(session__patient=PatientFactory(phone=f"+1202555{i:04d}")) for i in range(160, 166)]
+    for n, victim in enumerate(victims, start=1):  # a new address for every guess, all in 2001:db8:aa:bb::/64
+        Client().post(link_for(victim), {"phone": "(617) 555-0100"}, REMOTE_ADDR=f"2001:db8:aa:bb::{n:x}")
+
+    target = InvoiceFactory(session__patient=PatientFactory(phone="+12025550198"))
+    response = Client().post(link_for(target), {"phone": "(202) 555-0198"}, REMOTE_ADDR="2001:db8:aa:bb:ffff::1")
+
+    assert response.status_code == 429 and "Too many attempts from your network" in response.content.decode()
+    verify(Client(), link_for(target), phone="(202) 555-0198", ip="2001:db8:aa:cc::1")  # the next /64 is fine
+
+
 def test_p4_wrong_code_then_lockout_after_five_checks(invoice: Invoice) -> None:
     client = Client()
     url = link_for(invoice)
