@@ -36,6 +36,7 @@ SUMMARY_FIELDS = (
     "practice_id",
     "session__id",
     "session__date_of_service",
+    "session__claim__claim_number",
     "provider__id",
     "provider__display_name",
 )

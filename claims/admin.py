@@ -1,0 +1,46 @@
+"""Claims and remittances in the admin: read-only; providers see their own sessions' claims, ops see all."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q
+from django.http import HttpRequest
+
+from alma_billing.core.staff import ProviderScopedAdmin
+from claims.models import Claim
+
+
+def claim_number_of(session: Any) -> str:
+    """The session's claim number for admin pages, or "-" (self-pay, covered EAP, not billed yet)."""
+    claim = Claim.objects.filter(session_id=getattr(session, "pk", None)).only("claim_number").first()
+    return claim.claim_number if claim else "-"
+
+
+@admin.register(Claim)
+class ClaimAdmin(ProviderScopedAdmin):
+    list_display = ["claim_number", "session", "status", "plan_responsibility_cents", "decided_at", "attention"]
+    list_filter = ["status"]
+    search_fields = ["claim_number"]
+    list_select_related = ["session"]
+    readonly_fields = (
+        "claim_number",
+        "session",
+        "status",
+        "created_at",
+        "decided_at",
+        "plan_responsibility_cents",
+        "attention",
+    )
+    fields = readonly_fields
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(session__provider=provider)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # claims are opened by billing, never typed in
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
