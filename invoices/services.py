@@ -78,7 +78,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
-            return Invoice.objects.filter(session=session).first()
+            return Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
 
         decision = _decide(session)
         if isinstance(decision, _Attention):
