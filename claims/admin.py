@@ -6,8 +6,8 @@ from django.contrib import admin
 from django.db.models import Q
 from django.http import HttpRequest
 
-from alma_billing.core.staff import ProviderScopedAdmin
-from claims.models import Claim
+from alma_billing.core.staff import ProviderScopedAdmin, is_ops
+from claims.models import Claim, ClaimPayment, Remittance
 
 
 def claim_number_of(session: Any) -> str:
@@ -41,6 +41,43 @@ class ClaimAdmin(ProviderScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ClaimPaymentInline(admin.TabularInline):
+    model = ClaimPayment
+    fields = ("claim_number", "status_code", "patient_responsibility_cents", "outcome", "note", "adjustment_invoice")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Remittance)
+class RemittanceAdmin(admin.ModelAdmin):
+    """Ops only: a remittance names claims of every provider."""
+
+    list_display = ["trace_number", "payer_name", "file_name", "received_at", "summary"]
+    search_fields = ["trace_number", "lines__claim_number"]
+    readonly_fields = ("file_name", "trace_number", "payer_name", "payer_id", "payment_cents", "received_at", "summary")
+    fields = readonly_fields
+    inlines = [ClaimPaymentInline]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_ops(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_ops(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # imported with `manage.py import_remittance`
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -38,3 +38,70 @@ class Claim(models.Model):
 
     def __str__(self) -> str:
         return f"Claim {self.claim_number}"
+
+
+class Remittance(models.Model):
+    """One imported 835 file, kept as received."""
+
+    file_name = models.CharField(max_length=255, blank=True)
+    raw_text = models.TextField()
+    trace_number = models.CharField("check or EFT trace (TRN02)", max_length=50)
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_id = models.CharField(max_length=50, blank=True)
+    payment_cents = models.IntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+    summary = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Remittance {self.trace_number} from {self.payer_name or self.payer_id or 'a payer'}"
+
+
+class ClaimPayment(models.Model):
+    """One CLP line of a remittance: the plan's decision on one claim, and what the true-up did with it."""
+
+    class Outcome(models.TextChoices):
+        ADJUSTED_UP = "adjusted_up", "Adjusted up: an adjustment invoice"
+        REDUCED = "reduced", "Reduced"
+        REFUNDED = "refunded", "Refunded to the card"
+        CONFIRMED = "confirmed", "Confirmed: the estimate was right"
+        DENIED = "denied", "Denied: for a person"
+        REVERSED = "reversed", "Reversed"
+        UNMATCHED = "unmatched", "Unmatched: no such claim"
+        NEEDS_ATTENTION = "needs_attention", "Needs a person"
+
+    remittance = models.ForeignKey(Remittance, on_delete=models.PROTECT, related_name="lines")
+    claim = models.ForeignKey(Claim, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    trace_number = models.CharField(max_length=50)
+    claim_number = models.CharField("CLP01", max_length=38)
+    status_code = models.CharField("CLP02", max_length=2)
+    charge_cents = models.IntegerField("CLP03 charge")
+    paid_cents = models.IntegerField("CLP04 paid by the plan")
+    patient_responsibility_cents = models.IntegerField("CLP05 patient responsibility")
+    payer_claim_number = models.CharField("CLP07", max_length=50)
+    # [{"group": "PR", "reason": "1", "amount_cents": 5000}, ...] as the plan sent them (CAS).
+    adjustments = models.JSONField(default=list)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    note = models.TextField(blank=True)
+    adjustment_invoice = models.ForeignKey(
+        "invoices.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="claim_payments"
+    )
+    # Money to give back to the card; `refund` is set once Stripe made it (after the import commits).
+    refund_cents = models.IntegerField(default=0)
+    refund = models.ForeignKey("payments.Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # The dedupe key: the same decision imported twice (the same file, or a resent one) is one row.
+            models.UniqueConstraint(
+                fields=["trace_number", "claim_number", "payer_claim_number"], name="claim_payment_once"
+            ),
+            models.CheckConstraint(condition=Q(refund_cents__gte=0), name="claim_payment_refund_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.claim_number} in {self.trace_number}: {self.get_outcome_display()}"
