@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import TransportError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue_on_commit
@@ -63,6 +64,7 @@ class ImportSummary:
     needs_a_person: int = 0
     remittance_id: int | None = None
     dry_run: bool = False
+    refunds_waiting: int = 0  # decided, but Stripe did not answer: retried by the next import
 
     def counts(self) -> dict[str, int]:
         return {
@@ -131,7 +133,7 @@ def remittance_import(
     except _DryRun:
         summary.remittance_id = None
         return summary
-    claim_refunds_due()
+    summary.refunds_waiting = claim_refunds_due()
     return summary
 
 
@@ -191,100 +193,146 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
         payment.outcome = ClaimPayment.Outcome.DENIED
         payment.note = claim.attention
         return
-    if payment.status_code == REVERSAL:
-        _reverse(claim=claim, payment=payment, actor=actor)
-        return
-
-    plan_cents = payment.patient_responsibility_cents
+    # The plan's standing decision: the latest line not reversed (a reversal, CLP02 22, cancels the decision with
+    # its CLP07 whichever arrived first). With none standing, the patient owes the estimate again.
+    lines = list(claim.payments.exclude(status_code=DENIED).order_by("id"))
+    reversed_numbers = {line.payer_claim_number for line in lines if line.status_code == REVERSAL}
+    standing = [
+        line for line in lines if line.status_code != REVERSAL and line.payer_claim_number not in reversed_numbers
+    ]
     invoices = list(
         Invoice.objects.select_for_update().filter(session=session).exclude(status=Invoice.Status.VOID).order_by("id")
     )
     original = next((i for i in invoices if i.kind != Invoice.Kind.ADJUSTMENT), None)
+    estimate = original.amount_cents if original is not None else 0
+    target = standing[-1].patient_responsibility_cents if standing else estimate
+    outcome = _settle(claim=claim, payment=payment, invoices=invoices, original=original, target=target, actor=actor)
+    if payment.status_code == REVERSAL:
+        payment.outcome = ClaimPayment.Outcome.REVERSED
+        payment.note = f"Reversed {payment.payer_claim_number}: {payment.note or outcome.label}"
+    else:
+        payment.outcome = outcome
+    if outcome != ClaimPayment.Outcome.NEEDS_ATTENTION:
+        claim.plan_responsibility_cents = max(target, 0) if standing else None
+        if not standing:
+            claim.status = Claim.Status.REVERSED
+        else:
+            claim.status = Claim.Status.CONFIRMED if target == estimate else Claim.Status.ADJUSTED
+    claim.save(update_fields=["status", "decided_at", "plan_responsibility_cents", "attention"])
+
+
+def _settle(
+    *,
+    claim: Claim,
+    payment: ClaimPayment,
+    invoices: list[Invoice],
+    original: Invoice | None,
+    target: int,
+    actor: Actor,
+) -> ClaimPayment.Outcome:
+    """Bring what the patient is billed for the session to `target`, without ever editing an issued amount: bill
+    the difference as an adjustment invoice, void adjustment invoices still open (our own earlier true-ups) and
+    reissue the net, or refund what was paid. What cannot be done that way (less than an open original invoice, a
+    payment in flight) changes nothing and is left for a person."""
     refunded = sum(claim.payments.exclude(pk=payment.pk).values_list("refund_cents", flat=True))
     billed = sum(i.amount_cents for i in invoices) - refunded
-    difference = plan_cents - billed
-    claim.plan_responsibility_cents = max(plan_cents, 0)
+    if target == billed:
+        return ClaimPayment.Outcome.CONFIRMED
+    if target > billed:
+        _adjust_up(
+            claim=claim, payment=payment, original=original, billed=billed, amount=target - billed, target=target,
+            actor=actor,
+        )  # fmt: skip
+        return ClaimPayment.Outcome.ADJUSTED_UP
 
-    if session.billing_type == TherapySession.BillingType.EAP and original is None and plan_cents > 0:
-        _attention(
-            claim,
-            payment,
-            f"EAP session: the plan says the patient owes {format_cents(plan_cents)}, "
-            "but an Optum authorization keeps it at $0.00. Nothing was billed; check with the EAP.",
+    open_adjustments = [i for i in invoices if i.kind == Invoice.Kind.ADJUSTMENT and i.status == Invoice.Status.OPEN]
+    after_voids = billed - sum(i.amount_cents for i in open_adjustments)
+    others_open = [
+        i
+        for i in invoices
+        if i.status in (Invoice.Status.OPEN, Invoice.Status.PROCESSING) and i not in open_adjustments
+    ]
+    paid = sum(i.amount_cents for i in invoices if i.status == Invoice.Status.PAID) - refunded
+    give_back = after_voids - target
+    if give_back > 0 and (others_open or paid < give_back):
+        # Money stays read-only: an open original invoice is not edited, and there is no credit record yet.
+        message = (
+            f"The plan says the patient owes {format_cents(target)}, less than the {format_cents(billed)} billed, "
+            "and part of it is still open or being paid: reduce it by hand (void and recharge, or refund)."
         )
-    elif difference == 0:
-        claim.status = Claim.Status.CONFIRMED
-        payment.outcome = ClaimPayment.Outcome.CONFIRMED
-    elif difference > 0:
-        adjustment = _adjustment_invoice(
-            session=session, original=original, payment=payment, billed_cents=billed, amount_cents=difference
-        )
-        claim.status = Claim.Status.ADJUSTED
-        payment.outcome, payment.adjustment_invoice = ClaimPayment.Outcome.ADJUSTED_UP, adjustment
-        audit_record(
-            actor=actor, action="invoice.issued", obj=adjustment, amount_cents=difference, session_id=session.pk
-        )
-        enqueue_on_commit(invoice_email_task, adjustment.pk)
-    else:
-        give_back = -difference
-        open_ones = [i for i in invoices if i.status in (Invoice.Status.OPEN, Invoice.Status.PROCESSING)]
-        paid = sum(i.amount_cents for i in invoices if i.status == Invoice.Status.PAID) - refunded
-        if open_ones or paid < give_back:
-            # Money stays read-only: an open invoice is not edited, and we have no credit record yet.
-            _attention(
-                claim,
-                payment,
-                f"The plan says the patient owes {format_cents(plan_cents)}, less than the {format_cents(billed)} "
-                "billed, and part of it is still open: reduce it by hand (void and recharge, or refund).",
-            )
-        else:
-            claim.status = Claim.Status.ADJUSTED
-            payment.outcome, payment.refund_cents = ClaimPayment.Outcome.REFUNDED, give_back
-            payment.note = f"{format_cents(give_back)} goes back to the card (the plan decided the patient owes less)."
-    claim.save(update_fields=["status", "decided_at", "plan_responsibility_cents", "attention"])
+        claim.attention = message
+        payment.note = message
+        return ClaimPayment.Outcome.NEEDS_ATTENTION
+    for invoice in open_adjustments:
+        reason = f"The plan changed its decision on claim {claim.claim_number} (remittance {payment.trace_number})."
+        invoice_void(invoice_id=invoice.pk, reason=reason, actor=actor)
+    voided = ", ".join(i.number for i in open_adjustments)
+    if give_back > 0:
+        payment.refund_cents = give_back
+        payment.note = f"{format_cents(give_back)} goes back to the card (the plan decided the patient owes less)."
+        if voided:
+            payment.note += f" Voided {voided}."
+        return ClaimPayment.Outcome.REFUNDED
+    payment.note = f"Voided {voided}."
+    if give_back < 0:
+        reissued = _adjust_up(
+            claim=claim, payment=payment, original=original, billed=after_voids, amount=-give_back, target=target,
+            actor=actor,
+        )  # fmt: skip
+        payment.note = f"Voided {voided}; the difference is reissued as {reissued.number}."
+    return ClaimPayment.Outcome.REDUCED
 
 
-def _attention(claim: Claim, payment: ClaimPayment, message: str) -> None:
-    claim.attention = message
-    payment.outcome, payment.note = ClaimPayment.Outcome.NEEDS_ATTENTION, message
-
-
-def _reverse(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
-    """CLP02 22: the plan takes back an earlier decision. Adjustment invoices it caused that are still open are
-    voided; money already moved (a paid adjustment, a refund) is left for a person."""
-    earlier = claim.payments.exclude(pk=payment.pk).filter(payer_claim_number=payment.payer_claim_number)
-    undone, left = [], []
-    for line in earlier.select_related("adjustment_invoice"):
-        invoice = line.adjustment_invoice
-        if invoice is not None and invoice.status == Invoice.Status.OPEN:
-            invoice_void(invoice_id=invoice.pk, reason=f"The plan reversed claim {claim.claim_number}.", actor=actor)
-            undone.append(invoice.number)
-        elif invoice is not None or line.refund_cents:
-            left.append(str(line.pk))
-    claim.status, claim.plan_responsibility_cents = Claim.Status.REVERSED, None
-    payment.outcome = ClaimPayment.Outcome.REVERSED
-    payment.note = f"Reversed {payment.payer_claim_number}; voided {', '.join(undone) or 'nothing'}."
-    if left:
-        claim.attention = f"Reversed after money moved (remittance lines {', '.join(left)}): settle it by hand."
-        payment.note += " " + claim.attention
-    claim.save(update_fields=["status", "decided_at", "plan_responsibility_cents", "attention"])
+def _adjust_up(
+    *,
+    claim: Claim,
+    payment: ClaimPayment,
+    original: Invoice | None,
+    billed: int,
+    amount: int,
+    target: int,
+    actor: Actor,
+) -> Invoice:
+    adjustment = _adjustment_invoice(
+        session=claim.session,
+        original=original,
+        payment=payment,
+        billed_cents=billed,
+        amount_cents=amount,
+        plan_cents=target,
+    )
+    payment.adjustment_invoice = adjustment
+    audit_record(actor=actor, action="invoice.issued", obj=adjustment, amount_cents=amount, session_id=claim.session_id)
+    enqueue_on_commit(invoice_email_task, adjustment.pk)
+    return adjustment
 
 
 def _adjustment_invoice(
-    *, session: TherapySession, original: Invoice | None, payment: ClaimPayment, billed_cents: int, amount_cents: int
+    *,
+    session: TherapySession,
+    original: Invoice | None,
+    payment: ClaimPayment,
+    billed_cents: int,
+    amount_cents: int,
+    plan_cents: int,
 ) -> Invoice:
+    itemized = payment.adjustments if payment.status_code != REVERSAL else []
     lines = [
         f"{_PR_REASONS.get(a['reason'], 'Reason ' + a['reason'])} {format_cents(a['amount_cents'])}"
-        for a in payment.adjustments
+        for a in itemized
         if a["group"] == "PR"
     ]
-    estimated = f"Estimated {format_cents(billed_cents)}"
-    if original is not None:
-        estimated += f" on {timezone.localtime(original.issued_at):%B %-d, %Y}"
+    estimate = original.amount_cents if original is not None else 0
+    if billed_cents == estimate and original is not None:
+        billed = f"Estimated {format_cents(billed_cents)} on {timezone.localtime(original.issued_at):%B %-d, %Y}"
+    elif billed_cents == estimate:
+        billed = f"Estimated {format_cents(billed_cents)}"
+    else:
+        billed = f"Billed so far {format_cents(billed_cents)} (estimated {format_cents(estimate)})"
+    itemization = f" ({'; '.join(lines)})" if lines else ""
     note = (
-        f"{estimated}. Your plan's decision on claim {payment.claim_number}: you owe "
-        f"{format_cents(payment.patient_responsibility_cents)} ({'; '.join(lines) or 'no itemization'}). "
-        f"Difference: {format_cents(amount_cents)}."
+        f"{billed}. Your plan's decision on claim {payment.claim_number}: you owe {format_cents(plan_cents)}"
+        f"{itemization}. Difference: {format_cents(amount_cents)}."
     )
     invoice = Invoice.objects.create(
         number=f"pending-adj-{payment.pk}",
@@ -299,8 +347,8 @@ def _adjustment_invoice(
             "method": "plan_decision",
             "note": note,
             "estimate_cents": billed_cents,
-            "plan_responsibility_cents": payment.patient_responsibility_cents,
-            "adjustments": payment.adjustments,
+            "plan_responsibility_cents": plan_cents,
+            "adjustments": itemized,
             "amount_cents": amount_cents,
         },
     )
@@ -313,12 +361,16 @@ _PR_REASONS = {"1": "Deductible", "2": "Coinsurance", "3": "Copay"}
 
 
 def claim_refunds_due() -> int:
-    """Make the refunds imports decided and Stripe has not made yet (also a retry after a failure). Returns how many."""
-    done = 0
+    """Make the refunds imports decided and Stripe has not made yet (each import retries what an earlier one could
+    not). Returns how many are still waiting for Stripe."""
+    waiting = 0
     for line_id in ClaimPayment.objects.filter(refund_cents__gt=0, refund__isnull=True).values_list("pk", flat=True):
-        if claim_refund_make(claim_payment_id=line_id) is not None:
-            done += 1
-    return done
+        try:
+            claim_refund_make(claim_payment_id=line_id)
+        except TransportError as error:
+            waiting += 1
+            logger.warning("refund for claim payment %s not made (%s); the next import retries it", line_id, error)
+    return waiting
 
 
 def claim_refund_make(*, claim_payment_id: int) -> Refund | None:

@@ -166,25 +166,79 @@ def test_p13_a_zero_dollar_estimate_the_plan_bills_gets_an_adjustment_invoice(  
     assert adjustment.amount_cents == 2_500
 
 
-def test_p13_a_reversal_voids_the_open_adjustment_it_takes_back(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def reversal(claim: Claim, cents: int, payer_claim_number: str = "PCN0001") -> Clp:
+    return Clp(
+        claim.claim_number,
+        status="22",
+        charge_cents=-20_000,
+        paid_cents=-12_000,
+        responsibility_cents=-cents,
+        payer_claim_number=payer_claim_number,
+    )
+
+
+def open_owed(claim: Claim) -> int:
+    return sum(
+        Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN).values_list("amount_cents", flat=True)
+    )
+
+
+def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000)], trace="EFT1"))
-    reversal = Clp(
-        claim.claim_number, status="22", charge_cents=-20_000, paid_cents=-12_000, responsibility_cents=-5_000
-    )
-    out = run(tmp_path, build_835([reversal], trace="EFT2"))
+    out = run(tmp_path, build_835([reversal(claim, 5_000)], trace="EFT2"))
     assert "1 reversed" in out
     adjustment = Invoice.objects.get(kind=Invoice.Kind.ADJUSTMENT)
-    assert adjustment.status == Invoice.Status.VOID
+    assert adjustment.status == Invoice.Status.VOID and open_owed(claim) == ESTIMATE
     claim.refresh_from_db()
-    assert claim.status == Claim.Status.REVERSED
-    # The corrected claim then settles against the estimate again.
-    run(
+    assert claim.status == Claim.Status.REVERSED and claim.plan_responsibility_cents is None
+    correction = Clp(claim.claim_number, responsibility_cents=4_000, payer_claim_number="PCN0002")
+    run(tmp_path, build_835([correction], trace="EFT3"))
+    claim.refresh_from_db()
+    assert claim.status == Claim.Status.ADJUSTED and open_owed(claim) == 4_000
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("original", "reversal", "correction"),
+        ("original", "correction", "reversal"),
+        ("reversal", "original", "correction"),
+        ("correction", "reversal", "original"),
+    ],
+)
+def test_p13_reversal_and_correction_end_the_same_whatever_order_the_files_arrive_in(  # type: ignore[no-untyped-def]
+    billed, tmp_path, order: tuple[str, ...]
+) -> None:
+    claim, _ = billed
+    files = {
+        "original": build_835([Clp(claim.claim_number, responsibility_cents=5_000)], trace="EFT1"),
+        "reversal": build_835([reversal(claim, 5_000)], trace="EFT2"),
+        "correction": build_835(
+            [Clp(claim.claim_number, responsibility_cents=4_000, payer_claim_number="PCN0002")], trace="EFT3"
+        ),
+    }
+    for name in order:
+        run(tmp_path, files[name], name=f"{name}.835")
+    assert open_owed(claim) == 4_000
+    claim.refresh_from_db()
+    assert claim.plan_responsibility_cents == 4_000 and not claim.attention
+
+
+def test_p13_a_lower_second_decision_reduces_the_open_adjustment_by_void_and_reissue(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    claim, original = billed
+    run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000)], trace="EFT1"))
+    out = run(
         tmp_path,
-        build_835([Clp(claim.claim_number, responsibility_cents=ESTIMATE, payer_claim_number="PCN0002")], trace="EFT3"),
+        build_835([Clp(claim.claim_number, responsibility_cents=4_000, payer_claim_number="P2")], trace="EFT2"),
     )
-    claim.refresh_from_db()
-    assert claim.status == Claim.Status.CONFIRMED
+    assert "1 reduced" in out
+    first, second = Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).order_by("id")
+    assert first.status == Invoice.Status.VOID and first.amount_cents == 2_000
+    assert second.status == Invoice.Status.OPEN and second.amount_cents == 1_000
+    assert "Billed so far $30.00" in second.calculation["note"] or "Estimated $30.00" in second.calculation["note"]
+    original.refresh_from_db()
+    assert original.amount_cents == ESTIMATE and original.status == Invoice.Status.OPEN
 
 
 def test_p13_unknown_claims_are_counted_unmatched_and_kept(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -273,3 +327,27 @@ def test_p13_the_demo_remittance_shows_each_outcome_on_the_seeded_claims(  # typ
         out.getvalue()
     )
     assert Refund.objects.get().amount_cents == 1_000
+
+
+def test_p13_ops_upload_a_remittance_in_the_admin_and_see_its_lines(billed) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.staff import staff_login
+
+    claim, _ = billed
+    ops = Client()
+    staff_login(ops, get_user_model().objects.create_superuser("ops-835", "ops@example.com", "pw"))
+    text = build_835([Clp(claim.claim_number, responsibility_cents=ESTIMATE)])
+
+    bad = SimpleUploadedFile("bad.835", text.replace("SE*", "SE*9", 1).encode())
+    page = ops.post("/admin/claims/remittance/import/", {"file": bad}, follow=True).content.decode()
+    assert "not imported, nothing changed" in page and "SE segment" in page and not Remittance.objects.exists()
+
+    good = SimpleUploadedFile("era.835", text.encode())
+    page = ops.post("/admin/claims/remittance/import/", {"file": good}, follow=True).content.decode()
+    assert "1 claims matched" in page and "1 confirmed" in page
+    remittance = Remittance.objects.get()
+    page = ops.get(f"/admin/claims/remittance/{remittance.pk}/change/").content.decode()
+    assert claim.claim_number in page and "EFT0001" in page
+    assert "Import a remittance (835)" in ops.get("/admin/claims/remittance/").content.decode()

@@ -35,5 +35,7 @@ class Command(BaseCommand):
             counts = ", ".join(f"{count} {words}" for words, count in summary.counts().items())
             prefix = "would import (dry run, nothing changed)" if options["dry_run"] else "imported"
             self.stdout.write(f"{name}: {prefix}: {counts}")
+            if summary.refunds_waiting:
+                self.stderr.write(f"{summary.refunds_waiting} refund(s) wait for Stripe; the next import retries them.")
         if failed:
             raise CommandError(f"{len(failed)} file(s) not imported: {', '.join(failed)}")
