@@ -93,8 +93,8 @@ _COUNTED = {
 }
 
 
-class _DryRun(Exception):
-    """Raised at the end of a dry run to roll everything back."""
+class _Rollback(Exception):
+    """Raised at the end of a dry run (or of a file seen before) to roll everything back."""
 
 
 def remittance_import(
@@ -128,10 +128,12 @@ def remittance_import(
             record.save(update_fields=["summary"])
             audit_record(actor=actor, action="remittance.imported", obj=record, **summary.counts())
             summary.remittance_id = record.pk
-            if dry_run:
-                raise _DryRun
-    except _DryRun:
+            if dry_run or (remittance.claims and summary.already_imported == len(remittance.claims)):
+                raise _Rollback  # a dry run, or a file seen before: nothing is kept, not even the file
+    except _Rollback:
         summary.remittance_id = None
+        if not dry_run:
+            summary.refunds_waiting = claim_refunds_due()
         return summary
     summary.refunds_waiting = claim_refunds_due()
     return summary

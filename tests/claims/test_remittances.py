@@ -10,6 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM
 from alma_billing.core.models import AuditEvent
@@ -96,6 +97,9 @@ def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> Non
     claim.refresh_from_db()
     assert claim.status == Claim.Status.CONFIRMED and claim.decided_at is not None
     assert Invoice.objects.count() == 1
+    day = f"{timezone.localtime(claim.decided_at):%b} {timezone.localtime(claim.decided_at).day}"
+    summary = verified_client(original).get("/pay/invoices/").content.decode()
+    assert f"Claim number {claim.claim_number} · Confirmed by your plan on {day}" in summary
 
 
 def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type: ignore[no-untyped-def]
@@ -260,6 +264,7 @@ def test_p13_the_same_file_twice_changes_nothing_the_second_time(  # type: ignor
         out = run(tmp_path, remittance)
     assert "0 claims matched, 0 adjusted up" in out and "1 already imported" in out
     assert Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).count() == 1 and not mail.outbox
+    assert Remittance.objects.count() == 1 and ClaimPayment.objects.count() == 1
 
 
 def test_p13_dry_run_says_what_would_happen_and_changes_nothing(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
