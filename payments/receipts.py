@@ -9,6 +9,7 @@ from fpdf import FPDF
 from alma_billing.core.audit import SYSTEM, audit_record
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
+from claims.selectors import claim_numbers_for
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ def receipt_pdf(payment: Payment) -> bytes:
     pdf.cell(widths[-1], 8, format_cents(sum(a.amount_cents for a in allocations)), border="T")
     pdf.ln(14)
     pdf.set_font("Helvetica", size=10)
+    claims = claim_numbers_for(session_ids={a.invoice.session_id for a in allocations})
+    if claims:  # P13: what the patient quotes to their plan, FSA or HSA
+        numbers = sorted(set(claims.values()))
+        text = f"Insurance claim number{'s' if len(numbers) > 1 else ''}: {', '.join(numbers)}."
+        pdf.multi_cell(0, 6, _latin1(text), new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 6, FSA_STATEMENT)
     if payment.refunded_cents:
         pdf.multi_cell(0, 6, f"Refunded to your card: {format_cents(payment.refunded_cents)}.")

@@ -73,3 +73,18 @@ def test_p13_ops_see_the_claim_number_on_the_session_and_invoice_pages(  # type:
     ):
         page = client.get(url).content.decode()
         assert number in page, url
+
+
+def test_p13_the_receipt_names_the_claim_number(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    from payments.models import Payment
+    from payments.receipts import receipt_pdf
+    from tests.payments.conftest import pay
+    from tests.payments.test_paying import pdf_text
+
+    session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
+    invoice = bill(session, django_capture_on_commit_callbacks)
+    assert invoice is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        assert pay(verified_client(invoice), "all")["status"] == "succeeded"
+    number = Claim.objects.get(session=session).claim_number
+    assert f"Insurance claim number: {number}." in pdf_text(receipt_pdf(Payment.objects.get()))
