@@ -31,7 +31,7 @@ def claim_number_of(session: Any) -> str:
 @admin.register(Claim)
 class ClaimAdmin(ProviderScopedAdmin):
     list_display = ["claim_number", "session", "status", "plan_responsibility_cents", "decided_at", "attention"]
-    list_filter = ["status"]
+    list_filter = ["status", ("attention", admin.EmptyFieldListFilter)]
     search_fields = ["claim_number"]
     list_select_related = ["session"]
     readonly_fields = (

@@ -215,6 +215,7 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
     else:
         payment.outcome = outcome
     if outcome != ClaimPayment.Outcome.NEEDS_ATTENTION:
+        claim.attention = ""  # settled: whatever an earlier line left for a person is no longer open
         claim.plan_responsibility_cents = max(target, 0) if standing else None
         if not standing:
             claim.status = Claim.Status.REVERSED

@@ -16,6 +16,7 @@ from invoices.selectors import open_balance_by_age
 def ops_dashboard(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
+    from claims.models import Claim
     from payments.models import Payment
 
     if not is_ops(request.user):
@@ -42,6 +43,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
             outside_payment_reported_at__isnull=False, status=Invoice.Status.OPEN
         ).count(),
         "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
+        "claims_attention": Claim.objects.exclude(attention="").count(),  # P13: denials and what imports left
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
         "payments_attention": Payment.objects.filter(attention_at__gte=timezone.now() - timedelta(days=30))
         .order_by("-attention_at")

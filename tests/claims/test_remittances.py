@@ -356,3 +356,17 @@ def test_p13_ops_upload_a_remittance_in_the_admin_and_see_its_lines(billed) -> N
     page = ops.get(f"/admin/claims/remittance/{remittance.pk}/change/").content.decode()
     assert claim.claim_number in page and "EFT0001" in page
     assert "Import a remittance (835)" in ops.get("/admin/claims/remittance/").content.decode()
+
+
+def test_p13_the_ops_dashboard_counts_claims_for_a_person(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    from tests.staff import staff_login
+
+    claim, _ = billed
+    run(tmp_path, build_835([Clp(claim.claim_number, status="4", paid_cents=0, responsibility_cents=0)]))
+    ops = Client()
+    staff_login(ops, get_user_model().objects.create_superuser("ops-dash", "ops@example.com", "pw"))
+    assert "1 claim(s) for a person" in ops.get("/admin/dashboard/").content.decode()
+    listed = ops.get("/admin/claims/claim/?attention__isempty=0").content.decode()
+    assert claim.claim_number in listed
