@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
@@ -12,7 +12,7 @@ from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue_on_commit
 from claims.models import Claim, ClaimPayment, Remittance, claim_number_for
-from claims.x12 import DENIED, REVERSAL, ClaimLine, parse_835
+from claims.x12 import DENIED, REVERSAL, ClaimLine, RemittanceFileError, parse_835
 from invoices.models import Invoice, TherapySession
 from invoices.services import invoice_void
 from invoices.tasks import invoice_email_task
@@ -135,16 +135,22 @@ def remittance_import(
         if not dry_run:
             summary.refunds_waiting = claim_refunds_due()
         return summary
+    except IntegrityError:  # the dedupe constraint: the same lines committed by an import running at the same time
+        raise RemittanceFileError(
+            "CLP segment: these claim lines were imported by another run at the same time; nothing changed here. "
+            "Run it again to see them counted as already imported."
+        ) from None
     summary.refunds_waiting = claim_refunds_due()
     return summary
 
 
 def _line_apply(*, remittance: Remittance, line: ClaimLine, actor: Actor) -> ClaimPayment | None:
+    # Lock the claim first: a concurrent import of the same line waits here, then finds it already imported.
+    claim = Claim.objects.select_for_update().filter(claim_number=line.claim_number).first()
     if ClaimPayment.objects.filter(
         trace_number=line.trace_number, claim_number=line.claim_number, payer_claim_number=line.payer_claim_number
     ).exists():
         return None
-    claim = Claim.objects.select_for_update().filter(claim_number=line.claim_number).first()
     payment = ClaimPayment(
         remittance=remittance,
         claim=claim,

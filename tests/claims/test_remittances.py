@@ -370,3 +370,37 @@ def test_p13_the_ops_dashboard_counts_claims_for_a_person(billed, tmp_path) -> N
     assert "1 claim(s) for a person" in ops.get("/admin/dashboard/").content.decode()
     listed = ops.get("/admin/claims/claim/?attention__isempty=0").content.decode()
     assert claim.claim_number in listed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p13_the_same_file_imported_twice_at_once_settles_once(postgres: None) -> None:
+    """Two ops import one file at the same moment on PostgreSQL: one adjustment invoice, one line, no error."""
+    import threading
+
+    from django.db import connection
+
+    from claims.services import remittance_import
+
+    session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
+    services.session_complete(session_id=session.pk, actor=SYSTEM)
+    services.invoice_issue(session_id=session.pk)
+    claim = Claim.objects.get(session=session)
+    text = build_835([Clp(claim.claim_number, responsibility_cents=5_000)])
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def import_it() -> None:
+        try:
+            barrier.wait()
+            results.append(remittance_import(raw_text=text))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=import_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted((r.adjusted_up, r.already_imported) for r in results) == [(0, 1), (1, 0)]  # type: ignore[attr-defined]
+    assert Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).count() == 1 and ClaimPayment.objects.count() == 1
