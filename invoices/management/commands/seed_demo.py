@@ -70,7 +70,8 @@ class Command(BaseCommand):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(demo_835(numbers))
         self.stdout.write(
-            f"  Sample remittance (X12 835) for the demo claims: python manage.py import_remittance {path}"
+            f"  Sample remittance (X12 835) for the demo claims: DEBUG=1 .venv/bin/python manage.py "
+            f"import_remittance {path}"
         )
         self.stdout.write(
             "    (Jordan adjusted up, Sam's first visit refunded if paid first, Sam's second denied, one unmatched)"
