@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "invoices",
     "payments",
     "verification",
+    "claims",
 ]
 
 MIDDLEWARE = [

@@ -293,7 +293,7 @@ class TherapySessionAdmin(ProviderScopedAdmin):
     list_select_related = ["patient", "provider"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["status", "completed_at", "billing_outcome", "billing_note"]
+        fields = ["status", "completed_at", "billing_outcome", "billing_note", "claim_number"]
         if obj is not None and obj.billing_outcome != TherapySession.Outcome.PENDING:
             fields += [
                 "patient",
@@ -321,6 +321,12 @@ class TherapySessionAdmin(ProviderScopedAdmin):
         if not is_ops(request.user) and provider is not None:
             obj.provider = provider
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="Claim number")
+    def claim_number(self, obj: TherapySession) -> str:
+        from claims.admin import claim_number_of
+
+        return claim_number_of(obj)
 
     @admin.action(description="Mark completed (bills the session)")
     def mark_completed(self, request: HttpRequest, queryset: QuerySet[TherapySession]) -> None:
@@ -411,6 +417,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
         "provider",
         "practice",
         "session",
+        "claim_number",
         "kind",
         "amount",
         "status",
@@ -480,6 +487,12 @@ class InvoiceAdmin(ProviderScopedAdmin):
         if obj.email_problem:
             flags.append("no email")
         return ", ".join(flags) or "-"
+
+    @admin.display(description="Claim number")
+    def claim_number(self, obj: Invoice) -> str:
+        from claims.admin import claim_number_of
+
+        return claim_number_of(obj.session)
 
     @admin.display(description="Why this amount")
     def explanation(self, obj: Invoice) -> str:

@@ -17,6 +17,7 @@ from invoices.selectors import open_balance_by_age
 def ops_dashboard(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
+    from claims.models import Claim
     from payments.models import Payment, StripeEvent
 
     if not is_ops(request.user):
@@ -43,6 +44,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
             outside_payment_reported_at__isnull=False, status=Invoice.Status.OPEN
         ).count(),
         "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
+        "claims_attention": Claim.objects.exclude(attention="").count(),  # P13: denials and what imports left
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
         "payments_attention": Payment.objects.filter(
             Q(attention_at__gte=timezone.now() - timedelta(days=30))

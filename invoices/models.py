@@ -220,9 +220,17 @@ class Invoice(models.Model):
     class Kind(models.TextChoices):
         INSURANCE = "insurance", "Insurance responsibility"
         SELF_PAY = "self_pay", "Self-pay"
+        # P13: what the plan decided the patient owes beyond the estimate; its own invoice, linked to the original.
+        ADJUSTMENT = "adjustment", "Adjustment (the plan's decision)"
 
     number = models.CharField(max_length=20, unique=True)
-    session = models.OneToOneField(TherapySession, on_delete=models.PROTECT, related_name="invoice")
+    # One original invoice per session (a constraint below); adjustments for the same session are their own kind.
+    session = models.ForeignKey(
+        TherapySession, on_delete=models.PROTECT, related_name="invoices", related_query_name="invoice"
+    )
+    adjusts = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments", editable=False
+    )
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invoices")
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="invoices")
     practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="invoices")
@@ -256,6 +264,12 @@ class Invoice(models.Model):
             models.Index(fields=["status", "issued_at"]),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["session"], condition=~Q(kind="adjustment"), name="one_original_invoice_per_session"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="adjustment") | Q(adjusts__isnull=True), name="invoice_only_adjustments_adjust"
+            ),
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="invoice_amount_gt_0"),
             models.CheckConstraint(
                 condition=Q(deductible_applied_cents__gte=0)

@@ -49,7 +49,7 @@ def invoices_for_patient(*, patient_id: int) -> QuerySet[Invoice]:
     """A verified patient's invoices with what their page shows, in one query (oldest session first)."""
     return (
         Invoice.objects.filter(patient_id=patient_id)
-        .select_related("session", "provider")
+        .select_related("session__claim", "provider")
         .order_by("session__date_of_service", "id")
     )
 

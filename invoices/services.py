@@ -68,6 +68,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
 
     Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
     """
+    from claims.services import claim_for_session
     from invoices.tasks import invoice_email_task
 
     with transaction.atomic():
@@ -79,7 +80,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
-            return Invoice.objects.filter(session=session).first()
+            return Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
 
         decision = _decide(session)
         if isinstance(decision, _Attention):
@@ -92,9 +93,11 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
             session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
             session.save(update_fields=["billing_outcome", "billing_note"])
             audit_record(actor=actor, action="session.no_charge", obj=session, note=decision.note)
+            claim_for_session(session)  # a $0 estimate still goes to the plan (P13)
             return None
 
         invoice = _invoice_create(session=session, charge=decision, actor=actor)
+        claim_for_session(session)
         enqueue_on_commit(invoice_email_task, invoice.pk)
     return invoice
 

@@ -142,6 +142,7 @@ class Refund(models.Model):
         DUPLICATE = "duplicate", "Paid twice (automatic)"
         STAFF = "staff", "Refunded by staff"
         STRIPE = "stripe", "Refunded outside the app (dashboard)"
+        CLAIM = "claim", "The plan decided the patient owes less (automatic)"
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds")

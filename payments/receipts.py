@@ -6,13 +6,14 @@ from django.db import transaction
 from django.template.defaultfilters import date as date_format
 from django.utils import timezone, translation
 from django.utils.text import format_lazy
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from fpdf import FPDF
 
 from alma_billing.core.audit import SYSTEM, audit_record
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.templatetags.patient_dates import day_format
+from claims.selectors import claim_numbers_for
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ def _receipt_pdf(payment: Payment) -> bytes:
     pdf.cell(widths[-1], 8, format_cents(sum(a.amount_cents for a in allocations)), border="T")
     pdf.ln(14)
     pdf.set_font("Helvetica", size=10)
+    claims = claim_numbers_for(session_ids={a.invoice.session_id for a in allocations})
+    if claims:  # P13: what the patient quotes to their plan, FSA or HSA
+        numbers = sorted(set(claims.values()))
+        text = ngettext("Insurance claim number: {numbers}.", "Insurance claim numbers: {numbers}.", len(numbers))
+        pdf.multi_cell(0, 6, _latin1(text.format(numbers=", ".join(numbers))), new_x="LMARGIN", new_y="NEXT")
     # Back to the left margin after each paragraph: the next one needs the page's whole width.
     pdf.multi_cell(0, 6, _latin1(str(FSA_STATEMENT)), new_x="LMARGIN", new_y="NEXT")
     if payment.refunded_cents:

@@ -36,6 +36,9 @@ SUMMARY_FIELDS = (
     "practice_id",
     "session__id",
     "session__date_of_service",
+    "session__claim__claim_number",
+    "session__claim__status",
+    "session__claim__decided_at",
     "provider__id",
     "provider__display_name",
 )

@@ -422,6 +422,40 @@ def surplus_refund(*, allocation_id: int) -> Refund | None:
         )
 
 
+def refund_for_claim(*, invoice_ids: list[int], amount_cents: int, key: str, note: str) -> list[Refund]:
+    """P13: the plan decided the patient owes less than they paid. Give the difference back to the card(s) that paid
+    these invoices, newest payment first; the invoices stay paid. Call inside the caller's transaction (which locks
+    what asked for the refund); the Stripe idempotency key is `key` and the allocation's id."""
+    refunds, left = [], amount_cents
+    allocations = (
+        PaymentAllocation.objects.select_for_update(of=("self",))
+        .select_related("payment")
+        .filter(invoice_id__in=invoice_ids, state=State.SETTLED)
+        .order_by("-id")
+    )
+    for allocation in allocations:
+        payment = allocation.payment
+        room = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
+        take = min(room, left)
+        if take <= 0:
+            continue
+        refunds.append(
+            _refund(
+                payment=payment,
+                allocation=allocation,
+                amount_cents=take,
+                reason=Refund.Reason.CLAIM,
+                key=f"{key}-{allocation.pk}",
+                actor=SYSTEM,
+                note=note,
+            )
+        )
+        left -= take
+        if left == 0:
+            break
+    return refunds
+
+
 def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note: str) -> Refund:
     """Staff refund a payment's share for one invoice, or everything not yet refunded. The invoices become void.
 

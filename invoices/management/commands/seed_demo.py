@@ -57,6 +57,25 @@ class Command(BaseCommand):
         for session in sessions:  # completing outside the seed transaction lets on_commit issue the invoices
             services.session_complete(session_id=session.pk, actor=SYSTEM)
         self._report()
+        self._demo_remittance()
+
+    def _demo_remittance(self) -> None:
+        """P13: an 835 for the demo claims (written each run: claim numbers come from this database's ids)."""
+        from claims.samples import demo_835, demo_claim_numbers
+
+        numbers = demo_claim_numbers()
+        if numbers is None:
+            return
+        path = settings.VAR_DIR / "demo.835"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(demo_835(numbers))
+        self.stdout.write(
+            f"  Sample remittance (X12 835) for the demo claims: DEBUG=1 .venv/bin/python manage.py "
+            f"import_remittance {path}"
+        )
+        self.stdout.write(
+            "    (Jordan adjusted up, Sam's first visit refunded if paid first, Sam's second denied, one unmatched)"
+        )
 
     def _staff(self) -> list[Provider]:
         ops, created = User.objects.get_or_create(

@@ -1,0 +1,139 @@
+"""Claims and remittances in the admin: read-only; providers see their own sessions' claims, ops see all."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from alma_billing.core.staff import ProviderScopedAdmin, is_ops, staff_actor
+from claims.models import Claim, ClaimPayment, Remittance
+from claims.services import remittance_import
+from claims.x12 import RemittanceFileError
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class RemittanceUploadForm(forms.Form):
+    file = forms.FileField(label="835 file")
+    dry_run = forms.BooleanField(label="Dry run: show what it would do, change nothing", required=False)
+
+
+def claim_number_of(session: Any) -> str:
+    """The session's claim number for admin pages, or "-" (self-pay, covered EAP, not billed yet)."""
+    claim = Claim.objects.filter(session_id=getattr(session, "pk", None)).only("claim_number").first()
+    return claim.claim_number if claim else "-"
+
+
+@admin.register(Claim)
+class ClaimAdmin(ProviderScopedAdmin):
+    list_display = ["claim_number", "session", "status", "plan_responsibility_cents", "decided_at", "attention"]
+    list_filter = ["status", ("attention", admin.EmptyFieldListFilter)]
+    search_fields = ["claim_number"]
+    list_select_related = ["session"]
+    readonly_fields = (
+        "claim_number",
+        "session",
+        "status",
+        "created_at",
+        "decided_at",
+        "plan_responsibility_cents",
+        "attention",
+    )
+    fields = readonly_fields
+
+    def provider_scope(self, provider: Any) -> Q:
+        return Q(session__provider=provider)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # claims are opened by billing, never typed in
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ClaimPaymentInline(admin.TabularInline):
+    model = ClaimPayment
+    fields = ("claim_number", "status_code", "patient_responsibility_cents", "outcome", "note", "adjustment_invoice")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Remittance)
+class RemittanceAdmin(admin.ModelAdmin):
+    """Ops only: a remittance names claims of every provider."""
+
+    list_display = ["trace_number", "payer_name", "file_name", "received_at", "summary"]
+    search_fields = ["trace_number", "lines__claim_number"]
+    readonly_fields = ("file_name", "trace_number", "payer_name", "payer_id", "payment_cents", "received_at", "summary")
+    fields = readonly_fields
+    inlines = [ClaimPaymentInline]
+    change_list_template = "admin/claims/remittance_change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="claims_remittance_import"), *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """The ops upload page: the same import as `manage.py import_remittance`, one file at a time."""
+        if not is_ops(request.user):
+            messages.error(request, "Only ops staff import remittances.")
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = RemittanceUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > MAX_UPLOAD_BYTES:
+                    raise RemittanceFileError("ISA segment: the file is larger than 20 MB; split it.")
+                raw_text = upload.read().decode("ascii")
+                summary = remittance_import(
+                    raw_text=raw_text,
+                    file_name=upload.name,
+                    dry_run=form.cleaned_data["dry_run"],
+                    actor=staff_actor(request),
+                )
+            except UnicodeDecodeError:
+                messages.error(request, f"{upload.name}: not imported: an X12 file is plain ASCII.")
+            except RemittanceFileError as error:
+                messages.error(request, f"{upload.name}: not imported, nothing changed: {error}")
+            else:
+                counts = ", ".join(f"{count} {words}" for words, count in summary.counts().items())
+                prefix = "dry run, nothing changed" if summary.dry_run else "imported"
+                messages.success(request, f"{upload.name}: {prefix}: {counts}")
+                if summary.refunds_waiting:
+                    messages.warning(
+                        request, f"{summary.refunds_waiting} refund(s) wait for Stripe; the next import retries."
+                    )
+                return HttpResponseRedirect(reverse("admin:claims_remittance_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a remittance (X12 835)",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/claims/remittance_import.html", context)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_ops(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_ops(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # imported with `manage.py import_remittance`
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,424 @@
+"""Writes for claims: open one per insurance session, and settle it from the plan's remittance (P13)."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.errors import TransportError
+from alma_billing.core.mail import send_patient_email
+from alma_billing.core.money import format_cents
+from alma_billing.core.queue import enqueue_on_commit
+from claims.models import Claim, ClaimPayment, Remittance, claim_number_for
+from claims.x12 import DENIED, REVERSAL, ClaimLine, RemittanceFileError, parse_835
+from invoices.models import Invoice, TherapySession
+from invoices.services import invoice_void
+from invoices.tasks import invoice_email_task
+from payments.models import Refund
+from payments.services import refund_for_claim
+
+logger = logging.getLogger(__name__)
+
+
+def session_goes_to_plan(session: TherapySession) -> bool:
+    """An insurance session billed (an invoice or a $0 estimate), or an EAP session billed as insurance past
+    its authorization: the plan decides it, so it has a claim."""
+    if session.billing_outcome not in (TherapySession.Outcome.INVOICED, TherapySession.Outcome.NO_CHARGE):
+        return False
+    if session.billing_type == TherapySession.BillingType.INSURANCE:
+        return True
+    return Invoice.objects.filter(session=session, kind=Invoice.Kind.INSURANCE).exists()
+
+
+def claim_for_session(session: TherapySession, *, actor: Actor = SYSTEM) -> Claim | None:
+    """The session's claim, opened once when it is billed to the plan; None for self-pay and covered EAP.
+
+    Called inside the billing transaction (the session row is locked there), so two runs open one claim.
+    """
+    if not session_goes_to_plan(session):
+        return None
+    claim, created = Claim.objects.get_or_create(
+        session=session, defaults={"claim_number": claim_number_for(session.pk)}
+    )
+    if created:
+        audit_record(actor=actor, action="claim.submitted", obj=claim, session_id=session.pk)
+    return claim
+
+
+@dataclass
+class ImportSummary:
+    """What one file did, in the words ops read (the command prints these)."""
+
+    file_name: str
+    matched: int = 0
+    adjusted_up: int = 0
+    reduced: int = 0
+    refunded: int = 0
+    confirmed: int = 0
+    denied: int = 0
+    reversed: int = 0
+    unmatched: int = 0
+    already_imported: int = 0
+    needs_a_person: int = 0
+    remittance_id: int | None = None
+    dry_run: bool = False
+    refunds_waiting: int = 0  # decided, but Stripe did not answer: retried by the next import
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "claims matched": self.matched,
+            "adjusted up": self.adjusted_up,
+            "reduced": self.reduced,
+            "refunded": self.refunded,
+            "confirmed": self.confirmed,
+            "denied": self.denied,
+            "reversed": self.reversed,
+            "unmatched": self.unmatched,
+            "already imported": self.already_imported,
+            "need a person": self.needs_a_person,
+        }
+
+
+_COUNTED = {
+    ClaimPayment.Outcome.ADJUSTED_UP: "adjusted_up",
+    ClaimPayment.Outcome.REDUCED: "reduced",
+    ClaimPayment.Outcome.REFUNDED: "refunded",
+    ClaimPayment.Outcome.CONFIRMED: "confirmed",
+    ClaimPayment.Outcome.DENIED: "denied",
+    ClaimPayment.Outcome.REVERSED: "reversed",
+    ClaimPayment.Outcome.UNMATCHED: "unmatched",
+    ClaimPayment.Outcome.NEEDS_ATTENTION: "needs_a_person",
+}
+
+
+class _Rollback(Exception):
+    """Raised at the end of a dry run (or of a file seen before) to roll everything back."""
+
+
+def remittance_import(
+    *, raw_text: str, file_name: str = "", dry_run: bool = False, actor: Actor = SYSTEM
+) -> ImportSummary:
+    """Apply one 835 file, all or nothing: the file is validated whole first (RemittanceFileError names the segment),
+    then every claim line is settled in one transaction. A line already imported (same TRN02, CLP01, CLP07) changes
+    nothing. Refunds to cards are made after the commit (Stripe cannot be rolled back), each once."""
+    remittance = parse_835(raw_text)
+    summary = ImportSummary(file_name=file_name, dry_run=dry_run)
+    try:
+        with transaction.atomic():
+            record = Remittance.objects.create(
+                file_name=file_name[:255],
+                raw_text=raw_text,
+                trace_number=remittance.trace_number,
+                payer_name=remittance.payer_name,
+                payer_id=remittance.payer_id,
+                payment_cents=remittance.payment_cents,
+            )
+            for line in remittance.claims:
+                payment = _line_apply(remittance=record, line=line, actor=actor)
+                if payment is None:
+                    summary.already_imported += 1
+                    continue
+                if payment.claim_id is not None:
+                    summary.matched += 1
+                field_name = _COUNTED[ClaimPayment.Outcome(payment.outcome)]
+                setattr(summary, field_name, getattr(summary, field_name) + 1)
+            record.summary = summary.counts()
+            record.save(update_fields=["summary"])
+            audit_record(actor=actor, action="remittance.imported", obj=record, **summary.counts())
+            summary.remittance_id = record.pk
+            if dry_run or (remittance.claims and summary.already_imported == len(remittance.claims)):
+                raise _Rollback  # a dry run, or a file seen before: nothing is kept, not even the file
+    except _Rollback:
+        summary.remittance_id = None
+        if not dry_run:
+            summary.refunds_waiting = claim_refunds_due()
+        return summary
+    except IntegrityError:  # the dedupe constraint: the same lines committed by an import running at the same time
+        raise RemittanceFileError(
+            "CLP segment: these claim lines were imported by another run at the same time; nothing changed here. "
+            "Run it again to see them counted as already imported."
+        ) from None
+    summary.refunds_waiting = claim_refunds_due()
+    return summary
+
+
+def _line_apply(*, remittance: Remittance, line: ClaimLine, actor: Actor) -> ClaimPayment | None:
+    # Lock the claim first: a concurrent import of the same line waits here, then finds it already imported.
+    claim = Claim.objects.select_for_update().filter(claim_number=line.claim_number).first()
+    if ClaimPayment.objects.filter(
+        trace_number=line.trace_number, claim_number=line.claim_number, payer_claim_number=line.payer_claim_number
+    ).exists():
+        return None
+    payment = ClaimPayment(
+        remittance=remittance,
+        claim=claim,
+        trace_number=line.trace_number,
+        claim_number=line.claim_number,
+        status_code=line.status_code,
+        charge_cents=line.charge_cents,
+        paid_cents=line.paid_cents,
+        patient_responsibility_cents=line.patient_responsibility_cents,
+        payer_claim_number=line.payer_claim_number,
+        adjustments=[{"group": a.group, "reason": a.reason, "amount_cents": a.amount_cents} for a in line.adjustments],
+        outcome=ClaimPayment.Outcome.UNMATCHED,
+    )
+    if claim is None:
+        payment.note = "No claim with this number: check the CLP01 with the clearinghouse."
+        payment.save()
+        return payment
+    payment.save()  # the true-up links to it; the dedupe constraint also holds against a concurrent import
+    _true_up(claim=claim, payment=payment, actor=actor)
+    payment.save()
+    audit_record(
+        actor=actor,
+        action=f"claim.{payment.outcome}",
+        obj=claim,
+        remittance_id=remittance.pk,
+        claim_payment_id=payment.pk,
+        plan_responsibility_cents=payment.patient_responsibility_cents,
+    )
+    return payment
+
+
+def _reason_codes(payment: ClaimPayment) -> str:
+    return ", ".join(f"{a['group']}-{a['reason']}" for a in payment.adjustments) or "none given"
+
+
+def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
+    """The plan's patient responsibility (CLP05) against what the patient is billed for this claim now."""
+    now = timezone.now()
+    session = claim.session
+    claim.decided_at = now
+    if payment.status_code == DENIED:
+        claim.status = Claim.Status.DENIED
+        claim.attention = (
+            f"Denied by the plan ({payment.payer_claim_number}); reason codes {_reason_codes(payment)}. "
+            "Nothing was billed automatically: the provider and ops decide what happens next."
+        )
+        claim.save(update_fields=["status", "decided_at", "attention"])
+        payment.outcome = ClaimPayment.Outcome.DENIED
+        payment.note = claim.attention
+        return
+    # The plan's standing decision: the latest line not reversed (a reversal, CLP02 22, cancels the decision with
+    # its CLP07 whichever arrived first). With none standing, the patient owes the estimate again.
+    lines = list(claim.payments.exclude(status_code=DENIED).order_by("id"))
+    reversed_numbers = {line.payer_claim_number for line in lines if line.status_code == REVERSAL}
+    standing = [
+        line for line in lines if line.status_code != REVERSAL and line.payer_claim_number not in reversed_numbers
+    ]
+    invoices = list(
+        Invoice.objects.select_for_update().filter(session=session).exclude(status=Invoice.Status.VOID).order_by("id")
+    )
+    original = next((i for i in invoices if i.kind != Invoice.Kind.ADJUSTMENT), None)
+    estimate = original.amount_cents if original is not None else 0
+    target = standing[-1].patient_responsibility_cents if standing else estimate
+    outcome = _settle(claim=claim, payment=payment, invoices=invoices, original=original, target=target, actor=actor)
+    if payment.status_code == REVERSAL:
+        payment.outcome = ClaimPayment.Outcome.REVERSED
+        payment.note = f"Reversed {payment.payer_claim_number}: {payment.note or outcome.label}"
+    else:
+        payment.outcome = outcome
+    if outcome != ClaimPayment.Outcome.NEEDS_ATTENTION:
+        claim.attention = ""  # settled: whatever an earlier line left for a person is no longer open
+        claim.plan_responsibility_cents = max(target, 0) if standing else None
+        if not standing:
+            claim.status = Claim.Status.REVERSED
+        else:
+            claim.status = Claim.Status.CONFIRMED if target == estimate else Claim.Status.ADJUSTED
+    claim.save(update_fields=["status", "decided_at", "plan_responsibility_cents", "attention"])
+
+
+def _settle(
+    *,
+    claim: Claim,
+    payment: ClaimPayment,
+    invoices: list[Invoice],
+    original: Invoice | None,
+    target: int,
+    actor: Actor,
+) -> ClaimPayment.Outcome:
+    """Bring what the patient is billed for the session to `target`, without ever editing an issued amount: bill
+    the difference as an adjustment invoice, void adjustment invoices still open (our own earlier true-ups) and
+    reissue the net, or refund what was paid. What cannot be done that way (less than an open original invoice, a
+    payment in flight) changes nothing and is left for a person."""
+    refunded = sum(claim.payments.exclude(pk=payment.pk).values_list("refund_cents", flat=True))
+    billed = sum(i.amount_cents for i in invoices) - refunded
+    if target == billed:
+        return ClaimPayment.Outcome.CONFIRMED
+    if target > billed:
+        _adjust_up(
+            claim=claim, payment=payment, original=original, billed=billed, amount=target - billed, target=target,
+            actor=actor,
+        )  # fmt: skip
+        return ClaimPayment.Outcome.ADJUSTED_UP
+
+    open_adjustments = [i for i in invoices if i.kind == Invoice.Kind.ADJUSTMENT and i.status == Invoice.Status.OPEN]
+    after_voids = billed - sum(i.amount_cents for i in open_adjustments)
+    others_open = [
+        i
+        for i in invoices
+        if i.status in (Invoice.Status.OPEN, Invoice.Status.PROCESSING) and i not in open_adjustments
+    ]
+    paid = sum(i.amount_cents for i in invoices if i.status == Invoice.Status.PAID) - refunded
+    give_back = after_voids - target
+    if give_back > 0 and (others_open or paid < give_back):
+        # Money stays read-only: an open original invoice is not edited, and there is no credit record yet.
+        message = (
+            f"The plan says the patient owes {format_cents(target)}, less than the {format_cents(billed)} billed, "
+            "and part of it is still open or being paid: reduce it by hand (void and recharge, or refund)."
+        )
+        claim.attention = message
+        payment.note = message
+        return ClaimPayment.Outcome.NEEDS_ATTENTION
+    for invoice in open_adjustments:
+        reason = f"The plan changed its decision on claim {claim.claim_number} (remittance {payment.trace_number})."
+        invoice_void(invoice_id=invoice.pk, reason=reason, actor=actor)
+    voided = ", ".join(i.number for i in open_adjustments)
+    if give_back > 0:
+        payment.refund_cents = give_back
+        payment.note = f"{format_cents(give_back)} goes back to the card (the plan decided the patient owes less)."
+        if voided:
+            payment.note += f" Voided {voided}."
+        return ClaimPayment.Outcome.REFUNDED
+    payment.note = f"Voided {voided}."
+    if give_back < 0:
+        reissued = _adjust_up(
+            claim=claim, payment=payment, original=original, billed=after_voids, amount=-give_back, target=target,
+            actor=actor,
+        )  # fmt: skip
+        payment.note = f"Voided {voided}; the difference is reissued as {reissued.number}."
+    return ClaimPayment.Outcome.REDUCED
+
+
+def _adjust_up(
+    *,
+    claim: Claim,
+    payment: ClaimPayment,
+    original: Invoice | None,
+    billed: int,
+    amount: int,
+    target: int,
+    actor: Actor,
+) -> Invoice:
+    adjustment = _adjustment_invoice(
+        session=claim.session,
+        original=original,
+        payment=payment,
+        billed_cents=billed,
+        amount_cents=amount,
+        plan_cents=target,
+    )
+    payment.adjustment_invoice = adjustment
+    audit_record(actor=actor, action="invoice.issued", obj=adjustment, amount_cents=amount, session_id=claim.session_id)
+    enqueue_on_commit(invoice_email_task, adjustment.pk)
+    return adjustment
+
+
+def _adjustment_invoice(
+    *,
+    session: TherapySession,
+    original: Invoice | None,
+    payment: ClaimPayment,
+    billed_cents: int,
+    amount_cents: int,
+    plan_cents: int,
+) -> Invoice:
+    itemized = payment.adjustments if payment.status_code != REVERSAL else []
+    lines = [
+        f"{_PR_REASONS.get(a['reason'], 'Reason ' + a['reason'])} {format_cents(a['amount_cents'])}"
+        for a in itemized
+        if a["group"] == "PR"
+    ]
+    estimate = original.amount_cents if original is not None else 0
+    if billed_cents == estimate and original is not None:
+        billed = f"Estimated {format_cents(billed_cents)} on {timezone.localtime(original.issued_at):%B %-d, %Y}"
+    elif billed_cents == estimate:
+        billed = f"Estimated {format_cents(billed_cents)}"
+    else:
+        billed = f"Billed so far {format_cents(billed_cents)} (estimated {format_cents(estimate)})"
+    itemization = f" ({'; '.join(lines)})" if lines else ""
+    note = (
+        f"{billed}. Your plan's decision on claim {payment.claim_number}: you owe {format_cents(plan_cents)}"
+        f"{itemization}. Difference: {format_cents(amount_cents)}."
+    )
+    invoice = Invoice.objects.create(
+        number=f"pending-adj-{payment.pk}",
+        session=session,
+        patient_id=session.patient_id,
+        provider_id=session.provider_id,
+        practice_id=session.provider.practice_id,
+        kind=Invoice.Kind.ADJUSTMENT,
+        adjusts=original,
+        amount_cents=amount_cents,
+        calculation={
+            "method": "plan_decision",
+            "note": note,
+            "estimate_cents": billed_cents,
+            "plan_responsibility_cents": plan_cents,
+            "adjustments": itemized,
+            "amount_cents": amount_cents,
+        },
+    )
+    invoice.number = f"INV-{invoice.pk:07d}"
+    invoice.save(update_fields=["number"])
+    return invoice
+
+
+_PR_REASONS = {"1": "Deductible", "2": "Coinsurance", "3": "Copay"}
+
+
+def claim_refunds_due() -> int:
+    """Make the refunds imports decided and Stripe has not made yet (each import retries what an earlier one could
+    not). Returns how many are still waiting for Stripe."""
+    waiting = 0
+    for line_id in ClaimPayment.objects.filter(refund_cents__gt=0, refund__isnull=True).values_list("pk", flat=True):
+        try:
+            claim_refund_make(claim_payment_id=line_id)
+        except TransportError as error:
+            waiting += 1
+            logger.warning("refund for claim payment %s not made (%s); the next import retries it", line_id, error)
+    return waiting
+
+
+def claim_refund_make(*, claim_payment_id: int) -> Refund | None:
+    """Refund what one remittance line decided, once (the line is locked and records the refund), then email the
+    patient a plain notice. Returns None when it was already made or nothing paid through Alma can be refunded."""
+    with transaction.atomic():
+        line = (
+            ClaimPayment.objects.select_for_update(of=("self",))
+            .select_related("claim__session__patient")
+            .get(pk=claim_payment_id)
+        )
+        if line.refund_id is not None or line.refund_cents <= 0 or line.claim is None:
+            return None
+        session = line.claim.session
+        paid = list(session.invoices.filter(status=Invoice.Status.PAID).values_list("pk", flat=True))
+        refunds = refund_for_claim(
+            invoice_ids=paid,
+            amount_cents=line.refund_cents,
+            key=f"claim-line-{line.pk}",
+            note=f"Claim {line.claim_number}: the plan decided the patient owes less.",
+        )
+        if not refunds:
+            line.claim.attention = (
+                f"{format_cents(line.refund_cents)} is due back but nothing paid through Alma is left."
+            )
+            line.claim.save(update_fields=["attention"])
+            return None
+        line.refund = refunds[-1]
+        line.save(update_fields=["refund"])
+        audit_record(actor=SYSTEM, action="claim.refunded", obj=line.claim, amount_cents=line.refund_cents)
+    patient = session.patient
+    if patient.email:
+        try:
+            send_patient_email(
+                to=patient.email,
+                subject="A refund from Alma",
+                template="emails/claim_refund",
+                context={"first_name": patient.first_name, "amount": format_cents(line.refund_cents)},
+            )
+        except Exception:  # the refund is made and recorded; a lost notice must not undo it
+            logger.warning("refund notice for claim payment %s not sent", line.pk, exc_info=True)
+    return refunds[-1]
