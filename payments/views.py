@@ -440,6 +440,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
                 receipts.settled_cents(payment) if payment.status == "succeeded" else payment.amount_cents
             ),
             "settled": receipts.settled_cents(payment),
+            "refunded": format_cents(payment.refunded_cents) if payment.refunded_cents else "",
             "allocations": [a for a in payment.allocations.all() if a.state != "released"],
         },
     )

@@ -32,6 +32,11 @@ def _support() -> dict[str, str]:
     }
 
 
+def support_contact(request: HttpRequest) -> dict[str, str]:
+    """Context processor: the platform's own contact, in every patient page's footer (a card or page problem)."""
+    return _support()
+
+
 def _render(template: str, request: HttpRequest | None, **context: object) -> str:
     return loader.get_template(template).render({**_support(), **context}, request)
 

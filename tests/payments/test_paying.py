@@ -463,3 +463,13 @@ def test_a_notice_in_the_summary_url_is_only_one_of_ours(stripe_api, patient) ->
     client = verified_client(invoice)
     page = client.get("/pay/invoices/?notice=<script>alert(1)</script>").content.decode()
     assert "<script>alert(1)" not in page and "just paid" not in page
+
+
+def test_every_patient_page_offers_alma_support_for_a_card_or_page_problem(stripe_api, patient, settings) -> None:  # type: ignore[no-untyped-def]
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    assert "Alma billing support" not in client.get("/pay/invoices/").content.decode()  # none configured: none shown
+    settings.SUPPORT_EMAIL, settings.SUPPORT_PHONE = "billing-help@alma.invalid", "(888) 555-0100"
+    for url in ("/pay/invoices/", "/pay/invoices/details/", checkout(client, "all")):
+        page = client.get(url).content.decode()
+        assert 'href="mailto:billing-help@alma.invalid"' in page and 'href="tel:8885550100"' in page, url

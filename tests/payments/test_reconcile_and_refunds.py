@@ -260,9 +260,13 @@ def test_staff_refund_of_one_invoice_voids_it_and_refunds_only_its_share(stripe_
     assert deliver(client, charge_refunded_event("evt_staff_refunded", pi_id)).status_code == 200
     payment.refresh_from_db()
     assert payment.refunded_cents == 4_000 and Refund.objects.filter(payment=payment).count() == 1
-    # The receipt (for an FSA/HSA claim) still downloads, and says what went back to the card.
+    # The receipt (for an FSA/HSA claim) still downloads, and the result page says what went back to the card.
     receipt = client.get(f"/pay/payments/{payment.pk}/receipt.pdf")
     assert receipt.status_code == 200 and receipt["Content-Type"] == "application/pdf"
+    assert (
+        "$40.00 of this payment was refunded to your card."
+        in client.get(f"/pay/payments/{payment.pk}/").content.decode()
+    )
 
     with pytest.raises(ServiceError):
         services.refund_issue(payment_id=payment.pk, invoice_id=older.pk, actor=Actor.staff(user), note="Again")
