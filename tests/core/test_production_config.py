@@ -23,9 +23,9 @@ PRODUCTION_ENV = {
     "STRIPE_SECRET_KEY": "sk_test_not_a_real_key",
     "STRIPE_PUBLISHABLE_KEY": "pk_test_not_a_real_key",
     "STRIPE_WEBHOOK_SECRET": "whsec_not_a_real_secret",
-    "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "TWILIO_ACCOUNT_SID": "test-account-not-real",
     "TWILIO_AUTH_TOKEN": "not-a-real-token",
-    "TWILIO_VERIFY_SERVICE_SID": "VA00000000000000000000000000000000",
+    "TWILIO_VERIFY_SERVICE_SID": "test-service-not-real",
     "TRUSTED_PROXY_COUNT": "1",
 }
 
