@@ -47,41 +47,46 @@ def payments_reconcile() -> ReconcileSummary:
     now = timezone.now()
     cutoff = now - settings.PAYMENT_RECONCILE_AFTER
     stale = Payment.objects.filter(status__in=Payment.OPEN_STATUSES, created_at__lt=cutoff).order_by("id")
-    for payment_id, created_at in stale.values_list("id", "created_at")[:1000]:
+    for payment_id, created_at, attention_at in stale.values_list("id", "created_at", "attention_at")[:1000]:
         summary.checked += 1
-        try:
-            payment = _reconcile_one(payment_id)
-        except gateway.IntentUnknown:
-            summary.unknown_at_stripe += 1
-            try:
-                flagged = Payment.objects.filter(pk=payment_id, attention_at__isnull=False)
-                before = flagged.exists()
-                services.payment_release_unknown(payment_id=payment_id)
-                summary.flagged += not before and flagged.exists()
-            except TransportError:
-                logger.exception("reconcile: Stripe did not answer about the customer of payment %s", payment_id)
-                summary.errors += 1
-            continue
-        except TransportError:
-            logger.exception("reconcile: Stripe did not answer about payment %s", payment_id)
-            summary.errors += 1
-            if now - created_at > settings.PAYMENT_STUCK_AFTER:
-                hours = int(settings.PAYMENT_STUCK_AFTER.total_seconds() // 3600)
-                summary.flagged += services.payment_flag(
-                    payment_id=payment_id,
-                    reason=f"Stripe has not answered about this payment for over {hours} hours; it still holds "
-                    "its invoices.",
-                )
-            continue
-        if payment.status == Payment.Status.SUCCEEDED:
-            summary.succeeded += 1
-        elif payment.status in Payment.OPEN_STATUSES:
-            summary.still_open += 1
-        else:
-            summary.failed += 1
+        _check(payment_id, created_at=created_at, now=now, summary=summary)
+        # Whatever path flagged it (unknown at Stripe, not answering for too long, an intent that is not ours),
+        # a payment newly needing a person is counted once, so the job's exit status says so.
+        if attention_at is None and Payment.objects.filter(pk=payment_id, attention_at__isnull=False).exists():
+            summary.flagged += 1
     _finish_lost_followups(cutoff, summary)
     logger.info("reconcile: %s", summary)
     return summary
+
+
+def _check(payment_id: int, *, created_at: datetime, now: datetime, summary: ReconcileSummary) -> None:
+    try:
+        payment = _reconcile_one(payment_id)
+    except gateway.IntentUnknown:
+        summary.unknown_at_stripe += 1
+        try:
+            services.payment_release_unknown(payment_id=payment_id)
+        except TransportError:
+            logger.exception("reconcile: Stripe did not answer about the customer of payment %s", payment_id)
+            summary.errors += 1
+        return
+    except TransportError:
+        logger.exception("reconcile: Stripe did not answer about payment %s", payment_id)
+        summary.errors += 1
+        if now - created_at > settings.PAYMENT_STUCK_AFTER:
+            hours = int(settings.PAYMENT_STUCK_AFTER.total_seconds() // 3600)
+            services.payment_flag(
+                payment_id=payment_id,
+                reason=f"Stripe has not answered about this payment for over {hours} hours; it still holds "
+                "its invoices.",
+            )
+        return
+    if payment.status == Payment.Status.SUCCEEDED:
+        summary.succeeded += 1
+    elif payment.status in Payment.OPEN_STATUSES:
+        summary.still_open += 1
+    else:
+        summary.failed += 1
 
 
 def _finish_lost_followups(cutoff: datetime, summary: ReconcileSummary) -> None:

@@ -37,3 +37,24 @@ def test_a_budget_that_does_not_fit_inside_the_worker_timeout_stops_startup() ->
 def test_bin_web_uses_the_same_timeout_the_settings_check(tmp_path: Path) -> None:
     script = (ROOT / "bin" / "web").read_text()
     assert '--timeout "${GUNICORN_TIMEOUT:-30}"' in script
+
+
+def test_in_production_a_failing_in_process_task_is_logged_not_raised(settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Without Redis tasks run in-process after the commit; a failure there must not turn a paid patient's page into
+    a 500 (the sweeps retry it). The test settings raise instead, so tests see task bugs."""
+    import logging
+
+    from alma_billing.celery_app import app
+    from alma_billing.core.queue import enqueue
+
+    @app.task(name="tests.failing_task")
+    def failing_task() -> None:
+        raise RuntimeError("boom")
+
+    settings.ENQUEUE_RAISE_TASK_ERRORS = False
+    with caplog.at_level(logging.ERROR, logger="alma_billing.core.queue"):
+        assert enqueue(failing_task) is False
+    assert "tests.failing_task" in caplog.text and "failed in-process" in caplog.text
+    settings.ENQUEUE_RAISE_TASK_ERRORS = True
+    with pytest.raises(RuntimeError, match="boom"):
+        enqueue(failing_task)

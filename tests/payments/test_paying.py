@@ -473,3 +473,17 @@ def test_every_patient_page_offers_alma_support_for_a_card_or_page_problem(strip
     for url in ("/pay/invoices/", "/pay/invoices/details/", checkout(client, "all")):
         page = client.get(url).content.decode()
         assert 'href="mailto:billing-help@alma.invalid"' in page and 'href="tel:8885550100"' in page, url
+
+
+def test_a_pay_click_with_too_little_time_left_holds_nothing_and_says_so(stripe_api, patient, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.OUTSIDE_CALL_BUDGET_SECONDS, settings.STRIPE_TIMEOUT_SECONDS = 5.0, 8.0  # less than one Stripe call
+    (invoice,) = open_invoices(patient, 7_000)
+    client = verified_client(invoice)
+    fields = card_page(client, checkout(client, "all"))
+    stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
+
+    result = confirm(client, fields)
+
+    assert result["http"] == 503 and "Nothing was charged" in result["message"]
+    assert not Payment.objects.exists()
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.OPEN

@@ -330,3 +330,28 @@ def test_a_signature_from_the_future_is_refused(stripe_api) -> None:  # type: ig
     ).hexdigest()
     assert post_raw(payload, f"t={timestamp},v1={digest}").status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_an_intent_naming_our_unanswered_payment_that_is_not_ours_flags_it_and_keeps_it_held(  # type: ignore[no-untyped-def]
+    stripe_api, patient
+) -> None:
+    """Reconciliation looks for the intent our lost create made and finds one without our signature: it may be
+    someone else's charge, so it is neither adopted nor released; a person decides."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments.reconcile import payments_reconcile
+
+    payment, invoice = in_flight_without_intent(patient)
+    foreign_intent(payment=payment)  # same customer and amount, names our payment, no signature
+    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - timedelta(minutes=30))
+
+    summary = payments_reconcile()
+
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.CREATED and not payment.stripe_payment_intent_id
+    assert "not ours" in payment.attention and invoice.number in payment.attention
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PROCESSING
+    assert summary.flagged == 1 and not summary.ok  # reconcile_payments exits 1: a person is needed
+    assert payments_reconcile().flagged == 0  # and only once
