@@ -220,8 +220,15 @@ def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> H
         return redirect("pay-result", payment_id=payment.pk)
     found = _checkout_for_attempt(request, attempt_key)
     if found is None:
+        # No payment (yet) and no page to time it against: say what we know, and how to find out without paying twice.
         return message_page(
-            request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
+            request,
+            gettext("We can't tell yet whether this payment went through"),
+            gettext(
+                "Please don't pay again for a few minutes. Open your invoices: a payment that went through shows as "
+                "paid or processing there, and we email you a receipt."
+            ),
+            status=404,
         )
     checkout_id, checkout = found
     # The Pay request may still be running: until it cannot be, "nothing was charged" might be false.

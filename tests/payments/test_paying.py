@@ -412,7 +412,10 @@ def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, 
     client = verified_client(invoice)
     response = client.get("/pay/card/ffffffffffffffff/", follow=True)
     assert "That payment page has expired" in response.content.decode()
-    assert client.get("/pay/card/attempt/nothing-like-this/").status_code == 404
+    unknown = client.get("/pay/card/attempt/nothing-like-this/")
+    assert unknown.status_code == 404
+    page = unknown.content.decode()
+    assert "can't tell yet whether this payment went through" in page and "Nothing was charged" not in page
 
 
 def card_page_whose_session_lost_its_checkout(patient: Any) -> tuple[Client, dict[str, str]]:
