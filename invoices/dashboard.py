@@ -55,6 +55,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         "stripe_not_ours": StripeEvent.objects.filter(
             outcome=StripeEvent.Outcome.NOT_OURS, received_at__gte=timezone.now() - timedelta(days=30)
         ).count(),
+        "stripe_failed": StripeEvent.objects.filter(outcome=StripeEvent.Outcome.FAILED).count(),
         "reminders_in_doubt": ReminderLog.objects.filter(status=ReminderLog.Status.IN_DOUBT).order_by("sent_on", "id")[
             :50
         ],

@@ -181,7 +181,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["received_at", "type", "event_id", "outcome", "processed_at"]
+    list_display = ["received_at", "type", "event_id", "outcome", "processed_at", "attempts"]
     list_filter = ["outcome", "type"]  # "Not ours": signed events about intents we never created
     search_fields = ["event_id"]
 

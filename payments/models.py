@@ -111,6 +111,7 @@ class StripeEvent(models.Model):
         APPLIED = "applied", "Applied"
         NOT_OURS = "not_ours", "Not ours (changed nothing)"
         IGNORED = "ignored", "Nothing to do"
+        FAILED = "failed", "Failed (Stripe retries it)"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)
@@ -120,7 +121,8 @@ class StripeEvent(models.Model):
     outcome = models.CharField(
         max_length=10, choices=Outcome.choices, default=Outcome.APPLIED, db_default=Outcome.APPLIED
     )
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True)  # why applying it last failed: an exception class and message, no payload
+    attempts = models.PositiveIntegerField(default=1, db_default=1)  # deliveries that tried to apply it
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"

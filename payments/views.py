@@ -30,7 +30,7 @@ from invoices.models import Invoice
 from payments import autopay, receipts, selectors, services
 from payments.gateways import stripe as gateway
 from payments.models import Payment
-from payments.webhooks import stripe_event_ingest
+from payments.webhooks import EventFailed, stripe_event_ingest
 from verification.access import verified_patient_page
 
 logger = logging.getLogger(__name__)
@@ -482,6 +482,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except gateway.Malformed as error:
         logger.warning("stripe event %s has an object of the wrong shape (%s); nothing stored", event.id, error)
         return HttpResponse("unexpected event shape", status=400, content_type="text/plain")
+    except EventFailed:
+        return HttpResponse("failed; recorded, deliver again", status=500, content_type="text/plain")
     return HttpResponse("ok" if fresh else "duplicate", content_type="text/plain")
 
 

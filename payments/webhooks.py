@@ -3,7 +3,8 @@
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from payments import services
@@ -21,24 +22,80 @@ PAYMENT_INTENT_EVENTS = {
 }
 
 
+class EventFailed(Exception):
+    """Applying a verified event failed; the failure is recorded on its StripeEvent and Stripe delivers it again."""
+
+
 def stripe_event_ingest(*, event: gateway.Event) -> bool:
     """Store and apply one verified event, atomically. Returns False for a duplicate delivery (a no-op).
 
-    If applying fails, nothing is stored and Stripe delivers the event again later. An event about an intent,
-    charge or dispute that is not ours is stored as "not ours" and changes nothing. A signed event whose object
-    has the wrong shape raises gateway.Malformed, and nothing is stored.
+    An event about an intent, charge or dispute that is not ours is stored as "not ours" and changes nothing. A signed
+    event whose object has the wrong shape raises gateway.Malformed, and nothing is stored. If applying fails for any
+    other reason, nothing it did is kept, the event is stored as failed with the error (shown to ops), EventFailed is
+    raised so Stripe gets a 500 and delivers it again, and that redelivery applies it.
     """
     try:
         with transaction.atomic():
             stored = StripeEvent.objects.create(event_id=event.id, type=event.type, payload=event.raw)
-            stored.outcome = _apply(event)
-            stored.processed_at = timezone.now()
-            stored.save(update_fields=["outcome", "processed_at"])
+            _apply_stored(stored, event)
     except IntegrityError:
-        if StripeEvent.objects.filter(event_id=event.id).exists():
-            return False
+        if not StripeEvent.objects.filter(event_id=event.id).exists():
+            raise
+        return _retry_failed(event)
+    except gateway.Malformed:
         raise
+    except Exception as error:
+        _record_failure(event, error, first=True)
+        raise EventFailed(event.id) from error
     return True
+
+
+def _apply_stored(stored: StripeEvent, event: gateway.Event) -> None:
+    stored.outcome = _apply(event)
+    stored.processed_at = timezone.now()
+    stored.error = ""
+    stored.save(update_fields=["outcome", "processed_at", "error", "attempts"])
+
+
+def _retry_failed(event: gateway.Event) -> bool:
+    """A redelivery: a no-op unless the stored event failed last time, in which case it is applied now."""
+    try:
+        with transaction.atomic():
+            stored = StripeEvent.objects.select_for_update().get(event_id=event.id)
+            if stored.outcome != StripeEvent.Outcome.FAILED:
+                return False
+            stored.attempts += 1
+            _apply_stored(stored, event)
+    except gateway.Malformed:
+        raise
+    except Exception as error:
+        _record_failure(event, error, first=False)
+        raise EventFailed(event.id) from error
+    logger.info("stripe event %s applied on delivery after a failure", event.id)
+    return True
+
+
+def _record_failure(event: gateway.Event, error: Exception, *, first: bool) -> None:
+    """Keep the event and why it failed (the exception's class and message, cut short: no payload, no patient data)."""
+    logger.exception("stripe event %s (%s) failed to apply; Stripe will deliver it again", event.id, event.type)
+    reason = f"{type(error).__name__}: {error}"[:500]
+    try:
+        if first:
+            StripeEvent.objects.get_or_create(
+                event_id=event.id,
+                defaults={
+                    "type": event.type,
+                    "payload": event.raw,
+                    "outcome": StripeEvent.Outcome.FAILED,
+                    "error": reason,
+                },
+            )
+        else:
+            StripeEvent.objects.filter(event_id=event.id, outcome=StripeEvent.Outcome.FAILED).update(
+                error=reason, attempts=F("attempts") + 1
+            )
+    except DatabaseError:
+        logger.exception("stripe event %s: the failure itself could not be recorded", event.id)
 
 
 def _intent_id(obj: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
 from django.test import Client
 
@@ -24,6 +25,7 @@ from payments.models import Payment, PaymentAllocation, Refund, StripeEvent
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
 from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -386,3 +388,74 @@ def test_an_event_for_an_intent_that_is_not_ours_is_stored_and_changes_nothing(
     assert payment.refunded_cents == 0 and payment.disputed_at is None
     assert status_of(invoices[0]) == Invoice.Status.PROCESSING
     assert Refund.objects.count() == 0 and mail.outbox == []
+
+
+# --- a failure while applying leaves a trace, and the redelivery applies it -------------------------------------------
+
+
+def test_an_event_that_fails_to_apply_is_recorded_for_ops_and_applied_when_stripe_delivers_it_again(
+    stripe_api: str,
+    patient: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    invoices = open_invoices(patient, 5_500)
+    payment = server_payment(patient, invoices, stripe_fake.THREE_D_SECURE)
+    stripe_fake.authenticate(payment.stripe_payment_intent_id or "", success=True)
+    event = stripe_fake.event_for_intent(
+        "evt_fails_once", "payment_intent.succeeded", intent_dict(payment.stripe_payment_intent_id or "")
+    )
+    real_apply = services.payment_apply_intent
+
+    def apply_then_fail(**kwargs: Any) -> Any:
+        real_apply(**kwargs)  # the invoice is marked paid inside the transaction ...
+        raise RuntimeError("the database went away mid-event")  # ... and then the transaction is lost
+
+    monkeypatch.setattr(services, "payment_apply_intent", apply_then_fail)
+    first = deliver(event, django_capture_on_commit_callbacks)
+
+    assert first.status_code == 500  # Stripe delivers it again
+    stored = StripeEvent.objects.get(event_id="evt_fails_once")
+    assert stored.outcome == StripeEvent.Outcome.FAILED and stored.processed_at is None
+    assert stored.error == "RuntimeError: the database went away mid-event" and stored.attempts == 1
+    assert status_of(payment) == Payment.Status.PROCESSING  # nothing of the failed try was kept
+    assert status_of(invoices[0]) == Invoice.Status.PROCESSING
+    assert receipts_to(patient) == []
+    ops = staff_login(Client(), get_user_model().objects.create_superuser("ops-failed-event", password="x"))
+    assert "1 Stripe event(s) that failed to apply" in ops.get("/admin/dashboard/").content.decode()
+    listed = ops.get("/admin/payments/stripeevent/?outcome__exact=failed").content.decode()
+    assert "evt_fails_once" in listed
+
+    monkeypatch.setattr(services, "payment_apply_intent", real_apply)
+    answers = [deliver(event, django_capture_on_commit_callbacks) for _ in range(2)]
+
+    assert [(a.status_code, a.content) for a in answers] == [(200, b"ok"), (200, b"duplicate")]
+    stored.refresh_from_db()
+    assert stored.outcome == StripeEvent.Outcome.APPLIED and stored.error == "" and stored.attempts == 2
+    assert status_of(payment) == Payment.Status.SUCCEEDED
+    assert status_of(invoices[0]) == Invoice.Status.PAID
+    assert len(receipts_to(patient)) == 1
+    assert "0 Stripe event(s) that failed to apply" in ops.get("/admin/dashboard/").content.decode()
+
+
+def test_an_event_that_keeps_failing_counts_its_deliveries_and_keeps_the_latest_error(
+    stripe_api: str, patient: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoices = open_invoices(patient, 2_500)
+    payment = server_payment(patient, invoices, stripe_fake.THREE_D_SECURE)
+    stripe_fake.authenticate(payment.stripe_payment_intent_id or "", success=True)
+    event = stripe_fake.event_for_intent(
+        "evt_fails_thrice", "payment_intent.succeeded", intent_dict(payment.stripe_payment_intent_id or "")
+    )
+    errors = iter([KeyError("first"), ValueError("second"), ZeroDivisionError("third")])
+
+    def fail(**kwargs: Any) -> Any:
+        raise next(errors)
+
+    monkeypatch.setattr(services, "payment_apply_intent", fail)
+
+    assert [deliver(event).status_code for _ in range(3)] == [500, 500, 500]
+    stored = StripeEvent.objects.get(event_id="evt_fails_thrice")
+    assert (stored.outcome, stored.attempts) == (StripeEvent.Outcome.FAILED, 3)
+    assert stored.error == "ZeroDivisionError: third"
+    assert status_of(payment) == Payment.Status.PROCESSING
