@@ -55,8 +55,13 @@ pytest:  ## the test suite (PostgreSQL/Redis/Chromium tests skip unless availabl
 
 test: install lint typecheck migrations-check pytest  ## every check and test
 
-bench: install  ## benchmarks (need DATABASE_URL on PostgreSQL); they print ratios
-	$(PY) bench/issue_invoices.py
+# Every benchmark, one after another; each prints ratios against a baseline it measured in the same run.
+BENCH_DB_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/postgres)
+bench: install  ## every benchmark (PostgreSQL and Redis; wrk if installed); they print ratios
+	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/pay_page.py --rounds 3
+	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/issue_invoices.py
+	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/issue_worker.py --n 500
+	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/reminders.py --sizes 10000 100000 1000000
 
 clean:  ## remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
