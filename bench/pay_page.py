@@ -154,6 +154,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="measure every page this many times (median)")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
     parser.add_argument("--keep-db", action="store_true", help=f"leave the {BENCH_DB} database behind")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead of loading: profile N in-process requests of each page (cProfile) and print the top",
+    )
     return parser.parse_args()
 
 
@@ -419,6 +426,27 @@ def in_process_ms(target: Target, count: int = 200) -> float:
     return elapsed / count * 1000
 
 
+def profile_page(target: Target, count: int) -> None:
+    """The top of a cProfile of `count` in-process requests (after the warm-up in_process_ms does): own time first,
+    then the project's functions by cumulative time, so the README can show where a request's time goes."""
+    import cProfile
+    import io
+    import pstats
+
+    in_process_ms(target, count=20)  # warm caches, templates and the connection outside the profile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    mean_ms = in_process_ms(target, count=count)
+    profiler.disable()
+    out = io.StringIO()
+    project = pstats.Stats(profiler, stream=out)
+    project.sort_stats("cumulative").print_stats(f"^{ROOT}/(?!\\.venv)", 20)  # the project's own code
+    project.strip_dirs().sort_stats("tottime").print_stats(15)  # own time, anywhere
+    print(f"=== profile: {target.label}: {mean_ms:.2f} ms per request under cProfile ({count} requests)")
+    noise = ("function calls", "Ordered by", "List reduced")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip() and not any(n in line for n in noise)))
+
+
 def queries_per_request(target: Target) -> tuple[int, list[str]]:
     from django.db import connection
     from django.test import Client
@@ -608,6 +636,12 @@ def main() -> None:
             ),
             Target("webhook_fresh", "webhook, fresh event ids", "/stripe/webhook/", method="POST", expect="ok"),
         ]
+        if args.profile:
+            for target in targets:
+                if target.name in ("summary", "landing", "reference"):
+                    check_once(base, target)
+                    profile_page(target, args.profile)
+            return
         sql: dict[str, tuple[int, list[str]]] = {}
         cpu: dict[str, float] = {}
         for target in targets:
