@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000], help="sessions per run")
     parser.add_argument("--keep-db", action="store_true", help=f"leave the {BENCH_DB} database behind")
+    parser.add_argument("--profile", type=int, metavar="N", default=0, help="instead: profile N issuances (cProfile)")
     return parser.parse_args()
 
 
@@ -299,6 +300,18 @@ def run_size(n: int) -> Result:
     return Result(size=n, service_per_s=service, bulk_per_s=bulk, per_row_per_s=per_row)
 
 
+def profile_issuance(n: int) -> None:
+    import cProfile
+
+    time_service(create_sessions(count=20, tag="warm"))
+    sessions = create_sessions(count=n, tag="profile")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    per_s = time_service(sessions)
+    profiler.disable()
+    benchdb.print_profile(profiler, f"{n} issuances (issue + eager announce): {1000 / per_s:.2f} ms each, profiled")
+
+
 def probe_queries() -> tuple[float, Counter[str], list[str]]:
     """SQL statements per issuance (issue + the eager email task after commit), on a few fresh sessions."""
     from django.core import mail
@@ -346,6 +359,9 @@ def main() -> None:
     benchdb.drop_database(url, BENCH_DB, recreate=True)
     try:
         django_setup(url)
+        if args.profile:
+            profile_issuance(args.profile)
+            return
         per_issue, kinds, sample = probe_queries()
         print(f"SQL per issuance (issue + eager email), over {PROBE_ISSUANCES} issuances: {per_issue:.1f}")
         print("  by kind, per issuance: " + ", ".join(f"{k} {v / PROBE_ISSUANCES:g}" for k, v in kinds.most_common()))

@@ -430,21 +430,13 @@ def profile_page(target: Target, count: int) -> None:
     """The top of a cProfile of `count` in-process requests (after the warm-up in_process_ms does): own time first,
     then the project's functions by cumulative time, so the README can show where a request's time goes."""
     import cProfile
-    import io
-    import pstats
 
     in_process_ms(target, count=20)  # warm caches, templates and the connection outside the profile
     profiler = cProfile.Profile()
     profiler.enable()
     mean_ms = in_process_ms(target, count=count)
     profiler.disable()
-    out = io.StringIO()
-    project = pstats.Stats(profiler, stream=out)
-    project.sort_stats("cumulative").print_stats(f"^{ROOT}/(?!\\.venv)", 20)  # the project's own code
-    project.strip_dirs().sort_stats("tottime").print_stats(15)  # own time, anywhere
-    print(f"=== profile: {target.label}: {mean_ms:.2f} ms per request under cProfile ({count} requests)")
-    noise = ("function calls", "Ordered by", "List reduced")
-    print("\n".join(line for line in out.getvalue().splitlines() if line.strip() and not any(n in line for n in noise)))
+    benchdb.print_profile(profiler, f"{target.label}: {mean_ms:.2f} ms per request under cProfile ({count} requests)")
 
 
 def queries_per_request(target: Target) -> tuple[int, list[str]]:
