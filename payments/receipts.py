@@ -1,7 +1,10 @@
 """P8: receipts a patient can submit to an FSA, HSA or HRA: a discreet email and an itemized PDF."""
 
 import logging
+from functools import lru_cache
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.template.defaultfilters import date as date_format
 from django.utils import timezone, translation
@@ -17,15 +20,50 @@ from claims.selectors import claim_numbers_for
 from payments.models import Payment, PaymentAllocation
 
 logger = logging.getLogger(__name__)
+# fpdf2 subsets the embedded fonts through fontTools, which logs every table it touches at INFO.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 FSA_STATEMENT = gettext_lazy(
     "This receipt shows payment for services received and may be submitted to your FSA, HSA or HRA for reimbursement."
 )
 
 
-def _latin1(text: str) -> str:
-    """The PDF core fonts are Latin-1; replace anything else rather than fail a receipt."""
-    return text.encode("latin-1", "replace").decode("latin-1")
+FONTS_DIR = Path(__file__).resolve().parent / "fonts"
+# DejaVu Sans (Bitstream Vera licence): Latin with Vietnamese, Greek, Cyrillic, Armenian, Georgian, Hebrew and more.
+# Droid Sans Fallback (Apache 2.0) fills in what DejaVu lacks, above all Chinese, Japanese and Korean; it is loaded
+# only for a receipt that needs it (parsing it costs a few tenths of a second).
+FONT = "DejaVu"
+FALLBACK_FONT = "DroidFallback"
+PAYEE = "Alma"
+
+
+@lru_cache(maxsize=1)
+def _main_font_codepoints() -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    with TTFont(FONTS_DIR / "DejaVuSans.ttf", lazy=True) as font:
+        return frozenset(font.getBestCmap())
+
+
+def _needs_fallback(texts: list[str]) -> bool:
+    covered = _main_font_codepoints()
+    return any(ord(char) not in covered for text in texts for char in text if not char.isspace())
+
+
+def _clean(text: str) -> str:
+    """What a PDF string can carry: no control characters (a NUL or a lone surrogate in a stored name)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(char for char in text if char >= " " or char == "\n")
+
+
+def _receipt_document(names: list[str]) -> FPDF:
+    pdf = FPDF(format="Letter")
+    pdf.add_font(FONT, "", FONTS_DIR / "DejaVuSans.ttf")
+    pdf.add_font(FONT, "B", FONTS_DIR / "DejaVuSans-Bold.ttf")
+    if _needs_fallback(names):
+        pdf.add_font(FALLBACK_FONT, "", FONTS_DIR / "DroidSansFallbackFull.ttf")
+        pdf.set_fallback_fonts([FALLBACK_FONT], exact_match=False)
+    return pdf
 
 
 def settled_cents(payment: Payment) -> int:
@@ -49,16 +87,19 @@ def _receipt_pdf(payment: Payment) -> bytes:
     )
     patient = payment.patient
     paid_on = timezone.localtime(payment.succeeded_at or payment.created_at)
-    pdf = FPDF(format="Letter")
-    pdf.set_title(_latin1(gettext("Receipt {reference}").format(reference=payment.reference)))
-    pdf.set_author("Alma Billing")
+    patient_name = _clean(f"{patient.first_name} {patient.last_name}")
+    providers = [_clean(a.invoice.provider.display_name) for a in allocations]
+    pdf = _receipt_document([patient_name, *providers])
+    pdf.set_title(_clean(gettext("Receipt {reference}").format(reference=payment.reference)))
+    pdf.set_author(PAYEE)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, _latin1(gettext("Payment receipt")), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=11)
+    pdf.set_font(FONT, "B", 18)
+    pdf.cell(0, 10, _clean(gettext("Payment receipt")), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, size=11)
     rows = [
         (gettext("Receipt"), payment.reference),
-        (gettext("Patient"), f"{patient.first_name} {patient.last_name}"),
+        (gettext("Paid to"), PAYEE),
+        (gettext("Patient"), patient_name),
         (gettext("Payment date"), date_format(paid_on, day_format("long"))),
         (
             gettext("Paid with"),
@@ -69,16 +110,16 @@ def _receipt_pdf(payment: Payment) -> bytes:
         (gettext("Amount paid"), format_cents(sum(a.amount_cents for a in allocations))),
     ]
     for label, value in rows:
-        pdf.cell(45, 7, _latin1(label))
-        pdf.cell(0, 7, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(45, 7, _clean(label))
+        pdf.multi_cell(0, 7, _clean(value), new_x="LMARGIN", new_y="NEXT")  # a long name wraps, never overflows
     pdf.ln(4)
-    pdf.set_font("Helvetica", "B", 10)
+    pdf.set_font(FONT, "B", 9)
     widths = (30, 28, 62, 30, 18, 26)
     headers = (gettext("Invoice"), gettext("Date of service"), gettext("Provider"), "NPI", "CPT", gettext("Amount"))
     for width, header in zip(widths, headers, strict=True):
-        pdf.cell(width, 8, _latin1(header), border="B")
+        pdf.cell(width, 8, _clean(header), border="B")
     pdf.ln()
-    pdf.set_font("Helvetica", size=10)
+    pdf.set_font(FONT, size=9)
     for allocation in allocations:
         invoice = allocation.invoice
         cells = (
@@ -90,23 +131,28 @@ def _receipt_pdf(payment: Payment) -> bytes:
             format_cents(allocation.amount_cents),
         )
         for width, cell in zip(widths, cells, strict=True):
-            pdf.cell(width, 7, _latin1(cell))
+            pdf.cell(width, 7, _clean(cell))
         pdf.ln()
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(sum(widths[:-1]), 8, _latin1(gettext("Total paid")), border="T")
+    pdf.set_font(FONT, "B", 10)
+    pdf.cell(sum(widths[:-1]), 8, _clean(gettext("Total paid")), border="T")
     pdf.cell(widths[-1], 8, format_cents(sum(a.amount_cents for a in allocations)), border="T")
     pdf.ln(14)
-    pdf.set_font("Helvetica", size=10)
+    pdf.set_font(FONT, size=10)
     claims = claim_numbers_for(session_ids={a.invoice.session_id for a in allocations})
     if claims:  # P13: what the patient quotes to their plan, FSA or HSA
         numbers = sorted(set(claims.values()))
         text = ngettext("Insurance claim number: {numbers}.", "Insurance claim numbers: {numbers}.", len(numbers))
-        pdf.multi_cell(0, 6, _latin1(text.format(numbers=", ".join(numbers))), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, _clean(text.format(numbers=", ".join(numbers))), new_x="LMARGIN", new_y="NEXT")
     # Back to the left margin after each paragraph: the next one needs the page's whole width.
-    pdf.multi_cell(0, 6, _latin1(str(FSA_STATEMENT)), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, _clean(str(FSA_STATEMENT)), new_x="LMARGIN", new_y="NEXT")
     if payment.refunded_cents:
         refunded = gettext("Refunded to your card: {amount}.").format(amount=format_cents(payment.refunded_cents))
-        pdf.multi_cell(0, 6, _latin1(refunded), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, _clean(refunded), new_x="LMARGIN", new_y="NEXT")
+    contact = " · ".join(c for c in (settings.SUPPORT_EMAIL, settings.SUPPORT_PHONE) if c)
+    if contact:
+        pdf.multi_cell(
+            0, 6, _clean(gettext("Questions about this receipt? Contact Alma: {contact}").format(contact=contact))
+        )
     return bytes(pdf.output())
 
 
