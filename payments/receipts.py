@@ -1,13 +1,17 @@
 """P8: receipts a patient can submit to an FSA, HSA or HRA: a discreet email and an itemized PDF."""
 
+import hashlib
 import logging
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.template.defaultfilters import date as date_format
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, ngettext
 from fpdf import FPDF
@@ -15,9 +19,12 @@ from fpdf import FPDF
 from alma_billing.core.audit import SYSTEM, audit_record
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
+from alma_billing.core.queue import enqueue_on_commit
 from alma_billing.core.templatetags.patient_dates import day_format
 from claims.selectors import claim_numbers_for
-from payments.models import Payment, PaymentAllocation
+from invoices.models import Patient
+from payments.models import Payment, PaymentAllocation, ReceiptLinkRequest
+from verification.services import _network, pay_link_email_context
 
 logger = logging.getLogger(__name__)
 # fpdf2 subsets the embedded fonts through fontTools, which logs every table it touches at INFO.
@@ -39,7 +46,7 @@ PAYEE = "Alma"
 
 @lru_cache(maxsize=1)
 def _main_font_codepoints() -> frozenset[int]:
-    from fontTools.ttLib import TTFont
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
     with TTFont(FONTS_DIR / "DejaVuSans.ttf", lazy=True) as font:
         return frozenset(font.getBestCmap())
@@ -156,6 +163,11 @@ def _receipt_pdf(payment: Payment) -> bytes:
     return bytes(pdf.output())
 
 
+def receipts_page_url() -> str:
+    """The public page where a patient asks for a new link to their receipts."""
+    return f"{settings.SITE_URL}/pay/receipts/"
+
+
 def receipt_email_send(*, payment_id: int) -> bool:
     """Email the patient that the payment went through, once. Discreet: no provider, no clinical words."""
     with transaction.atomic():
@@ -165,8 +177,12 @@ def receipt_email_send(*, payment_id: int) -> bool:
         settled = settled_cents(payment)
         if settled == 0:
             return False  # everything it covered was already paid: it was refunded in full, there is no receipt
+        # A fresh link to the receipt (the invoice email's link may have expired, and autopay patients never got
+        # one); it goes through the phone check like any other.
+        _, link_context = pay_link_email_context(patient=payment.patient, invoice=None)
         context = {
-            "first_name": payment.patient.first_name,
+            **link_context,
+            "receipts_url": receipts_page_url(),
             "amount": format_cents(settled),
             "refunded": format_cents(payment.amount_cents - settled) if settled < payment.amount_cents else "",
             "reference": payment.reference,
@@ -188,3 +204,112 @@ def receipt_email_send(*, payment_id: int) -> bool:
         payment.save(update_fields=["receipt_emailed_at"])
         audit_record(actor=SYSTEM, action="payment.receipt_emailed", obj=payment)
     return True
+
+
+# Receipts later (issue 11): listed after verification, and a fresh link on request from the public page.
+RECEIPTS_LISTED_FOR = timedelta(days=731)  # two years: longer than the 18 months an FSA/HSA claim may need
+RECEIPTS_LISTED_MAX = 200
+RECEIPT_LINKS_PER_ADDRESS = 3  # requests per address per hour, whether or not the address is on file
+RECEIPT_LINKS_PER_NETWORK = 10  # requests per IPv4 address or IPv6 /64 per hour
+RECEIPT_LINKS_WINDOW = timedelta(hours=1)
+RECEIPT_LINK_REQUESTS_KEPT = timedelta(days=2)
+PATIENTS_PER_ADDRESS_MAX = 10  # a family sharing one mailbox; a bound on the work one request can cause
+
+
+def receipts_for(*, patient_id: int, now: datetime | None = None) -> list[Payment]:
+    """The patient's receipts, newest first: succeeded payments of the last two years that paid something (not
+    only refunded duplicates), each with `paid_cents`. One query whatever the number."""
+    since = (now or timezone.now()) - RECEIPTS_LISTED_FOR
+    return list(
+        Payment.objects.filter(patient_id=patient_id, status=Payment.Status.SUCCEEDED, succeeded_at__gte=since)
+        .annotate(
+            paid_cents=Sum("allocations__amount_cents", filter=Q(allocations__state=PaymentAllocation.State.SETTLED))
+        )
+        .filter(paid_cents__gt=0)
+        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at")
+        .order_by("-succeeded_at", "-id")[:RECEIPTS_LISTED_MAX]
+    )
+
+
+def normalize_address(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _address_digest(address: str) -> str:
+    """A keyed digest: the limits count by address without storing an address nobody has on file."""
+    return salted_hmac("alma.receipts-link.address", normalize_address(address)).hexdigest()
+
+
+def _lock(key: str) -> None:
+    """A transaction-scoped lock on a name, so concurrent requests for one address (or from one network) count one
+    after another. SQLite (development) serializes writers on its own."""
+    if connection.vendor == "postgresql":
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number])
+
+
+def receipts_link_request(*, address: str, ip: str | None) -> bool:
+    """Someone asked for a receipts link for `address`. False when a limit is reached (nothing is recorded or
+    sent). Otherwise the request is recorded and its emails queued: one fresh link for each patient with that
+    address, none for an unknown one. The caller answers the same in both cases, and does the same work."""
+    digest = _address_digest(address)
+    network = _network(ip)
+    with transaction.atomic():
+        # Always in the same order, so two requests never wait on each other's second lock.
+        for key in sorted({f"receipts-address:{digest}", f"receipts-network:{network}"}):
+            _lock(key)
+        recent = ReceiptLinkRequest.objects.filter(created_at__gte=timezone.now() - RECEIPT_LINKS_WINDOW)
+        if recent.filter(address_digest=digest).count() >= RECEIPT_LINKS_PER_ADDRESS:
+            return False
+        if network and recent.filter(network=network).count() >= RECEIPT_LINKS_PER_NETWORK:
+            return False
+        patient_ids = list(
+            Patient.objects.filter(email__iexact=normalize_address(address))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:PATIENTS_PER_ADDRESS_MAX]
+        )
+        request = ReceiptLinkRequest.objects.create(address_digest=digest, network=network, patient_ids=patient_ids)
+        from payments.tasks import receipts_link_task
+
+        enqueue_on_commit(receipts_link_task, request.pk)
+    logger.info("receipts link request %s recorded", request.pk)
+    return True
+
+
+def receipts_link_send(*, request_id: int) -> int:
+    """Email each patient of a request a fresh link to their receipts, once; returns how many were sent."""
+    with transaction.atomic():
+        request = ReceiptLinkRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.processed_at is not None:
+            return 0
+        sent = 0
+        for patient in Patient.objects.filter(pk__in=request.patient_ids).exclude(email="").order_by("pk"):
+            if _address_digest(patient.email) != request.address_digest:
+                continue  # staff changed the address since: the link goes only to the address asked for
+            _, context = pay_link_email_context(patient=patient, invoice=None)
+            send_patient_email(
+                to=patient.email,
+                subject=gettext_lazy("Your link to your Alma receipts"),
+                template="emails/receipts_link",
+                context={**context, "receipts_url": receipts_page_url()},
+                language=patient.preferred_language,
+            )
+            audit_record(actor=SYSTEM, action="receipts.link_emailed", obj=patient, request_id=request.pk)
+            sent += 1
+        request.processed_at = timezone.now()
+        request.save(update_fields=["processed_at"])
+    return sent
+
+
+def receipts_link_requests_finish(*, cutoff: datetime) -> int:
+    """Outbox, not hope: send the requests whose task was lost (created before `cutoff`), and forget old ones."""
+    ReceiptLinkRequest.objects.filter(created_at__lt=timezone.now() - RECEIPT_LINK_REQUESTS_KEPT).delete()
+    sent = 0
+    pending = ReceiptLinkRequest.objects.filter(processed_at__isnull=True, created_at__lt=cutoff).order_by("id")
+    for request_id in pending.values_list("id", flat=True)[:1000]:
+        try:
+            sent += receipts_link_send(request_id=request_id)
+        except Exception:
+            logger.exception("could not send the receipts link for request %s", request_id)
+    return sent
