@@ -534,3 +534,16 @@ def test_every_email_template_is_free_of_clinical_words_and_provider_fields() ->
             assert word not in source, (path.name, word)
         # No template prints anything of the provider or the care ("contact your provider" is fine).
         assert not re.search(r"\{\{[^}]*(provider|practice|npi|cpt|special|diagnos)", source), path.name
+
+
+def test_a_body_over_the_upload_limit_gets_the_patient_error_page_and_sends_nothing() -> None:
+    body = "email=" + "a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)
+    response = Client().post(PAGE, body, "application/x-www-form-urlencoded")
+    assert response.status_code == 400 and b"Traceback" not in response.content
+    assert ReceiptLinkRequest.objects.count() == 0 and mail.outbox == []
+
+
+def test_an_international_domain_is_accepted_and_answered_like_any_other() -> None:
+    response = ask(Client(), "zoe@exämple.com")
+    assert response.status_code == 302 and response["Location"] == "/pay/receipts/?sent=1"
+    assert ReceiptLinkRequest.objects.get().patient_ids == []
