@@ -37,24 +37,34 @@ FSA_STATEMENT = gettext_lazy(
 
 FONTS_DIR = Path(__file__).resolve().parent / "fonts"
 # DejaVu Sans (Bitstream Vera licence): Latin with Vietnamese, Greek, Cyrillic, Armenian, Georgian, Hebrew and more.
-# Droid Sans Fallback (Apache 2.0) fills in what DejaVu lacks, above all Chinese, Japanese and Korean; it is loaded
-# only for a receipt that needs it (parsing it costs a few tenths of a second).
+# Droid Sans Fallback (Apache 2.0) fills in what DejaVu lacks: Chinese, Japanese and Korean; its "Full" cut adds rarer
+# Chinese characters but has no Korean, so both are kept. Each fallback is loaded only for a receipt that needs it
+# (parsing one costs a few tenths of a second).
 FONT = "DejaVu"
-FALLBACK_FONT = "DroidFallback"
+FALLBACK_FONTS = (("DroidFallback", "DroidSansFallback.ttf"), ("DroidFallbackFull", "DroidSansFallbackFull.ttf"))
 PAYEE = "Alma"
 
 
-@lru_cache(maxsize=1)
-def _main_font_codepoints() -> frozenset[int]:
+@lru_cache(maxsize=4)
+def _codepoints(filename: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
-    with TTFont(FONTS_DIR / "DejaVuSans.ttf", lazy=True) as font:
+    with TTFont(FONTS_DIR / filename, lazy=True) as font:
         return frozenset(font.getBestCmap())
 
 
-def _needs_fallback(texts: list[str]) -> bool:
-    covered = _main_font_codepoints()
-    return any(ord(char) not in covered for text in texts for char in text if not char.isspace())
+def _fallbacks_needed(texts: list[str]) -> list[tuple[str, str]]:
+    """The fallback fonts (name, file) that cover what the main font cannot print of `texts`, in order."""
+    missing = {ord(char) for text in texts for char in text if not char.isspace()} - _codepoints("DejaVuSans.ttf")
+    needed = []
+    for name, filename in FALLBACK_FONTS:
+        if not missing:
+            break
+        covered = missing & _codepoints(filename)
+        if covered:
+            needed.append((name, filename))
+            missing -= covered
+    return needed
 
 
 def _clean(text: str) -> str:
@@ -67,9 +77,11 @@ def _receipt_document(names: list[str]) -> FPDF:
     pdf = FPDF(format="Letter")
     pdf.add_font(FONT, "", FONTS_DIR / "DejaVuSans.ttf")
     pdf.add_font(FONT, "B", FONTS_DIR / "DejaVuSans-Bold.ttf")
-    if _needs_fallback(names):
-        pdf.add_font(FALLBACK_FONT, "", FONTS_DIR / "DroidSansFallbackFull.ttf")
-        pdf.set_fallback_fonts([FALLBACK_FONT], exact_match=False)
+    fallbacks = _fallbacks_needed(names)
+    for name, filename in fallbacks:
+        pdf.add_font(name, "", FONTS_DIR / filename)
+    if fallbacks:
+        pdf.set_fallback_fonts([name for name, _ in fallbacks], exact_match=False)
     return pdf
 
 

@@ -406,7 +406,16 @@ def test_receipts_need_verification() -> None:
 
 @pytest.mark.parametrize(
     ("first", "last"),
-    [("Zoë", "Nguyễn"), ("Łukasz", "Wróblewski"), ("李", "小龍"), ("Ñandú", "Peña"), ("Δήμητρα", "Иванова")],
+    [
+        ("Zoë", "Nguyễn"),
+        ("Łukasz", "Wróblewski"),
+        ("李", "小龍"),
+        ("Ñandú", "Peña"),
+        ("Δήμητρα", "Иванова"),
+        ("김", "민준"),
+        ("さくら", "髙橋"),
+        ("王", "㐂"),  # CJK Extension A: only the Full cut of Droid Sans Fallback has it
+    ],
 )
 def test_p8_the_pdf_prints_any_name_and_names_alma_as_payee(first: str, last: str) -> None:
     patient = PatientFactory(first_name=first, last_name=last)
@@ -423,6 +432,12 @@ def test_p8_the_pdf_is_in_spanish_for_a_spanish_speaking_patient() -> None:
     text = pdf_text(receipts.receipt_pdf(paid(patient)))
     assert "Recibo de pago" in text and "Pagado a Alma" in text and "Ñandú Peña" in text
     assert "Payment receipt" not in text and "Paid to" not in text
+
+
+def test_p8_a_character_no_font_has_still_makes_a_receipt_with_the_rest_of_the_name() -> None:
+    patient = PatientFactory(first_name="Sarah", last_name="𠮷田")  # 𠮷: CJK Extension B, in neither font
+    text = pdf_text(receipts.receipt_pdf(paid(patient)))
+    assert "Sarah" in text and "田" in text and "Paid to Alma" in text
 
 
 def test_p8_a_name_with_control_characters_still_makes_a_receipt() -> None:
