@@ -6,6 +6,7 @@ from django.urls import path
 from alma_billing.core import views as core_views
 from alma_billing.core.language import language_switch
 from invoices.dashboard import ops_dashboard
+from payments import receipt_views
 from payments import views as payment_views
 from verification import views as verification_views
 
@@ -39,6 +40,7 @@ urlpatterns = [
     path("pay/autopay/enroll/", payment_views.pay_autopay_enroll, name="pay-autopay-enroll"),
     path("pay/autopay/end/", payment_views.pay_autopay_end, name="pay-autopay-end"),
     path("pay/language/", language_switch, name="pay-language"),
+    path("pay/receipts/", receipt_views.pay_receipts_request, name="pay-receipts"),
     path("pay/sign-out/", verification_views.pay_sign_out, name="pay-sign-out"),
     path("pay/<str:token>/", verification_views.pay_link_landing, name="pay-link"),
     # Answers 404 unless DEBUG is on.

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import TransportError
@@ -415,9 +416,10 @@ def claim_refund_make(*, claim_payment_id: int) -> Refund | None:
         try:
             send_patient_email(
                 to=patient.email,
-                subject="A refund from Alma",
+                subject=gettext_lazy("A refund from Alma"),
                 template="emails/claim_refund",
                 context={"first_name": patient.first_name, "amount": format_cents(line.refund_cents)},
+                language=patient.preferred_language,
             )
         except Exception:  # the refund is made and recorded; a lost notice must not undo it
             logger.warning("refund notice for claim payment %s not sent", line.pk, exc_info=True)

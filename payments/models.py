@@ -6,6 +6,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from alma_billing.core.money import format_cents
@@ -219,3 +220,25 @@ class AutopayAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Autopay attempt {self.number} for invoice #{self.invoice_id} ({self.status})"
+
+
+class ReceiptLinkRequest(models.Model):
+    """One request on the public receipts page (/pay/receipts/): what its limits count (per address, per network),
+    and the outbox the link emails are sent from. The address itself is never stored, only a keyed digest of it,
+    and `patient_ids` is empty when no patient has that address: the row and the work look the same either way."""
+
+    address_digest = models.CharField(max_length=64)
+    network = models.GenericIPAddressField(null=True)  # an IPv4 address or an IPv6 /64, as the access limits count
+    patient_ids = models.JSONField(default=list)  # patients with that address when it was asked for
+    created_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)  # the emails went out (or there were none to send)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["address_digest", "created_at"]),
+            models.Index(fields=["network", "created_at"]),
+            models.Index(fields=["processed_at", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Receipts link request #{self.pk}"

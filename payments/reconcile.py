@@ -117,6 +117,7 @@ def _finish_lost_followups(cutoff: datetime, summary: ReconcileSummary) -> None:
         except Exception:
             logger.exception("reconcile: could not send the receipt for payment %s", payment_id)
             summary.errors += 1
+    summary.receipts += receipts.receipts_link_requests_finish(cutoff=cutoff)
     cards = CardToDetach.objects.filter(created_at__lt=cutoff).order_by("id")
     for payment_method_id in cards.values_list("payment_method_id", flat=True)[:1000]:
         try:

@@ -82,15 +82,8 @@ def autopay_charges_for(*, patient_id: int) -> list[AutopayAttempt]:
     )
 
 
-def recent_payments_for(*, patient_id: int, limit: int = 5) -> list[Payment]:
-    """Succeeded payments that paid something (not only refunded duplicates), newest first, for receipt links."""
-    return list(
-        Payment.objects.filter(
-            patient_id=patient_id,
-            status=Payment.Status.SUCCEEDED,
-            allocations__state=PaymentAllocation.State.SETTLED,
-        )
-        .distinct()
-        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at")
-        .order_by("-succeeded_at", "-id")[:limit]
-    )
+def recent_payments_for(*, patient_id: int) -> list[Payment]:
+    """The patient's receipts for the summary: see payments.receipts.receipts_for (two years, one query)."""
+    from payments.receipts import receipts_for
+
+    return receipts_for(patient_id=patient_id)

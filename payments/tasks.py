@@ -25,6 +25,11 @@ def payment_receipt_task(payment_id: int) -> bool:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def receipts_link_task(request_id: int) -> int:
+    return receipts.receipts_link_send(request_id=request_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def payment_card_forget_task(payment_id: int) -> None:
     try:
         services.payment_forget_card(payment_id=payment_id)

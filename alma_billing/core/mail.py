@@ -45,8 +45,9 @@ def build_patient_email(
     words, no provider names): the templates under templates/emails/ are the only place the words live.
     Subject, bodies and any lazy strings in `context` are rendered in `language` (the patient's preferred one)."""
     with translation.override(language or settings.LANGUAGE_CODE):
+        context = {**context, "subject": str(subject)}  # also the HTML part's <title>
         message = EmailMultiAlternatives(
-            subject=str(subject),
+            subject=context["subject"],
             body=render_to_string(f"{template}.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[to],
