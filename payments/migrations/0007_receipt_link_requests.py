@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0005_merge_i18n_and_claims'),
+        ('payments', '0006_stripe_event_failures'),
     ]
 
     operations = [
