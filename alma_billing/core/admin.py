@@ -103,19 +103,20 @@ class FieldHistoryAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         model = formset.model
-        existing = [f.instance.pk for f in formset.forms if f.instance.pk is not None]
-        before = {obj.pk: (obj, field_values(obj)) for obj in model._default_manager.filter(pk__in=existing)}
+        # A deleted instance loses its pk, so remember each form's by the instance itself.
+        pks = {id(f.instance): f.instance.pk for f in formset.forms if f.instance.pk is not None}
+        before = {obj.pk: obj for obj in model._default_manager.filter(pk__in=list(pks.values()))}
         super().save_formset(request, form, formset, change)
         actor = staff_actor(request)
         for obj in formset.new_objects:
             audit_field_changes(actor=actor, obj=obj, before=None)
         for obj, _changed in formset.changed_objects:
             if obj.pk in before:
-                audit_field_changes(actor=actor, obj=obj, before=before[obj.pk][1])
+                audit_field_changes(actor=actor, obj=obj, before=field_values(before[obj.pk]))
         for obj in formset.deleted_objects:
-            original = before.get(obj.pk)
+            original = before.get(pks.get(id(obj)))
             if original is not None:
-                audit_deletion(actor=actor, obj=original[0])
+                audit_deletion(actor=actor, obj=original)
 
 
 # The audit trail ---------------------------------------------------------------------------------------------------
