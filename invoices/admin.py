@@ -256,7 +256,7 @@ class EligibilitySnapshotAdmin(DollarsAdmin, FieldHistoryAdmin, PatientScoped):
 
 
 @admin.register(EapAuthorization)
-class EapAuthorizationAdmin(PatientScoped):
+class EapAuthorizationAdmin(FieldHistoryAdmin, PatientScoped):
     list_display = ["__str__", "patient", "sessions_used", "sessions_authorized", "valid_from", "valid_until"]
     list_filter = ["program"]
 

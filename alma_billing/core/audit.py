@@ -66,8 +66,9 @@ def _masked(name: str, value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """A field value as JSON: numbers, booleans and None as they are, everything else (dates, phones) as text."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """A field value as JSON: numbers, booleans, None and JSON data as they are; anything else (dates, phones, UUIDs)
+    as text."""
+    if value is None or isinstance(value, bool | int | float | str | dict | list):
         return value
     return str(value)
 
