@@ -183,15 +183,36 @@ def test_audit_rows_have_no_save_button_even_for_a_superuser(superuser_client: C
     assert event.action == "invoice.voided" and AuditEvent.objects.filter(pk=event.pk).exists()
 
 
+def _paid(invoice: Invoice) -> Any:
+    from payments.models import Payment, PaymentAllocation
+
+    payment = Payment.objects.create(
+        patient=invoice.patient,
+        amount_cents=invoice.amount_cents,
+        status=Payment.Status.SUCCEEDED,
+        attempt_key=f"ops-admin-{invoice.pk}",
+        stripe_payment_intent_id=f"pi_ops_admin_{invoice.pk}",
+        card_brand="visa",
+        card_last4="4242",
+    )
+    PaymentAllocation.objects.create(payment=payment, invoice=invoice, amount_cents=invoice.amount_cents)
+    return payment
+
+
 def test_there_is_no_view_site_link_and_invoices_and_payments_have_a_date_hierarchy(ops: Client) -> None:
-    InvoiceFactory()
+    _paid(InvoiceFactory(amount_cents=9_950))
     assert "View site" not in ops.get("/admin/").content.decode()
     assert "issued_at__" in ops.get("/admin/invoices/invoice/").content.decode()
-    assert ops.get("/admin/payments/payment/").status_code == 200
-    from payments.admin import PaymentAdmin
-
-    assert PaymentAdmin.date_hierarchy == "created_at"
+    payments = ops.get("/admin/payments/payment/").content.decode()
+    assert "created_at__" in payments and "$99.50" in payments
     assert ops.get("/admin/invoices/invoice/?issued_at__year=abc").status_code in (200, 302)
+
+
+def test_a_payment_page_shows_its_rows_in_dollars_and_has_no_save_button(ops: Client) -> None:
+    payment = _paid(InvoiceFactory(amount_cents=123_456))
+    page = ops.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
+    assert page.count("$1,234.56") >= 2  # the payment and its allocation row
+    assert 'name="_save"' not in page and "123456" not in page
 
 
 # Voiding ------------------------------------------------------------------------------------------------------------
