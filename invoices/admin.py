@@ -44,11 +44,12 @@ class OpsOnlyAdmin(admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_ops(request.user)
 
+    # Editing needs ops and the model's own permission (the Ops group has invoices' add/change permissions).
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_superuser)
+        return is_ops(request.user) and super().has_change_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_superuser)
+        return is_ops(request.user) and super().has_add_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -644,6 +645,9 @@ class ReminderRunAdmin(OpsOnlyAdmin):
         "failures",
     ]
     list_filter = ["status", "dry_run"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs are recorded by send_reminders and beat, never typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -112,12 +112,21 @@ def test_adding_and_removing_a_coverage_is_recorded(ops: Client) -> None:
     assert removed.object_id == str(coverage.pk) and removed.data["changes"]["payer_name"]["after"] is None
 
 
-def test_a_practice_policy_change_is_recorded(superuser_client: Client) -> None:
+def test_a_practice_policy_change_by_ops_is_recorded(ops: Client, ops_user: Any) -> None:
     practice = PracticeFactory(autopay_policy=Practice.AutopayPolicy.OFF)
     form = {"name": practice.name, "autopay_policy": "required"}
-    assert superuser_client.post(f"/admin/invoices/practice/{practice.pk}/change/", form).status_code == 302
+    assert ops.post(f"/admin/invoices/practice/{practice.pk}/change/", form).status_code == 302
     [event] = _changes(practice)
+    assert event.actor == ops_user
     assert event.data["changes"] == {"autopay_policy": {"before": "off", "after": "required"}}
+
+
+def test_a_provider_cannot_change_a_practice_policy(provider: Any, provider_client: Client) -> None:
+    practice = provider.practice
+    form = {"name": practice.name, "autopay_policy": "required"}
+    assert provider_client.post(f"/admin/invoices/practice/{practice.pk}/change/", form).status_code == 403
+    practice.refresh_from_db()
+    assert practice.autopay_policy == Practice.AutopayPolicy.OFF and _changes(practice) == []
 
 
 def test_a_provider_record_edited_by_ops_is_recorded(ops: Client, ops_user: Any, provider: Any) -> None:

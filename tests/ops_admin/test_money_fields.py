@@ -291,3 +291,8 @@ def test_ops_is_a_permission_not_a_group_name() -> None:
     user = get_user_model().objects.get(pk=user.pk)  # a fresh permission cache
     assert is_ops(user)
     PatientFactory()
+
+
+def test_reminder_runs_are_read_only_for_ops(ops: Client) -> None:
+    assert ops.get("/admin/invoices/reminderrun/add/").status_code == 403
+    assert ops.get("/admin/invoices/reminderrun/").status_code == 200
