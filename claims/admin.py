@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from alma_billing.core.admin import DollarsAdmin, dollars
 from alma_billing.core.staff import ProviderScopedAdmin, is_ops, staff_actor
 from claims.models import Claim, ClaimPayment, Remittance
 from claims.services import remittance_import
@@ -28,9 +29,12 @@ def claim_number_of(session: Any) -> str:
     return claim.claim_number if claim else "-"
 
 
+PLAN_RESPONSIBILITY = dollars("plan_responsibility_cents", "Plan responsibility")
+
+
 @admin.register(Claim)
-class ClaimAdmin(ProviderScopedAdmin):
-    list_display = ["claim_number", "session", "status", "plan_responsibility_cents", "decided_at", "attention"]
+class ClaimAdmin(DollarsAdmin, ProviderScopedAdmin):
+    list_display = ["claim_number", "session", "status", PLAN_RESPONSIBILITY, "decided_at", "attention"]
     list_filter = ["status", ("attention", admin.EmptyFieldListFilter)]
     search_fields = ["claim_number"]
     list_select_related = ["session"]
@@ -40,7 +44,7 @@ class ClaimAdmin(ProviderScopedAdmin):
         "status",
         "created_at",
         "decided_at",
-        "plan_responsibility_cents",
+        PLAN_RESPONSIBILITY,
         "attention",
     )
     fields = readonly_fields
@@ -52,15 +56,22 @@ class ClaimAdmin(ProviderScopedAdmin):
         return False  # claims are opened by billing, never typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj)
+        return False  # read-only: the view permission opens the page, with no Save button
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
-class ClaimPaymentInline(admin.TabularInline):
+class ClaimPaymentInline(DollarsAdmin, admin.TabularInline):
     model = ClaimPayment
-    fields = ("claim_number", "status_code", "patient_responsibility_cents", "outcome", "note", "adjustment_invoice")
+    fields = (
+        "claim_number",
+        "status_code",
+        dollars("patient_responsibility_cents", "Patient responsibility"),
+        "outcome",
+        "note",
+        "adjustment_invoice",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -70,12 +81,20 @@ class ClaimPaymentInline(admin.TabularInline):
 
 
 @admin.register(Remittance)
-class RemittanceAdmin(admin.ModelAdmin):
+class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
     """Ops only: a remittance names claims of every provider."""
 
     list_display = ["trace_number", "payer_name", "file_name", "received_at", "summary"]
     search_fields = ["trace_number", "lines__claim_number"]
-    readonly_fields = ("file_name", "trace_number", "payer_name", "payer_id", "payment_cents", "received_at", "summary")
+    readonly_fields = (
+        "file_name",
+        "trace_number",
+        "payer_name",
+        "payer_id",
+        dollars("payment_cents", "Payment"),
+        "received_at",
+        "summary",
+    )
     fields = readonly_fields
     inlines = [ClaimPaymentInline]
     change_list_template = "admin/claims/remittance_change_list.html"

@@ -10,11 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from alma_billing.core.admin import DollarsAdmin, FieldHistoryAdmin, dollars
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import format_cents
@@ -42,24 +44,25 @@ class OpsOnlyAdmin(admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_ops(request.user)
 
+    # Editing needs ops and the model's own permission (the Ops group has invoices' add/change permissions).
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_superuser)
+        return is_ops(request.user) and super().has_change_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_superuser)
+        return is_ops(request.user) and super().has_add_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(Practice)
-class PracticeAdmin(OpsOnlyAdmin):
+class PracticeAdmin(FieldHistoryAdmin, OpsOnlyAdmin):
     list_display = ["name", "autopay_policy"]
     list_filter = ["autopay_policy"]
 
 
 @admin.register(Provider)
-class ProviderAdmin(ProviderScopedAdmin):
+class ProviderAdmin(FieldHistoryAdmin, ProviderScopedAdmin):
     list_display = ["display_name", "npi", "practice"]
     list_filter = [("practice", admin.RelatedOnlyFieldListFilter)]  # a provider is offered only their practice
     search_fields = ["display_name", "npi"]
@@ -182,7 +185,7 @@ class PatientForm(forms.ModelForm):
 
 
 @admin.register(Patient)
-class PatientAdmin(PatientScoped):
+class PatientAdmin(FieldHistoryAdmin, PatientScoped):
     patient_path = ""
     form = PatientForm
     list_display = ["__str__", "email", "phone", "open_balance", "last_reminder"]
@@ -238,23 +241,23 @@ class PatientAdmin(PatientScoped):
 
 
 @admin.register(EligibilitySnapshot)
-class EligibilitySnapshotAdmin(PatientScoped):
+class EligibilitySnapshotAdmin(DollarsAdmin, FieldHistoryAdmin, PatientScoped):
     patient_path = "coverage__patient"
     list_display = [
         "__str__",
         "coverage",
         "status",
         "plan_active",
-        "copay_cents",
+        dollars("copay_cents"),
         "coinsurance_bp",
-        "deductible_remaining_cents",
-        "oop_max_remaining_cents",
+        dollars("deductible_remaining_cents", "Deductible remaining"),
+        dollars("oop_max_remaining_cents", "Out-of-pocket max remaining"),
     ]
     list_filter = ["status", "plan_active"]
 
 
 @admin.register(EapAuthorization)
-class EapAuthorizationAdmin(PatientScoped):
+class EapAuthorizationAdmin(FieldHistoryAdmin, PatientScoped):
     list_display = ["__str__", "patient", "sessions_used", "sessions_authorized", "valid_from", "valid_until"]
     list_filter = ["program"]
 
@@ -283,8 +286,12 @@ class EapAuthorizationAdmin(PatientScoped):
         return ["own_sessions_used"] if obj is not None and scoped_provider(request) is not None else []
 
 
+ALLOWED_AMOUNT = dollars("allowed_amount_cents", "Allowed amount")
+SELF_PAY_RATE = dollars("self_pay_rate_cents", "Self-pay rate")
+
+
 @admin.register(TherapySession)
-class TherapySessionAdmin(ProviderScopedAdmin):
+class TherapySessionAdmin(DollarsAdmin, FieldHistoryAdmin, ProviderScopedAdmin):
     invoice_path = "invoice"
     list_display = ["__str__", "patient", "provider", "billing_type", "status", "billing_outcome", "billing_note"]
     list_filter = ["status", "billing_outcome", "billing_type", ("provider", admin.RelatedOnlyFieldListFilter)]
@@ -292,23 +299,30 @@ class TherapySessionAdmin(ProviderScopedAdmin):
     actions = ["mark_completed", "charge_self_pay_rate"]
     list_select_related = ["patient", "provider"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["status", "completed_at", "billing_outcome", "billing_note", "claim_number"]
-        if obj is not None and obj.billing_outcome != TherapySession.Outcome.PENDING:
+    @staticmethod
+    def _billed(obj: Any) -> bool:
+        return obj is not None and obj.billing_outcome != TherapySession.Outcome.PENDING
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        fields: list[Any] = ["status", "completed_at", "billing_outcome", "billing_note", "claim_number"]
+        if self._billed(obj):
             fields += [
                 "patient",
                 "provider",
                 "date_of_service",
                 "cpt_code",
                 "billing_type",
-                "allowed_amount_cents",
-                "self_pay_rate_cents",
+                ALLOWED_AMOUNT,
+                SELF_PAY_RATE,
                 "eap_authorization",
             ]  # billed: money is read-only
         return fields
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [] if is_ops(request.user) else ["provider"]
+        excluded = [] if is_ops(request.user) else ["provider"]
+        if self._billed(obj):
+            excluded += ["allowed_amount_cents", "self_pay_rate_cents"]  # shown in dollars, read-only
+        return excluded
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         choices = scoped_choices(db_field, request)
@@ -385,6 +399,36 @@ class DiscrepancyFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AmountFilter(admin.SimpleListFilter):
+    title = "amount"
+    parameter_name = "amount"
+    BANDS = [("0-5000", 0, 5_000), ("5000-20000", 5_000, 20_000), ("20000-", 20_000, None)]
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        def label(low: int, high: int | None) -> str:
+            if high is None:
+                return f"{format_cents(low)} or more"
+            return f"{format_cents(low)} to under {format_cents(high)}"
+
+        return [(key, label(low, high)) for key, low, high in self.BANDS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        for key, low, high in self.BANDS:
+            if self.value() == key:
+                queryset = queryset.filter(amount_cents__gte=low)
+                return queryset if high is None else queryset.filter(amount_cents__lt=high)
+        return queryset
+
+
+class VoidForm(forms.Form):
+    reason = forms.CharField(
+        label="Why void (kept with the invoice and in the audit trail)",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=500,
+        error_messages={"required": "Give a reason for voiding; it is kept with the invoice."},
+    )
+
+
 class NoteActionForm(ActionForm):
     note = forms.CharField(required=False, label="Reason / note", widget=forms.TextInput(attrs={"size": 40}))
 
@@ -395,6 +439,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
     list_filter = [
         "status",
         AgeFilter,
+        AmountFilter,
         DiscrepancyFilter,
         ("disputed_at", admin.EmptyFieldListFilter),
         ("practice", admin.RelatedOnlyFieldListFilter),
@@ -409,6 +454,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
         "allocations__payment__stripe_payment_intent_id",
     ]
     list_select_related = ["patient", "provider"]
+    date_hierarchy = "issued_at"
     action_form = NoteActionForm
     actions = ["resend_link", "record_outside_payment", "void_invoices"]
     readonly_fields = (
@@ -457,13 +503,16 @@ class InvoiceAdmin(ProviderScopedAdmin):
         return False  # invoices are issued by the billing service, never typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj)  # the page opens; every field on it is read-only
+        return False  # every field is read-only: the page opens with the view permission and has no Save button
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        if not is_ops(request.user):
-            actions.pop("void_invoices", None)
-        return actions
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        """Resending a link or recording an outside payment: staff who may change invoices (providers, ops)."""
+        return bool(request.user.has_perm("invoices.change_invoice"))
+
+    def has_void_permission(self, request: HttpRequest) -> bool:
+        # Invoices are never deleted; voiding is how one is taken off what is owed, so the delete right grants it
+        # (the Ops group has it, providers do not).
+        return bool(request.user.has_perm("invoices.delete_invoice"))
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Invoice) -> str:
@@ -527,7 +576,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
         ]
         return format_html("<ul>{}</ul>", format_html_join("", "<li>{} · {} · {}</li>", rows)) if rows else "-"
 
-    @admin.action(description="Resend the invoice link to the patient")
+    @admin.action(description="Resend the invoice link to the patient", permissions=["act"])
     def resend_link(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset:
             try:
@@ -536,7 +585,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
             except (ServiceError, TransportError) as error:
                 self.message_user(request, error.message, messages.ERROR)
 
-    @admin.action(description="Record that the patient says they paid outside Alma (needs a note)")
+    @admin.action(description="Record that the patient says they paid outside Alma (needs a note)", permissions=["act"])
     def record_outside_payment(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         note = request.POST.get("note", "")
         for invoice in queryset:
@@ -548,16 +597,34 @@ class InvoiceAdmin(ProviderScopedAdmin):
             except ServiceError as error:
                 self.message_user(request, f"{invoice.number}: {error.message}", messages.ERROR)
 
-    @admin.action(description="Void (ops; needs a reason)")
-    def void_invoices(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        if not is_ops(request.user):
-            self.message_user(request, "Only ops staff can void invoices.", messages.ERROR)
-            return
+    @admin.action(description="Void… (ops; asks for a reason on the next page)", permissions=["void"])
+    def void_invoices(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        """First POST (from the list): a confirmation page with the reason. Second POST (`post=yes`, CSRF-checked
+        like every admin POST): void them. Going back or leaving the page changes nothing."""
+        if request.POST.get("post") == "yes":
+            form = VoidForm(request.POST)
+            if form.is_valid():
+                self._void(request, queryset, form.cleaned_data["reason"])
+                return None  # back to the list, with the messages
+        else:
+            form = VoidForm(initial={"reason": request.POST.get("note", "")[:500]})
+        invoices = list(queryset.select_related("patient").order_by("number"))
+        for invoice in invoices:
+            invoice.amount_display = format_cents(invoice.amount_cents)  # type: ignore[attr-defined]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Void invoices? Confirm with a reason",
+            "invoices": invoices,
+            "form": form,
+            "opts": self.model._meta,
+            "cancel_url": request.get_full_path(),
+        }
+        return TemplateResponse(request, "admin/invoices/void_confirmation.html", context)
+
+    def _void(self, request: HttpRequest, queryset: QuerySet[Invoice], reason: str) -> None:
         for invoice in queryset:
             try:
-                services.invoice_void(
-                    invoice_id=invoice.pk, reason=request.POST.get("note", ""), actor=staff_actor(request)
-                )
+                services.invoice_void(invoice_id=invoice.pk, reason=reason, actor=staff_actor(request))
                 self.message_user(request, f"{invoice.number} voided.")
             except ServiceError as error:
                 self.message_user(request, error.message, messages.ERROR)
@@ -578,6 +645,9 @@ class ReminderRunAdmin(OpsOnlyAdmin):
         "failures",
     ]
     list_filter = ["status", "dry_run"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs are recorded by send_reminders and beat, never typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

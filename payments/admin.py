@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from alma_billing.core.admin import DollarsAdmin, dollars
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import ProviderScopedAdmin, id_param, is_ops, provider_of, scoped_provider, staff_actor
@@ -41,16 +42,16 @@ class OwnInvoicesOnly:
         return queryset.filter(invoice__provider=provider)
 
 
-class AllocationInline(OwnInvoicesOnly, ReadOnly, admin.TabularInline):
+class AllocationInline(OwnInvoicesOnly, ReadOnly, DollarsAdmin, admin.TabularInline):
     model = PaymentAllocation
-    fields = ("invoice", "amount_cents", "state", "refunded_cents")
+    fields = ("invoice", dollars("amount_cents"), "state", dollars("refunded_cents"))
     readonly_fields = fields
     extra = 0
 
 
-class RefundInline(OwnInvoicesOnly, ReadOnly, admin.TabularInline):
+class RefundInline(OwnInvoicesOnly, ReadOnly, DollarsAdmin, admin.TabularInline):
     model = Refund
-    fields = ("created_at", "invoice", "amount_cents", "reason", "note", "stripe_refund_id", "created_by")
+    fields = ("created_at", "invoice", dollars("amount_cents"), "reason", "note", "stripe_refund_id", "created_by")
     readonly_fields = fields
     extra = 0
 
@@ -80,6 +81,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
     search_fields = ["stripe_payment_intent_id", "patient__last_name", "patient__email", "allocations__invoice__number"]
     invoice_path = "allocations__invoice"  # a provider's search matches only their own invoices' numbers
     list_select_related = ["patient"]
+    date_hierarchy = "created_at"
     readonly_fields = [
         "patient",
         "amount",
@@ -117,9 +119,6 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
         if is_ops(request.user):
             return list(self.list_display)
         return [f for f in self.list_display if f != "amount"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("payments.view_payment")  # viewing the page; nothing on it is editable
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Payment) -> str:

@@ -101,6 +101,7 @@ class StaffAdminSite(OTPAdminSite):
 
     site_header = "Alma billing"
     site_title = "Alma billing"
+    site_url = None  # no "View site" link: the patient pages open only from an emailed link
     index_template = "admin/alma_index.html"
     login_form = StaffLoginForm
     login_template = "admin/staff_login.html"

@@ -322,7 +322,7 @@ def test_staff_actions_are_audited_with_the_forwarded_address(ops_user: Any, set
     client = staff_login(Client(), ops_user)
     client.post(
         "/admin/invoices/invoice/",
-        {"action": "void_invoices", "_selected_action": [invoice.pk], "note": "Entered twice"},
+        {"action": "void_invoices", "_selected_action": [invoice.pk], "post": "yes", "reason": "Entered twice"},
         HTTP_X_FORWARDED_FOR="198.51.100.44",
     )
     event = AuditEvent.objects.filter(actor=ops_user, object_id=str(invoice.pk)).exclude(action__startswith="staff.")

@@ -122,14 +122,12 @@ def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, op
     my_invoice.refresh_from_db()
     assert my_invoice.status == Invoice.Status.OPEN  # no reason, no void
 
-    ops.post(
-        "/admin/invoices/invoice/",
-        {
-            "action": "void_invoices",
-            "_selected_action": [my_invoice.pk],
-            "note": "Provider confirmed cash payment",
-        },
-    )
+    # The action asks for confirmation on its own page (the reason is required there); then it voids.
+    confirm = {"action": "void_invoices", "_selected_action": [my_invoice.pk], "post": "yes"}
+    ops.post("/admin/invoices/invoice/", {**confirm, "reason": ""})
+    my_invoice.refresh_from_db()
+    assert my_invoice.status == Invoice.Status.OPEN
+    ops.post("/admin/invoices/invoice/", {**confirm, "reason": "Provider confirmed cash payment"})
     my_invoice.refresh_from_db()
     assert my_invoice.status == Invoice.Status.VOID and my_invoice.void_reason == "Provider confirmed cash payment"
     assert f">{my_invoice.number}</a>" not in ops.get("/admin/invoices/invoice/?discrepancy=open").content.decode()

@@ -18,7 +18,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         failed = []
+        verbose = options["verbosity"] >= 1
         for name in options["files"]:
+            if verbose:
+                self.stderr.write(f"{name}: reading…")
             path = Path(name)
             try:
                 raw_text = path.read_text(encoding="ascii")
@@ -34,7 +37,8 @@ class Command(BaseCommand):
                 continue
             counts = ", ".join(f"{count} {words}" for words, count in summary.counts().items())
             prefix = "would import (dry run, nothing changed)" if options["dry_run"] else "imported"
-            self.stdout.write(f"{name}: {prefix}: {counts}")
+            if verbose:
+                self.stdout.write(f"{name}: {prefix}: {counts}")
             if summary.refunds_waiting:
                 self.stderr.write(f"{summary.refunds_waiting} refund(s) wait for Stripe; the next import retries them.")
         if failed:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alma_billing.core.audit import SYSTEM
+from alma_billing.core.errors import ServiceError
 from alma_billing.core.staff_otp import AUTHENTICATOR_NAME, staff_recovery_codes_set
 from invoices import services
 from invoices.models import (
@@ -49,17 +50,28 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("seed_demo creates demo logins; it only runs with DEBUG on.")
+        verbose = options["verbosity"] >= 1
+        if verbose:
+            self.stderr.write("Creating demo practices, providers and patients…")
         with transaction.atomic():
             providers = self._staff()
             # Seeded once: on a later day the relative dates would otherwise make new sessions.
             seeded = Patient.objects.filter(email="jordan.lee@example.com").exists()
             sessions = [] if seeded else self._patients(providers)
+        failed = []
         for session in sessions:  # completing outside the seed transaction lets on_commit issue the invoices
-            services.session_complete(session_id=session.pk, actor=SYSTEM)
-        self._report()
-        self._demo_remittance()
+            try:
+                services.session_complete(session_id=session.pk, actor=SYSTEM)
+            except ServiceError as error:
+                self.stderr.write(f"Session #{session.pk} not completed: {error.message}")
+                failed.append(session.pk)
+        if verbose:
+            self._report()
+        self._demo_remittance(verbose)
+        if failed:
+            raise CommandError(f"{len(failed)} demo session(s) could not be completed: ids {failed}.")
 
-    def _demo_remittance(self) -> None:
+    def _demo_remittance(self, verbose: bool) -> None:
         """P13: an 835 for the demo claims (written each run: claim numbers come from this database's ids)."""
         from claims.samples import demo_835, demo_claim_numbers
 
@@ -69,6 +81,8 @@ class Command(BaseCommand):
         path = settings.VAR_DIR / "demo.835"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(demo_835(numbers))
+        if not verbose:
+            return
         self.stdout.write(
             f"  Sample remittance (X12 835) for the demo claims: DEBUG=1 .venv/bin/python manage.py "
             f"import_remittance {path}"

@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["in_doubt"]:
-            return self._list_in_doubt()
+            return self._list_in_doubt() if options["verbosity"] >= 1 else None
         for flag, delivered in (("mark_delivered", True), ("resend", False)):
             if options[flag] is not None:
                 try:
@@ -46,7 +46,8 @@ class Command(BaseCommand):
                     )
                 except ServiceError as error:
                     raise CommandError(error.message) from error
-                self.stdout.write(f"Reminder #{log.pk} to patient #{log.patient_id}: {log.get_status_display()}.")
+                if options["verbosity"] >= 1:
+                    self.stdout.write(f"Reminder #{log.pk} to patient #{log.patient_id}: {log.get_status_display()}.")
                 return None
         as_of = None
         if options["as_of"]:

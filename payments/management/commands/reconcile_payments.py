@@ -15,6 +15,8 @@ class Command(BaseCommand):
     help = "Settle or release payments whose Stripe webhook never arrived."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] >= 1:
+            self.stderr.write("Asking Stripe about every payment still in flight…")
         summary = payments_reconcile()
         if options["verbosity"] >= 1:
             self.stdout.write(self._summary(summary))

@@ -19,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--recovery-codes", type=int, default=10, help="how many recovery codes (default 10)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] < 1:
+            # The secret and recovery codes are shown once: enrolling without printing them would lose them.
+            raise CommandError("staff_otp_enroll prints the new secret once; run it without -v0. Nothing changed.")
         User = get_user_model()
         try:
             user = User._default_manager.get_by_natural_key(options["username"])

@@ -22,6 +22,8 @@ class Command(BaseCommand):
         except User.DoesNotExist as exc:
             raise CommandError(f"No user named {options['username']!r}.") from exc
         removed = staff_otp_reset(user=user, actor=Actor(label="manage.py staff_otp_reset"))
+        if options["verbosity"] < 1:
+            return
         self.stdout.write(
             f"Removed {removed} device(s) of {user.get_username()}; their admin sessions end at the next page. "
             f"Enroll again: python manage.py staff_otp_enroll {user.get_username()}"
