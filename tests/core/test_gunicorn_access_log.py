@@ -40,9 +40,9 @@ def test_bin_web_access_log_redacts_pay_link_tokens_and_query_strings(tmp_path: 
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"{base}/healthz", timeout=2)
+                requests.get(f"{base}/healthz", timeout=10)  # the first request imports the app: slow when loaded
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert web.poll() is None, (tmp_path / "stderr.log").read_text()
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
