@@ -130,16 +130,17 @@ def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type
     assert Refund.objects.count() == 1
 
 
-def test_p13_less_on_an_open_invoice_is_left_to_a_person_and_the_invoice_is_untouched(  # type: ignore[no-untyped-def]
+def test_p13_less_on_an_open_invoice_is_reduced_by_a_credit_and_the_issued_amount_stays(  # type: ignore[no-untyped-def]
     billed, tmp_path
 ) -> None:
     claim, original = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
-    assert "0 reduced, 0 refunded" in out and "1 need a person" in out
+    assert "1 reduced, 0 refunded" in out and "0 need a person" in out
     original.refresh_from_db()
     assert original.amount_cents == ESTIMATE and original.status == Invoice.Status.OPEN
+    assert original.credited_cents == 2_000 and original.owed_cents == 1_000
     claim.refresh_from_db()
-    assert "less than the $30.00 billed" in claim.attention
+    assert claim.status == Claim.Status.ADJUSTED and not claim.attention
 
 
 def test_p13_a_denied_claim_bills_nothing_and_is_flagged_with_the_plans_reasons(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -182,9 +183,8 @@ def reversal(claim: Claim, cents: int, payer_claim_number: str = "PCN0001") -> C
 
 
 def open_owed(claim: Claim) -> int:
-    return sum(
-        Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN).values_list("amount_cents", flat=True)
-    )
+    """What the patient still owes for the claim: open invoices less the plan's credits."""
+    return sum(i.owed_cents for i in Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN))
 
 
 def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
