@@ -315,9 +315,13 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
         Invoice.objects.select_for_update().filter(session=session).exclude(status=Invoice.Status.VOID).order_by("id")
     )
     original = next((i for i in invoices if i.kind != Invoice.Kind.ADJUSTMENT), None)
-    estimate = _estimate_cents(session=session, original=original)
+    estimated = original or _credited_away_original(session)
+    estimate = estimated.amount_cents if estimated is not None else 0
     target = standing[-1].patient_responsibility_cents if standing else estimate
-    outcome = _settle(claim=claim, payment=payment, invoices=invoices, original=original, target=target, actor=actor)
+    outcome = _settle(
+        claim=claim, payment=payment, invoices=invoices, original=original, estimated=estimated, target=target,
+        actor=actor,
+    )  # fmt: skip
     if payment.status_code == REVERSAL:
         payment.outcome = ClaimPayment.Outcome.REVERSED
         payment.note = f"Reversed {payment.payer_claim_number}: {payment.note or outcome.label}"
@@ -339,14 +343,11 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
     )  # fmt: skip
 
 
-def _estimate_cents(*, session: TherapySession, original: Invoice | None) -> int:
-    """What we estimated (P2): the original invoice as issued, also when a full credit voided it; 0 when there was
-    none, or a person voided it."""
-    if original is not None:
-        return original.amount_cents
+def _credited_away_original(session: TherapySession) -> Invoice | None:
+    """The original invoice a full credit voided: still the estimate (P2), and what adjustments link to. An
+    original a person voided is not (as before: the estimate is then $0.00)."""
     voided = Invoice.objects.filter(session=session, status=Invoice.Status.VOID).exclude(kind=Invoice.Kind.ADJUSTMENT)
-    credited = voided.filter(credits__isnull=False).first()
-    return credited.amount_cents if credited is not None else 0
+    return voided.filter(credits__isnull=False).distinct().first()
 
 
 def _settle(
@@ -355,6 +356,7 @@ def _settle(
     payment: ClaimPayment,
     invoices: list[Invoice],
     original: Invoice | None,
+    estimated: Invoice | None,
     target: int,
     actor: Actor,
 ) -> ClaimPayment.Outcome:
@@ -377,7 +379,7 @@ def _settle(
             return ClaimPayment.Outcome.ADJUSTED_UP
     if target > billed:
         _adjust_up(
-            claim=claim, payment=payment, original=original, billed=billed, amount=target - billed, target=target,
+            claim=claim, payment=payment, original=estimated, billed=billed, amount=target - billed, target=target,
             actor=actor,
         )  # fmt: skip
         return ClaimPayment.Outcome.ADJUSTED_UP
@@ -417,7 +419,7 @@ def _settle(
         return ClaimPayment.Outcome.REFUNDED
     if give_back < 0:
         reissued = _adjust_up(
-            claim=claim, payment=payment, original=original, billed=after_voids, amount=-give_back, target=target,
+            claim=claim, payment=payment, original=estimated, billed=after_voids, amount=-give_back, target=target,
             actor=actor,
         )  # fmt: skip
         notes.append(f"The difference is reissued as {reissued.number}.")

@@ -286,7 +286,8 @@ class Invoice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.number} ({format_cents(self.owed_cents)}, {self.get_status_display()})"
+        credit = f" less {format_cents(self.credited_cents)} credited" if self.credited_cents else ""
+        return f"{self.number} ({format_cents(self.amount_cents)}{credit}, {self.get_status_display()})"
 
     @property
     def owed_cents(self) -> int:

@@ -20,26 +20,13 @@ from invoices import services
 from invoices.explain import explanation_lines
 from invoices.models import Invoice, TherapySession
 from payments.models import Refund
+from tests.claims.conftest import ESTIMATE
 from tests.factories import insured_session
 from tests.payments import stripe_fake
 from tests.payments.conftest import pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
-
-ESTIMATE = 3_000  # 20% of the $150.00 allowed amount
-
-
-@pytest.fixture
-def billed(django_capture_on_commit_callbacks) -> tuple[Claim, Invoice]:  # type: ignore[no-untyped-def]
-    """A completed insurance session billed at the $30.00 estimate, with its claim."""
-    session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.session_complete(session_id=session.pk, actor=SYSTEM)
-    invoice = Invoice.objects.get(session=session)
-    assert invoice.amount_cents == ESTIMATE
-    mail.outbox.clear()
-    return Claim.objects.get(session=session), invoice
 
 
 def run(tmp_path: Path, text: str, *flags: str, name: str = "era.835") -> str:
