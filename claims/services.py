@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import TransportError
@@ -550,7 +551,10 @@ def _adjustment_invoice(
         amount_cents=amount_cents,
         calculation={
             "method": "plan_decision",
-            "note": note,
+            "note": note,  # for staff; the patient reads it translated from the figures (invoices.explain)
+            "claim_number": payment.claim_number,
+            "estimated_cents": estimate,
+            "estimated_on": f"{timezone.localtime(original.issued_at):%B %-d, %Y}" if original is not None else "",
             "estimate_cents": billed_cents,
             "plan_responsibility_cents": plan_cents,
             "adjustments": itemized,
@@ -611,9 +615,10 @@ def claim_refund_make(*, claim_payment_id: int) -> Refund | None:
         try:
             send_patient_email(
                 to=patient.email,
-                subject="A refund from Alma",
+                subject=gettext_lazy("A refund from Alma"),
                 template="emails/claim_refund",
                 context={"first_name": patient.first_name, "amount": format_cents(line.refund_cents)},
+                language=patient.preferred_language,
             )
         except Exception:  # the refund is made and recorded; a lost notice must not undo it
             logger.warning("refund notice for claim payment %s not sent", line.pk, exc_info=True)

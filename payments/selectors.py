@@ -31,6 +31,8 @@ SUMMARY_FIELDS = (
     "number",
     "amount_cents",
     "credited_cents",
+    "kind",
+    "issued_at",
     "status",
     "calculation",
     "patient_id",
@@ -92,6 +94,6 @@ def recent_payments_for(*, patient_id: int, limit: int = 5) -> list[Payment]:
             allocations__state=PaymentAllocation.State.SETTLED,
         )
         .distinct()
-        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at")
+        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at", "refunded_cents")
         .order_by("-succeeded_at", "-id")[:limit]
     )

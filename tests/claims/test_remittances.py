@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from alma_billing.core.audit import SYSTEM
 from alma_billing.core.models import AuditEvent
@@ -62,9 +62,16 @@ def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_origin
     assert adjustment.amount_cents == 2_000 and adjustment.status == Invoice.Status.OPEN
     original.refresh_from_db()
     assert original.amount_cents == ESTIMATE  # money stays read-only
-    (why,) = explanation_lines(adjustment.calculation)
-    assert "Estimated $30.00" in why and "you owe $50.00" in why and "Deductible $20.00" in why
-    assert "Coinsurance $30.00" in why and "Difference: $20.00" in why
+    with translation.override("en"):
+        why = explanation_lines(adjustment.calculation)
+    day = f"{timezone.localtime(original.issued_at):%B} {timezone.localtime(original.issued_at).day}"
+    assert why[0].startswith(f"Estimated on {day}") and why[0].endswith(": $30.00.")
+    assert why[1:] == [
+        f"Your plan's decision on claim {claim.claim_number}: you owe $50.00 for this visit.",
+        "Deductible: $20.00.",
+        "Coinsurance: $30.00.",
+        "Difference: $20.00.",
+    ]
     assert [m.subject for m in mail.outbox] == ["You have a new invoice from Alma"]  # emailed like any invoice
     claim.refresh_from_db()
     assert claim.status == Claim.Status.ADJUSTED and claim.plan_responsibility_cents == 5_000
@@ -86,7 +93,9 @@ def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> Non
     assert Invoice.objects.count() == 1
     day = f"{timezone.localtime(claim.decided_at):%b} {timezone.localtime(claim.decided_at).day}"
     summary = verified_client(original).get("/pay/invoices/").content.decode()
-    assert f"Claim number {claim.claim_number} · Confirmed by your plan on {day}" in summary
+    issued = f"{timezone.localtime(original.issued_at):%b} {timezone.localtime(original.issued_at).day}"
+    assert f"Claim number {claim.claim_number}" in summary
+    assert f"Estimated on {issued}" in summary and f"Confirmed by your plan on {day}" in summary
 
 
 def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type: ignore[no-untyped-def]
