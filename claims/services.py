@@ -367,6 +367,14 @@ def _settle(
     be done that way (a payment in flight for the difference) changes nothing and is left for a person."""
     refunded = sum(claim.payments.exclude(pk=payment.pk).values_list("refund_cents", flat=True))
     billed = sum(i.owed_cents for i in invoices) - refunded
+    if target < 0:  # a malformed decision (only a reversal line may be negative): never money out on its word
+        message = (
+            f"The plan's patient responsibility for this claim is negative ({format_cents(target)}); nothing was "
+            "changed. Check the remittance with the payer."
+        )
+        claim.attention = message
+        payment.note = message
+        return ClaimPayment.Outcome.NEEDS_ATTENTION
     if target == billed:
         return ClaimPayment.Outcome.CONFIRMED
     restored = 0

@@ -155,3 +155,54 @@ def test_p13_a_credit_for_another_patients_claim_number_touches_only_that_claim(
     other_invoice = Invoice.objects.get(session=other)
     assert other_invoice.credited_cents == 0 and other_invoice.owed_cents == ESTIMATE
     assert InvoiceCredit.objects.get().invoice == original
+
+
+def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_api) -> None:  # type: ignore[no-untyped-def]
+    from alma_billing.core.audit import SYSTEM
+    from invoices import services
+    from invoices.models import Practice
+    from payments import autopay
+    from payments.models import AutopayAttempt, AutopayEnrollment
+    from tests.factories import ProviderFactory, insured_session
+    from tests.payments.test_autopay import enroll
+
+    provider = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OPTIONAL)
+    session = insured_session(provider=provider, allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
+    services.session_complete(session_id=session.pk, actor=SYSTEM)
+    invoice = services.invoice_issue(session_id=session.pk)
+    assert invoice is not None and invoice.amount_cents == ESTIMATE
+    claim = Claim.objects.get(session=session)
+    run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
+    assert enroll(verified_client(invoice))["http"] == 200
+    attempt = AutopayAttempt.objects.create(
+        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
+    )
+    autopay.autopay_attempt_run(attempt_id=attempt.pk)
+
+    customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
+    assert [i.amount for i in stripe_fake.intents_for(customer)] == [1_000]
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID and paid_plus_owed(claim) == 1_000
+
+
+def test_p13_a_negative_patient_responsibility_changes_nothing_and_asks_a_person(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    claim, original = billed
+    out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=-500)]))
+    assert "1 need a person" in out and "0 refunded" in out and "0 reduced" in out
+    original.refresh_from_db()
+    assert original.owed_cents == ESTIMATE and original.status == Invoice.Status.OPEN
+    assert not InvoiceCredit.objects.exists() and ClaimPayment.objects.get().refund_cents == 0
+    claim.refresh_from_db()
+    assert "negative" in claim.attention and claim.plan_responsibility_cents is None
+
+
+def test_p13_an_amount_too_large_for_any_visit_refuses_the_file_and_changes_nothing(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.claims.test_remittances import run_failing
+
+    claim, original = billed
+    huge = Clp(claim.claim_number, charge_cents=99_999_999_999_00, responsibility_cents=99_999_999_999_00)
+    error = run_failing(tmp_path, build_835([huge]))
+    assert "CLP segment" in error and "more than $10,000,000.00" in error
+    original.refresh_from_db()
+    assert original.owed_cents == ESTIMATE and not ClaimPayment.objects.exists()
+    assert Invoice.objects.count() == 1
