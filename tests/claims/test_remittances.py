@@ -400,3 +400,21 @@ def test_p13_the_same_file_imported_twice_at_once_settles_once(postgres: None) -
 
     assert sorted((r.adjusted_up, r.already_imported) for r in results) == [(0, 1), (1, 0)]  # type: ignore[attr-defined]
     assert Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).count() == 1 and ClaimPayment.objects.count() == 1
+
+
+def test_p13_the_demo_remittance_reduces_sams_open_first_visit_by_a_credit(  # type: ignore[no-untyped-def]
+    settings, tmp_path, django_capture_on_commit_callbacks
+) -> None:
+    settings.DEBUG, settings.VAR_DIR = True, tmp_path
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # writes demo.835 now that the claims exist
+    out = StringIO()
+    call_command("import_remittance", str(tmp_path / "demo.835"), stdout=out)
+    assert "3 claims matched, 1 adjusted up, 1 reduced, 0 refunded, 0 confirmed, 1 denied, 0 reversed, 1 unmatched" in (
+        out.getvalue()
+    )
+    sam_first = Invoice.objects.filter(patient__email="sam.patel@example.com", kind=Invoice.Kind.INSURANCE).earliest(
+        "session__date_of_service"
+    )
+    assert sam_first.owed_cents == sam_first.amount_cents - 1_000 and sam_first.credited_cents == 1_000
