@@ -11,7 +11,7 @@ from django.urls import path, reverse
 
 from alma_billing.core.admin import DollarsAdmin, dollars
 from alma_billing.core.staff import ProviderScopedAdmin, is_ops, staff_actor
-from claims.models import Claim, ClaimPayment, Remittance
+from claims.models import Claim, ClaimPayment, InvoiceCredit, Remittance
 from claims.services import remittance_import
 from claims.x12 import RemittanceFileError
 
@@ -32,6 +32,43 @@ def claim_number_of(session: Any) -> str:
 PLAN_RESPONSIBILITY = dollars("plan_responsibility_cents", "Plan responsibility")
 
 
+class ClaimLineInline(admin.TabularInline):
+    """The plan's decisions on this claim, as the remittances said them, and what the import did: the provider's
+    own remittance lines (the remittance itself names other providers' claims, so it is ops only)."""
+
+    model = ClaimPayment
+    fk_name = "claim"
+    verbose_name = "remittance line"
+    fields = (
+        "trace_number", "payer_claim_number", "status_code", dollars("patient_responsibility_cents"), "outcome",
+        "note", "adjustment_invoice", dollars("refund_cents", "Refund"), "created_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class InvoiceCreditInline(admin.TabularInline):
+    model = InvoiceCredit
+    fk_name = "claim"
+    fields = ("invoice", dollars("amount_cents", "Amount"), "reason", "created_at", "canceled_at", "canceled_by")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Claim)
 class ClaimAdmin(DollarsAdmin, ProviderScopedAdmin):
     list_display = ["claim_number", "session", "status", PLAN_RESPONSIBILITY, "decided_at", "attention"]
@@ -45,9 +82,12 @@ class ClaimAdmin(DollarsAdmin, ProviderScopedAdmin):
         "created_at",
         "decided_at",
         PLAN_RESPONSIBILITY,
+        dollars("plan_deductible_cents", "Plan deductible applied"),
+        "eligibility_snapshot",
         "attention",
     )
     fields = readonly_fields
+    inlines = [ClaimLineInline, InvoiceCreditInline]
 
     def provider_scope(self, provider: Any) -> Q:
         return Q(session__provider=provider)
@@ -84,7 +124,7 @@ class ClaimPaymentInline(DollarsAdmin, admin.TabularInline):
 class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
     """Ops only: a remittance names claims of every provider."""
 
-    list_display = ["trace_number", "payer_name", "file_name", "received_at", "summary"]
+    list_display = ["trace_number", "payer_name", "file_name", "received_at", "claim_outcomes"]
     search_fields = ["trace_number", "lines__claim_number"]
     readonly_fields = (
         "file_name",
@@ -98,6 +138,13 @@ class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
     fields = readonly_fields
     inlines = [ClaimPaymentInline]
     change_list_template = "admin/claims/remittance_change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("lines")
+
+    @admin.display(description="Each claim's outcome")
+    def claim_outcomes(self, obj: Remittance) -> str:
+        return "; ".join(f"{line.claim_number}: {line.get_outcome_display()}" for line in obj.lines.all()) or "-"
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.import_view)

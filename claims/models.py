@@ -26,6 +26,13 @@ class Claim(models.Model):
     plan_responsibility_cents = models.IntegerField(null=True, blank=True)
     # Denials, and what the importer could not settle on its own: a person (provider and ops) must look.
     attention = models.TextField(blank=True)
+    # Accumulators: the eligibility check the estimate used, and what the plan's standing decision applied to the
+    # deductible (CAS PR 1); with plan_responsibility_cents (toward the out-of-pocket maximum) they replace the
+    # estimate's figures when later sessions on the same check are estimated (invoices.selectors).
+    eligibility_snapshot = models.ForeignKey(
+        "invoices.EligibilitySnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="claims"
+    )
+    plan_deductible_cents = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -33,7 +40,11 @@ class Claim(models.Model):
             models.CheckConstraint(
                 condition=Q(plan_responsibility_cents__gte=0) | Q(plan_responsibility_cents__isnull=True),
                 name="claim_plan_responsibility_gte_0",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(plan_deductible_cents__gte=0) | Q(plan_deductible_cents__isnull=True),
+                name="claim_plan_deductible_gte_0",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -105,3 +116,27 @@ class ClaimPayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.claim_number} in {self.trace_number}: {self.get_outcome_display()}"
+
+
+class InvoiceCredit(models.Model):
+    """Part of an open invoice the plan's decision took off (P13 "less"): the record behind Invoice.credited_cents.
+    The issued amount is never edited; a later decision (a reversal, a correction) cancels the credit instead of
+    deleting it."""
+
+    invoice = models.ForeignKey("invoices.Invoice", on_delete=models.PROTECT, related_name="credits")
+    claim = models.ForeignKey(Claim, on_delete=models.PROTECT, related_name="credits")
+    claim_payment = models.ForeignKey(ClaimPayment, on_delete=models.PROTECT, related_name="credits")
+    amount_cents = models.IntegerField()
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    canceled_by = models.ForeignKey(
+        ClaimPayment, null=True, blank=True, on_delete=models.PROTECT, related_name="canceled_credits"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="invoice_credit_amount_gt_0")]
+
+    def __str__(self) -> str:
+        return f"Credit of {self.amount_cents} cents on invoice #{self.invoice_id}"

@@ -88,7 +88,8 @@ def demo_835(claim_numbers: dict[str, str]) -> str:
                 adjustments=[("PR", "1", 5_000), ("PR", "2", 4_000)],
                 payer_claim_number="DEMO-PCN-1",
             ),
-            # Sam Patel's first visit, estimated $30.00 copay: the plan says a $20.00 copay. Paid first: a refund.
+            # Sam Patel's first visit, estimated $30.00 copay: the plan says a $20.00 copay. Still open: a credit;
+            # paid first: a refund.
             Clp(
                 claim_numbers["sam_first"],
                 charge_cents=14_000,

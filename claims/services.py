@@ -1,9 +1,11 @@
 """Writes for claims: open one per insurance session, and settle it from the plan's remittance (P13)."""
 
 import logging
+import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -12,7 +14,7 @@ from alma_billing.core.errors import TransportError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue_on_commit
-from claims.models import Claim, ClaimPayment, Remittance, claim_number_for
+from claims.models import Claim, ClaimPayment, InvoiceCredit, Remittance, claim_number_for
 from claims.x12 import DENIED, REVERSAL, ClaimLine, RemittanceFileError, parse_835
 from invoices.models import Invoice, TherapySession
 from invoices.services import invoice_void
@@ -166,6 +168,9 @@ def _line_apply(*, remittance: Remittance, line: ClaimLine, actor: Actor) -> Cla
         outcome=ClaimPayment.Outcome.UNMATCHED,
     )
     if claim is None:
+        claim = _covered_eap_claim(line.claim_number, actor=actor)
+        payment.claim = claim
+    if claim is None:
         payment.note = "No claim with this number: check the CLP01 with the clearinghouse."
         payment.save()
         return payment
@@ -183,6 +188,101 @@ def _line_apply(*, remittance: Remittance, line: ClaimLine, actor: Actor) -> Cla
     return payment
 
 
+def _covered_eap(session: TherapySession) -> bool:
+    """P9: an in-network Optum EAP session inside its authorization: $0 to the patient, whatever a plan says."""
+    authorization = session.eap_authorization
+    return (
+        session.billing_type == TherapySession.BillingType.EAP
+        and session.billing_outcome == TherapySession.Outcome.NO_CHARGE
+        and authorization is not None
+        and authorization.in_network
+    )
+
+
+def _covered_eap_claim(claim_number: str, *, actor: Actor) -> Claim | None:
+    """A covered EAP session has no claim until the plan sends a decision on it (its number is ours all the same):
+    opened then, locked, so the decision is kept and a disagreement is flagged. Anything else: None."""
+    match = re.fullmatch(r"ALMA(\d{8})", claim_number)
+    if match is None:
+        return None
+    session = (
+        TherapySession.objects.select_for_update(of=("self",))
+        .select_related("eap_authorization")
+        .filter(pk=int(match.group(1)))
+        .first()
+    )
+    if session is None or not _covered_eap(session) or claim_number_for(session.pk) != claim_number:
+        return None
+    claim, created = Claim.objects.get_or_create(session=session, defaults={"claim_number": claim_number})
+    if created:
+        audit_record(actor=actor, action="claim.opened_for_eap", obj=claim, session_id=session.pk)
+    return Claim.objects.select_for_update().get(pk=claim.pk)
+
+
+def _eap_decision(*, claim: Claim, payment: ClaimPayment) -> None:
+    """The patient owes nothing (P9) whatever the remittance says; if the plan says otherwise, a person looks."""
+    authorization = claim.session.eap_authorization
+    assert authorization is not None  # _covered_eap
+    says = payment.patient_responsibility_cents
+    if payment.status_code == REVERSAL:
+        payment.outcome = ClaimPayment.Outcome.REVERSED
+        payment.note = f"Reversed {payment.payer_claim_number}; an EAP session inside its authorization stays $0.00."
+    elif payment.status_code == DENIED or says != 0:
+        said = "denied the claim" if payment.status_code == DENIED else f"says the patient owes {format_cents(says)}"
+        claim.attention = (
+            f"EAP session inside {authorization.get_program_display()} authorization "
+            f"{authorization.authorization_code}, but the plan {said} (reason codes {_reason_codes(payment)}). "
+            "The patient owes nothing for it and nothing was billed: take it up with the EAP."
+        )
+        payment.outcome = ClaimPayment.Outcome.NEEDS_ATTENTION
+        payment.note = claim.attention
+    else:
+        claim.status, claim.attention = Claim.Status.CONFIRMED, ""
+        claim.plan_responsibility_cents = 0
+        payment.outcome = ClaimPayment.Outcome.CONFIRMED
+        payment.note = "EAP session inside its authorization: $0.00, as the plan agrees."
+    claim.save(update_fields=["status", "decided_at", "attention", "plan_responsibility_cents"])
+
+
+def _accumulators_record(
+    *, claim: Claim, standing: ClaimPayment | None, original: Invoice | None, actor: Actor
+) -> None:
+    """What the plan's standing decision applied to the deductible (CAS PR 1) and, in all, toward the out-of-pocket
+    maximum (CLP05), against the eligibility check the estimate used: later estimates on that check use these
+    figures instead of the estimate's (invoices.selectors.eligibility_used_on). With no standing decision the
+    estimate's figures count again. Recomputed from the standing decision, so a re-import changes nothing."""
+    from invoices.selectors import active_coverage_for, eligibility_check_for
+
+    session = claim.session
+    snapshot_id = claim.eligibility_snapshot_id or (
+        Invoice.objects.filter(session=session, eligibility_snapshot__isnull=False)
+        .values_list("eligibility_snapshot_id", flat=True)
+        .first()
+    )
+    if snapshot_id is None:  # a $0 estimate has no invoice: the check it was made on
+        coverage = active_coverage_for(patient_id=session.patient_id)
+        check = eligibility_check_for(coverage=coverage, day=session.date_of_service) if coverage else None
+        snapshot_id = check.pk if check is not None else None
+    deductible = None
+    if standing is not None:
+        deductible = sum(a["amount_cents"] for a in standing.adjustments if a["group"] == "PR" and a["reason"] == "1")
+        deductible = max(deductible, 0)
+    if standing is None and (claim.eligibility_snapshot_id, claim.plan_deductible_cents) == (snapshot_id, None):
+        return  # nothing applied before, nothing now
+    before = claim.plan_deductible_cents
+    claim.eligibility_snapshot_id, claim.plan_deductible_cents = snapshot_id, deductible
+    audit_record(
+        actor=actor,
+        action="claim.accumulators_updated",
+        obj=claim,
+        eligibility_snapshot_id=snapshot_id,
+        deductible_cents_before=before,
+        deductible_cents=deductible,
+        out_of_pocket_cents=claim.plan_responsibility_cents,
+        claim_payment_id=standing.pk if standing is not None else None,
+    )
+
+
 def _reason_codes(payment: ClaimPayment) -> str:
     return ", ".join(f"{a['group']}-{a['reason']}" for a in payment.adjustments) or "none given"
 
@@ -192,6 +292,9 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
     now = timezone.now()
     session = claim.session
     claim.decided_at = now
+    if _covered_eap(session):
+        _eap_decision(claim=claim, payment=payment)
+        return
     if payment.status_code == DENIED:
         claim.status = Claim.Status.DENIED
         claim.attention = (
@@ -213,9 +316,13 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
         Invoice.objects.select_for_update().filter(session=session).exclude(status=Invoice.Status.VOID).order_by("id")
     )
     original = next((i for i in invoices if i.kind != Invoice.Kind.ADJUSTMENT), None)
-    estimate = original.amount_cents if original is not None else 0
+    estimated = original or _credited_away_original(session)
+    estimate = estimated.amount_cents if estimated is not None else 0
     target = standing[-1].patient_responsibility_cents if standing else estimate
-    outcome = _settle(claim=claim, payment=payment, invoices=invoices, original=original, target=target, actor=actor)
+    outcome = _settle(
+        claim=claim, payment=payment, invoices=invoices, original=original, estimated=estimated, target=target,
+        actor=actor,
+    )  # fmt: skip
     if payment.status_code == REVERSAL:
         payment.outcome = ClaimPayment.Outcome.REVERSED
         payment.note = f"Reversed {payment.payer_claim_number}: {payment.note or outcome.label}"
@@ -228,7 +335,20 @@ def _true_up(*, claim: Claim, payment: ClaimPayment, actor: Actor) -> None:
             claim.status = Claim.Status.REVERSED
         else:
             claim.status = Claim.Status.CONFIRMED if target == estimate else Claim.Status.ADJUSTED
-    claim.save(update_fields=["status", "decided_at", "plan_responsibility_cents", "attention"])
+        _accumulators_record(claim=claim, standing=standing[-1] if standing else None, original=original, actor=actor)
+    claim.save(
+        update_fields=[
+            "status", "decided_at", "plan_responsibility_cents", "attention", "eligibility_snapshot",
+            "plan_deductible_cents",
+        ]
+    )  # fmt: skip
+
+
+def _credited_away_original(session: TherapySession) -> Invoice | None:
+    """The original invoice a full credit voided: still the estimate (P2), and what adjustments link to. An
+    original a person voided is not (as before: the estimate is then $0.00)."""
+    voided = Invoice.objects.filter(session=session, status=Invoice.Status.VOID).exclude(kind=Invoice.Kind.ADJUSTMENT)
+    return voided.filter(credits__isnull=False).distinct().first()
 
 
 def _settle(
@@ -237,38 +357,55 @@ def _settle(
     payment: ClaimPayment,
     invoices: list[Invoice],
     original: Invoice | None,
+    estimated: Invoice | None,
     target: int,
     actor: Actor,
 ) -> ClaimPayment.Outcome:
     """Bring what the patient is billed for the session to `target`, without ever editing an issued amount: bill
-    the difference as an adjustment invoice, void adjustment invoices still open (our own earlier true-ups) and
-    reissue the net, or refund what was paid. What cannot be done that way (less than an open original invoice, a
-    payment in flight) changes nothing and is left for a person."""
+    the difference as an adjustment invoice (after giving back our own earlier credits), void adjustment invoices
+    still open (our own earlier true-ups), credit the open original invoice, or refund what was paid. What cannot
+    be done that way (a payment in flight for the difference) changes nothing and is left for a person."""
     refunded = sum(claim.payments.exclude(pk=payment.pk).values_list("refund_cents", flat=True))
-    billed = sum(i.amount_cents for i in invoices) - refunded
+    billed = sum(i.owed_cents for i in invoices) - refunded
+    if target < 0:  # a malformed decision (only a reversal line may be negative): never money out on its word
+        message = (
+            f"The plan's patient responsibility for this claim is negative ({format_cents(target)}); nothing was "
+            "changed. Check the remittance with the payer."
+        )
+        claim.attention = message
+        payment.note = message
+        return ClaimPayment.Outcome.NEEDS_ATTENTION
     if target == billed:
         return ClaimPayment.Outcome.CONFIRMED
+    restored = 0
+    if target > billed:
+        # A reversal or a higher decision undoes our own credits first (on the open original; a credit that voided
+        # the original cannot reopen it, so its amount is billed as an adjustment below).
+        restored = _credits_cancel(claim=claim, payment=payment, original=original, actor=actor)
+        billed += restored
+        if target == billed:
+            payment.note = f"Credit of {format_cents(restored)} on {original.number if original else ''} canceled."
+            return ClaimPayment.Outcome.ADJUSTED_UP
     if target > billed:
         _adjust_up(
-            claim=claim, payment=payment, original=original, billed=billed, amount=target - billed, target=target,
+            claim=claim, payment=payment, original=estimated, billed=billed, amount=target - billed, target=target,
             actor=actor,
         )  # fmt: skip
         return ClaimPayment.Outcome.ADJUSTED_UP
 
     open_adjustments = [i for i in invoices if i.kind == Invoice.Kind.ADJUSTMENT and i.status == Invoice.Status.OPEN]
-    after_voids = billed - sum(i.amount_cents for i in open_adjustments)
-    others_open = [
-        i
-        for i in invoices
-        if i.status in (Invoice.Status.OPEN, Invoice.Status.PROCESSING) and i not in open_adjustments
-    ]
-    paid = sum(i.amount_cents for i in invoices if i.status == Invoice.Status.PAID) - refunded
+    after_voids = billed - sum(i.owed_cents for i in open_adjustments)
     give_back = after_voids - target
-    if give_back > 0 and (others_open or paid < give_back):
-        # Money stays read-only: an open original invoice is not edited, and there is no credit record yet.
+    open_original = original if original is not None and original.status == Invoice.Status.OPEN else None
+    credit = min(max(give_back, 0), open_original.owed_cents if open_original is not None else 0)
+    refund = max(give_back, 0) - credit
+    paid = sum(i.owed_cents for i in invoices if i.status == Invoice.Status.PAID) - refunded
+    if refund > 0 and paid < refund:
+        # What is left to give back is neither open nor paid: a payment is in flight. Money stays read-only.
         message = (
             f"The plan says the patient owes {format_cents(target)}, less than the {format_cents(billed)} billed, "
-            "and part of it is still open or being paid: reduce it by hand (void and recharge, or refund)."
+            "and part of it is being paid right now: once the payment settles, import the file again or refund "
+            "the difference by hand."
         )
         claim.attention = message
         payment.note = message
@@ -276,21 +413,88 @@ def _settle(
     for invoice in open_adjustments:
         reason = f"The plan changed its decision on claim {claim.claim_number} (remittance {payment.trace_number})."
         invoice_void(invoice_id=invoice.pk, reason=reason, actor=actor)
-    voided = ", ".join(i.number for i in open_adjustments)
-    if give_back > 0:
-        payment.refund_cents = give_back
-        payment.note = f"{format_cents(give_back)} goes back to the card (the plan decided the patient owes less)."
-        if voided:
-            payment.note += f" Voided {voided}."
+    notes = [f"Voided {', '.join(i.number for i in open_adjustments)}."] if open_adjustments else []
+    if restored:
+        notes.insert(0, f"Credit of {format_cents(restored)} canceled.")
+    if credit and open_original is not None:
+        _credit_apply(
+            claim=claim, payment=payment, invoice=open_original, amount_cents=credit, target=target, actor=actor
+        )
+        notes.append(f"{open_original.number} reduced by {format_cents(credit)} (a credit).")
+    if refund > 0:
+        payment.refund_cents = refund
+        notes.insert(0, f"{format_cents(refund)} goes back to the card (the plan decided the patient owes less).")
+        payment.note = " ".join(notes)
         return ClaimPayment.Outcome.REFUNDED
-    payment.note = f"Voided {voided}."
     if give_back < 0:
         reissued = _adjust_up(
-            claim=claim, payment=payment, original=original, billed=after_voids, amount=-give_back, target=target,
+            claim=claim, payment=payment, original=estimated, billed=after_voids, amount=-give_back, target=target,
             actor=actor,
         )  # fmt: skip
-        payment.note = f"Voided {voided}; the difference is reissued as {reissued.number}."
+        notes.append(f"The difference is reissued as {reissued.number}.")
+    payment.note = " ".join(notes)
     return ClaimPayment.Outcome.REDUCED
+
+
+def _credit_apply(
+    *, claim: Claim, payment: ClaimPayment, invoice: Invoice, amount_cents: int, target: int, actor: Actor
+) -> InvoiceCredit:
+    """Take `amount_cents` off an open invoice (locked by the caller) through a credit; the issued amount stays.
+    A credit that leaves nothing to pay voids the invoice, with the plan's decision as the reason."""
+    credit = InvoiceCredit.objects.create(
+        invoice=invoice,
+        claim=claim,
+        claim_payment=payment,
+        amount_cents=amount_cents,
+        reason=f"The plan decided the patient owes {format_cents(target)} on claim {claim.claim_number}.",
+    )
+    invoice.credited_cents += amount_cents
+    invoice.save(update_fields=["credited_cents"])
+    audit_record(
+        actor=actor,
+        action="invoice.credited",
+        obj=invoice,
+        amount_cents=amount_cents,
+        claim_payment_id=payment.pk,
+        credit_id=credit.pk,
+    )
+    if invoice.owed_cents == 0:
+        invoice_void(
+            invoice_id=invoice.pk,
+            reason=f"Nothing left to pay: the plan decided the patient owes {format_cents(target)} "
+            f"(claim {claim.claim_number}, remittance {payment.trace_number}).",
+            actor=actor,
+        )
+        invoice.status = Invoice.Status.VOID
+    return credit
+
+
+def _credits_cancel(*, claim: Claim, payment: ClaimPayment, original: Invoice | None, actor: Actor) -> int:
+    """Cancel the claim's live credits on invoices not paid (a later decision undoes them). Returns what comes back
+    onto an open invoice (a credit that voided its invoice comes back as an adjustment instead)."""
+    live = list(
+        InvoiceCredit.objects.select_for_update()
+        .filter(claim=claim, canceled_at__isnull=True)
+        .exclude(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.PROCESSING])
+        .select_related("invoice")
+    )
+    restored = 0
+    for credit in live:
+        credit.canceled_at, credit.canceled_by = timezone.now(), payment
+        credit.save(update_fields=["canceled_at", "canceled_by"])
+        audit_record(
+            actor=actor, action="invoice.credit_canceled", obj=credit.invoice, credit_id=credit.pk,
+            amount_cents=credit.amount_cents, claim_payment_id=payment.pk,
+        )  # fmt: skip
+        if original is not None and credit.invoice_id == original.pk and original.status == Invoice.Status.OPEN:
+            original.credited_cents -= credit.amount_cents
+            restored += credit.amount_cents
+        else:
+            taken_back = F("credited_cents") - credit.amount_cents
+            Invoice.objects.filter(pk=credit.invoice_id).update(credited_cents=taken_back)
+    if restored and original is not None:
+        original.save(update_fields=["credited_cents"])
+    return restored
 
 
 def _adjust_up(
@@ -355,7 +559,10 @@ def _adjustment_invoice(
         amount_cents=amount_cents,
         calculation={
             "method": "plan_decision",
-            "note": note,
+            "note": note,  # for staff; the patient reads it translated from the figures (invoices.explain)
+            "claim_number": payment.claim_number,
+            "estimated_cents": estimate,
+            "estimated_on": f"{timezone.localtime(original.issued_at):%B %-d, %Y}" if original is not None else "",
             "estimate_cents": billed_cents,
             "plan_responsibility_cents": plan_cents,
             "adjustments": itemized,

@@ -85,6 +85,9 @@ class _Errors(pyx12.error_handler.errh_null):
         self.found.append(f"{self.where}: {err_str}")
 
 
+MAX_AMOUNT_CENTS = 1_000_000_000
+
+
 def cents(value: str, *, where: str, name: str) -> int:
     """An X12 decimal amount ("150", "150.5", "-20.00") as integer cents; more than 2 decimals is an error."""
     try:
@@ -94,6 +97,10 @@ def cents(value: str, *, where: str, name: str) -> int:
     scaled = amount * 100
     if not amount.is_finite() or scaled != scaled.to_integral_value():
         raise RemittanceFileError(f"{where}: {name} must be an amount in dollars and cents, not {value!r}.")
+    if abs(scaled) > MAX_AMOUNT_CENTS:  # X12 allows 18 digits; our money columns (and any real visit) do not
+        raise RemittanceFileError(
+            f"{where}: {name} is {value}, more than $10,000,000.00; check the file with the payer."
+        )
     return int(scaled)
 
 

@@ -18,6 +18,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
     from claims.models import Claim
+    from claims.selectors import claims_waiting
     from payments.models import Payment, StripeEvent
 
     if not is_ops(request.user):
@@ -45,6 +46,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         ).count(),
         "disputes": Invoice.objects.filter(disputed_at__isnull=False).count(),
         "claims_attention": Claim.objects.exclude(attention="").count(),  # P13: denials and what imports left
+        "claims_waiting": claims_waiting(now=timezone.now()),
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
         "payments_attention": Payment.objects.filter(
             Q(attention_at__gte=timezone.now() - timedelta(days=30))

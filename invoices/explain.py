@@ -15,8 +15,58 @@ EAP_NOT_COVERED = gettext_noop("Your EAP authorization did not cover this visit 
 
 
 def explanation_lines(calculation: dict[str, Any]) -> list[str]:
+    if calculation.get("method") == "plan_decision":
+        return _plan_decision_lines(calculation)
     note = [gettext(calculation["note"])] if calculation.get("note") else []
     return note + _arithmetic_lines(calculation)
+
+
+def _plan_decision_lines(calculation: dict[str, Any]) -> list[str]:
+    """P13, an adjustment invoice: the estimate, the plan's decision line by line, and the difference."""
+    billed = calculation.get("estimate_cents", 0)
+    estimated = calculation.get("estimated_cents", billed)
+    if calculation.get("estimated_on"):
+        lines = [
+            gettext("Estimated on {date}: {amount}.").format(
+                date=_day(calculation["estimated_on"]), amount=format_cents(estimated)
+            )
+        ]
+    else:
+        lines = [gettext("Estimated: {amount}.").format(amount=format_cents(estimated))]
+    if billed != estimated:
+        lines.append(gettext("Billed for this visit so far: {amount}.").format(amount=format_cents(billed)))
+    decision = gettext("Your plan's decision: you owe {amount} for this visit.")
+    if calculation.get("claim_number"):
+        decision = gettext("Your plan's decision on claim {number}: you owe {amount} for this visit.")
+    lines.append(
+        decision.format(
+            number=calculation.get("claim_number", ""),
+            amount=format_cents(calculation.get("plan_responsibility_cents", 0)),
+        )
+    )
+    for adjustment in calculation.get("adjustments", []):
+        if not isinstance(adjustment, dict) or adjustment.get("group") != "PR":
+            continue
+        label = _PLAN_LINES.get(str(adjustment.get("reason")))
+        amount = format_cents(int(adjustment.get("amount_cents", 0)))
+        if label is not None:
+            lines.append(gettext(label).format(amount=amount))
+        else:
+            lines.append(
+                gettext("Other amount your plan assigned to you (code {code}): {amount}.").format(
+                    code=adjustment.get("reason"), amount=amount
+                )
+            )
+    lines.append(gettext("Difference: {amount}.").format(amount=format_cents(calculation.get("amount_cents", 0))))
+    return lines
+
+
+# The plan's patient-responsibility reasons (CAS group PR) the patient reads line by line.
+_PLAN_LINES = {
+    "1": gettext_noop("Deductible: {amount}."),
+    "2": gettext_noop("Coinsurance: {amount}."),
+    "3": gettext_noop("Copay: {amount}."),
+}
 
 
 def _day(stored: str) -> str:

@@ -242,6 +242,9 @@ class Invoice(models.Model):
     )
     # How much of this invoice went to the deductible, so later sessions on the same check do not count it twice.
     deductible_applied_cents = models.IntegerField(default=0)
+    # P13: what the plan's decision took off this invoice while it was open, the sum of its live credits
+    # (claims.InvoiceCredit, the record; only claims.services writes either). amount_cents stays as issued.
+    credited_cents = models.IntegerField(default=0, db_default=0)  # db_default: rolling deploys
     # The inputs and arithmetic behind amount_cents (see invoices.explain), kept as issued.
     calculation = models.JSONField(default=dict)
     issued_at = models.DateTimeField(auto_now_add=True)
@@ -276,10 +279,21 @@ class Invoice(models.Model):
                 & Q(deductible_applied_cents__lte=models.F("amount_cents")),
                 name="invoice_deductible_within_amount",
             ),
+            models.CheckConstraint(
+                condition=Q(credited_cents__gte=0) & Q(credited_cents__lte=models.F("amount_cents")),
+                name="invoice_credited_within_amount",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.number} ({format_cents(self.amount_cents)}, {self.get_status_display()})"
+        credit = f" less {format_cents(self.credited_cents)} credited" if self.credited_cents else ""
+        return f"{self.number} ({format_cents(self.amount_cents)}{credit}, {self.get_status_display()})"
+
+    @property
+    def owed_cents(self) -> int:
+        """What paying this invoice costs: the issued amount less the plan's credits (P13). Payments, the summary,
+        reminders and autopay all charge this, never amount_cents."""
+        return self.amount_cents - self.credited_cents
 
 
 class ReminderRun(models.Model):

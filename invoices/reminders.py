@@ -21,7 +21,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import ngettext_lazy
@@ -97,7 +97,8 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
         open_rows = (
             Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
             .order_by()  # the model's default ordering would join sessions for nothing
-            .values_list("patient_id", "id", "issued_at", "amount_cents", "patient__email")
+            .annotate(owed=F("amount_cents") - F("credited_cents"))  # what the plan's credits left (P13)
+            .values_list("patient_id", "id", "issued_at", "owed", "patient__email")
         )
         invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
         latest_point: dict[int, date] = {}
@@ -291,10 +292,10 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
         patient = log.patient
         _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
-            {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.amount_cents)}
+            {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.owed_cents)}
             for i in invoices
         ]
-        context["total"] = format_cents(sum(i.amount_cents for i in invoices))
+        context["total"] = format_cents(sum(i.owed_cents for i in invoices))
         count = len(invoices)
         subject = format_lazy(
             ngettext_lazy(

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
 
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
 
@@ -22,6 +22,28 @@ def eligibility_check_for(*, coverage: Coverage, day: date) -> EligibilitySnapsh
         .order_by("-checked_at", "-id")
         .first()
     )
+
+
+def eligibility_used_on(*, snapshot: EligibilitySnapshot) -> tuple[int, int]:
+    """What earlier sessions on this eligibility check already used of the deductible and of the out-of-pocket
+    maximum, as (deductible_cents, out_of_pocket_cents): the plan's figures for the claims it decided (the
+    accumulators a remittance recorded: CAS PR 1, and CLP05), the estimate's for the others. Two queries."""
+    from claims.models import Claim
+
+    decided = list(
+        Claim.objects.filter(eligibility_snapshot=snapshot, plan_responsibility_cents__isnull=False).values_list(
+            "session_id", "plan_deductible_cents", "plan_responsibility_cents"
+        )
+    )
+    deductible = sum(int(applied or 0) for _, applied, _ in decided)
+    out_of_pocket = sum(int(owed or 0) for _, _, owed in decided)
+    estimated = (
+        Invoice.objects.filter(eligibility_snapshot=snapshot)
+        .exclude(status=Invoice.Status.VOID)
+        .exclude(session_id__in=[session_id for session_id, _, _ in decided])
+        .aggregate(deductible=Sum("deductible_applied_cents"), owed=Sum(F("amount_cents") - F("credited_cents")))
+    )
+    return deductible + (estimated["deductible"] or 0), out_of_pocket + (estimated["owed"] or 0)
 
 
 def eap_authorization_for(*, patient_id: int, day: date) -> EapAuthorization | None:
@@ -88,7 +110,8 @@ def open_balance_by_age(*, now: datetime) -> list[AgingBucket]:
     aggregates: dict[str, Any] = {}
     for index, (_, low, high) in enumerate(AGING_BUCKETS):
         window = issued_within(low=low, high=high, now=now)
-        aggregates[f"cents_{index}"] = Sum("amount_cents", filter=window, default=Value(0, IntegerField()))
+        owed = F("amount_cents") - F("credited_cents")  # less the plan's credits (P13)
+        aggregates[f"cents_{index}"] = Sum(owed, filter=window, default=Value(0, IntegerField()))
         aggregates[f"count_{index}"] = Count("id", filter=window)
     totals = Invoice.objects.filter(status=Invoice.Status.OPEN).aggregate(**aggregates)
     return [

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -340,9 +339,8 @@ def _insurance(session: TherapySession) -> _Decision:
     if not snapshot.plan_active:
         return _Attention(f"The plan was inactive at the eligibility check of {snapshot.checked_at:%b %d, %Y}.")
 
-    earlier = Invoice.objects.filter(eligibility_snapshot=snapshot).exclude(status=Invoice.Status.VOID)
-    used = earlier.aggregate(deductible=Sum("deductible_applied_cents"), amount=Sum("amount_cents"))
-    deductible_used, amount_used = used["deductible"] or 0, used["amount"] or 0
+    # What earlier sessions on this check used: the plan's figures where it decided their claims (P13), else ours.
+    deductible_used, amount_used = selectors.eligibility_used_on(snapshot=snapshot)
     terms = PlanTerms(
         copay_cents=snapshot.copay_cents,
         coinsurance_bp=snapshot.coinsurance_bp,

@@ -243,7 +243,7 @@ def autopay_attempt_run(*, attempt_id: int) -> AutopayAttempt:
         payment = services.payment_start(
             patient_id=invoice.patient_id,
             invoice_ids=[invoice.pk],
-            expected_amount_cents=invoice.amount_cents,
+            expected_amount_cents=invoice.owed_cents,
             attempt_key=f"autopay-{invoice.pk}-{attempt.number}",
             card=card,
             actor=SYSTEM,
@@ -352,7 +352,7 @@ def _email(invoice: Invoice, template: str, subject: str | Promise, **extra: obj
     from verification.services import pay_link_email_context
 
     _, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
-    context.update(number=invoice.number, amount=format_cents(invoice.amount_cents), **extra)
+    context.update(number=invoice.number, amount=format_cents(invoice.owed_cents), **extra)
     send_patient_email(
         to=invoice.patient.email,
         subject=subject,

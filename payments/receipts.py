@@ -238,7 +238,7 @@ def receipts_for(*, patient_id: int, now: datetime | None = None) -> list[Paymen
             paid_cents=Sum("allocations__amount_cents", filter=Q(allocations__state=PaymentAllocation.State.SETTLED))
         )
         .filter(paid_cents__gt=0)
-        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at")
+        .only("id", "succeeded_at", "card_brand", "card_last4", "created_at", "refunded_cents")
         .order_by("-succeeded_at", "-id")[:RECEIPTS_LISTED_MAX]
     )
 

@@ -22,7 +22,7 @@ class PayOptions:
 
     @property
     def total_cents(self) -> int:
-        return sum(invoice.amount_cents for invoice in self.payable)
+        return sum(invoice.owed_cents for invoice in self.payable)
 
 
 # What the summary and Details pages show of an invoice; fetching only this keeps the query and the ORM cheap.
@@ -30,6 +30,9 @@ SUMMARY_FIELDS = (
     "id",
     "number",
     "amount_cents",
+    "credited_cents",
+    "kind",
+    "issued_at",
     "status",
     "calculation",
     "patient_id",

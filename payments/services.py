@@ -100,7 +100,7 @@ def payment_start(
                 if existing is not None:
                     return existing
                 raise ServiceError(STALE, code="stale")
-            amount = sum(invoice.amount_cents for invoice in invoices)
+            amount = sum(invoice.owed_cents for invoice in invoices)
             if amount != expected_amount_cents:
                 raise ServiceError(CHANGED, code="changed")
             payment = Payment.objects.create(
@@ -114,7 +114,7 @@ def payment_start(
                 card_last4=card.last4,
             )
             PaymentAllocation.objects.bulk_create(
-                PaymentAllocation(payment=payment, invoice=invoice, amount_cents=invoice.amount_cents)
+                PaymentAllocation(payment=payment, invoice=invoice, amount_cents=invoice.owed_cents)
                 for invoice in invoices
             )
             Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(status=Invoice.Status.PROCESSING)

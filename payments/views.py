@@ -41,7 +41,7 @@ CARD_NOT_SAVED = gettext_lazy("We couldn't read that card. Please enter it again
 def _row(invoice: Invoice) -> dict[str, Any]:
     return {
         "invoice": invoice,
-        "amount": format_cents(invoice.amount_cents),
+        "amount": format_cents(invoice.owed_cents),
         "explanation": explanation_lines(invoice.calculation),
     }
 
@@ -139,7 +139,7 @@ def _checkout_open(request: HttpRequest, invoices: list[Invoice]) -> str:
     checkout_id = uuid.uuid4().hex[:16]
     checkouts[checkout_id] = {
         "invoice_ids": [i.pk for i in invoices],
-        "amount_cents": sum(i.amount_cents for i in invoices),
+        "amount_cents": sum(i.owed_cents for i in invoices),
         "attempt_key": uuid.uuid4().hex,
         "opened_at": time.time(),
     }
@@ -162,7 +162,7 @@ def _still_payable(patient_id: int, checkout: dict[str, Any]) -> list[Invoice] |
     invoices = [payable[pk] for pk in checkout["invoice_ids"] if pk in payable]
     if len(invoices) != len(checkout["invoice_ids"]):
         return None
-    checkout["amount_cents"] = sum(i.amount_cents for i in invoices)
+    checkout["amount_cents"] = sum(i.owed_cents for i in invoices)
     return invoices
 
 

@@ -38,6 +38,10 @@ PROVIDER_PERMISSIONS = [
     "payments.view_paymentallocation",
     "payments.view_refund",
     "payments.view_autopayenrollment",
+    # P13: their own claims with the plan's decisions and credits (scoped in claims/admin.py); never remittances.
+    "claims.view_claim",
+    "claims.view_claimpayment",
+    "claims.view_invoicecredit",
     "payments.view_autopayattempt",
 ]
 
@@ -55,7 +59,15 @@ def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
     ops.permissions.set(
         Permission.objects.filter(
             # axes: ops unlock a locked-out colleague by deleting their "access attempt" in the admin.
-            content_type__app_label__in=["invoices", "payments", "verification", "core", "django_celery_beat", "axes"]
+            content_type__app_label__in=[
+                "invoices",
+                "payments",
+                "verification",
+                "core",
+                "django_celery_beat",
+                "axes",
+                "claims",
+            ]
         )
     )
     providers, _ = Group.objects.get_or_create(name="Providers")

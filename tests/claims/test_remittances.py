@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from alma_billing.core.audit import SYSTEM
 from alma_billing.core.models import AuditEvent
@@ -20,26 +20,13 @@ from invoices import services
 from invoices.explain import explanation_lines
 from invoices.models import Invoice, TherapySession
 from payments.models import Refund
+from tests.claims.conftest import ESTIMATE
 from tests.factories import insured_session
 from tests.payments import stripe_fake
 from tests.payments.conftest import pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
-
-ESTIMATE = 3_000  # 20% of the $150.00 allowed amount
-
-
-@pytest.fixture
-def billed(django_capture_on_commit_callbacks) -> tuple[Claim, Invoice]:  # type: ignore[no-untyped-def]
-    """A completed insurance session billed at the $30.00 estimate, with its claim."""
-    session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.session_complete(session_id=session.pk, actor=SYSTEM)
-    invoice = Invoice.objects.get(session=session)
-    assert invoice.amount_cents == ESTIMATE
-    mail.outbox.clear()
-    return Claim.objects.get(session=session), invoice
 
 
 def run(tmp_path: Path, text: str, *flags: str, name: str = "era.835") -> str:
@@ -75,9 +62,16 @@ def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_origin
     assert adjustment.amount_cents == 2_000 and adjustment.status == Invoice.Status.OPEN
     original.refresh_from_db()
     assert original.amount_cents == ESTIMATE  # money stays read-only
-    (why,) = explanation_lines(adjustment.calculation)
-    assert "Estimated $30.00" in why and "you owe $50.00" in why and "Deductible $20.00" in why
-    assert "Coinsurance $30.00" in why and "Difference: $20.00" in why
+    with translation.override("en"):
+        why = explanation_lines(adjustment.calculation)
+    day = f"{timezone.localtime(original.issued_at):%B} {timezone.localtime(original.issued_at).day}"
+    assert why[0].startswith(f"Estimated on {day}") and why[0].endswith(": $30.00.")
+    assert why[1:] == [
+        f"Your plan's decision on claim {claim.claim_number}: you owe $50.00 for this visit.",
+        "Deductible: $20.00.",
+        "Coinsurance: $30.00.",
+        "Difference: $20.00.",
+    ]
     assert [m.subject for m in mail.outbox] == ["You have a new invoice from Alma"]  # emailed like any invoice
     claim.refresh_from_db()
     assert claim.status == Claim.Status.ADJUSTED and claim.plan_responsibility_cents == 5_000
@@ -99,7 +93,9 @@ def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> Non
     assert Invoice.objects.count() == 1
     day = f"{timezone.localtime(claim.decided_at):%b} {timezone.localtime(claim.decided_at).day}"
     summary = verified_client(original).get("/pay/invoices/").content.decode()
-    assert f"Claim number {claim.claim_number} · Confirmed by your plan on {day}" in summary
+    issued = f"{timezone.localtime(original.issued_at):%b} {timezone.localtime(original.issued_at).day}"
+    assert f"Claim number {claim.claim_number}" in summary
+    assert f"Estimated on {issued}" in summary and f"Confirmed by your plan on {day}" in summary
 
 
 def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type: ignore[no-untyped-def]
@@ -130,16 +126,17 @@ def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type
     assert Refund.objects.count() == 1
 
 
-def test_p13_less_on_an_open_invoice_is_left_to_a_person_and_the_invoice_is_untouched(  # type: ignore[no-untyped-def]
+def test_p13_less_on_an_open_invoice_is_reduced_by_a_credit_and_the_issued_amount_stays(  # type: ignore[no-untyped-def]
     billed, tmp_path
 ) -> None:
     claim, original = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
-    assert "0 reduced, 0 refunded" in out and "1 need a person" in out
+    assert "1 reduced, 0 refunded" in out and "0 need a person" in out
     original.refresh_from_db()
     assert original.amount_cents == ESTIMATE and original.status == Invoice.Status.OPEN
+    assert original.credited_cents == 2_000 and original.owed_cents == 1_000
     claim.refresh_from_db()
-    assert "less than the $30.00 billed" in claim.attention
+    assert claim.status == Claim.Status.ADJUSTED and not claim.attention
 
 
 def test_p13_a_denied_claim_bills_nothing_and_is_flagged_with_the_plans_reasons(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -182,9 +179,8 @@ def reversal(claim: Claim, cents: int, payer_claim_number: str = "PCN0001") -> C
 
 
 def open_owed(claim: Claim) -> int:
-    return sum(
-        Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN).values_list("amount_cents", flat=True)
-    )
+    """What the patient still owes for the claim: open invoices less the plan's credits."""
+    return sum(i.owed_cents for i in Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN))
 
 
 def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -404,3 +400,21 @@ def test_p13_the_same_file_imported_twice_at_once_settles_once(postgres: None) -
 
     assert sorted((r.adjusted_up, r.already_imported) for r in results) == [(0, 1), (1, 0)]  # type: ignore[attr-defined]
     assert Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).count() == 1 and ClaimPayment.objects.count() == 1
+
+
+def test_p13_the_demo_remittance_reduces_sams_open_first_visit_by_a_credit(  # type: ignore[no-untyped-def]
+    settings, tmp_path, django_capture_on_commit_callbacks
+) -> None:
+    settings.DEBUG, settings.VAR_DIR = True, tmp_path
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # writes demo.835 now that the claims exist
+    out = StringIO()
+    call_command("import_remittance", str(tmp_path / "demo.835"), stdout=out)
+    assert "3 claims matched, 1 adjusted up, 1 reduced, 0 refunded, 0 confirmed, 1 denied, 0 reversed, 1 unmatched" in (
+        out.getvalue()
+    )
+    sam_first = Invoice.objects.filter(patient__email="sam.patel@example.com", kind=Invoice.Kind.INSURANCE).earliest(
+        "session__date_of_service"
+    )
+    assert sam_first.owed_cents == sam_first.amount_cents - 1_000 and sam_first.credited_cents == 1_000

@@ -88,7 +88,8 @@ class Command(BaseCommand):
             f"import_remittance {path}"
         )
         self.stdout.write(
-            "    (Jordan adjusted up, Sam's first visit refunded if paid first, Sam's second denied, one unmatched)"
+            "    (Jordan adjusted up, Sam's first visit reduced by a credit or refunded if paid, Sam's second denied,"
+            " one unmatched)"
         )
 
     def _staff(self) -> list[Provider]:
