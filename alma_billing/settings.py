@@ -120,9 +120,31 @@ STORAGES = {
 
 PHONENUMBER_DEFAULT_REGION = "US"
 
-# Email: SMTP via EMAIL_URL in production; files under var/outbox (listed at /dev/outbox/) otherwise.
+# --- Email and deliverability (issue 15; docs/email.md). ---
+# EMAIL_PROVIDER=mailgun: django-anymail's Mailgun backend, and its signed tracking webhook at
+# /email/mailgun/tracking/ (bounces and complaints mark the patient's address undeliverable). Otherwise SMTP via
+# EMAIL_URL in production; files under var/outbox (listed at /dev/outbox/) in development. Tests use locmem.
 OUTBOX_DIR = Path(env.str("OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
-if env.str("EMAIL_URL", default=""):
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="").strip().lower()
+ANYMAIL: dict[str, object] = {
+    "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
+    "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default="") or None,
+    # Mailgun's EU region: https://api.eu.mailgun.net/v3
+    "MAILGUN_API_URL": env.str("MAILGUN_API_URL", default="https://api.mailgun.net/v3"),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "REQUESTS_TIMEOUT": env.float("EMAIL_TIMEOUT", default=10),
+}
+# A signed event older than this is refused (Mailgun retries a failed delivery for about 8 hours); event ids seen
+# before are refused whatever their age.
+EMAIL_WEBHOOK_MAX_AGE_SECONDS = env.int("EMAIL_WEBHOOK_MAX_AGE_SECONDS", default=12 * 3600)
+if EMAIL_PROVIDER not in ("", "mailgun"):
+    raise ImproperlyConfigured("EMAIL_PROVIDER must be 'mailgun' or unset (SMTP via EMAIL_URL).")
+if EMAIL_PROVIDER == "mailgun":
+    if not (ANYMAIL["MAILGUN_API_KEY"] and ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"]):
+        raise ImproperlyConfigured("EMAIL_PROVIDER=mailgun needs MAILGUN_API_KEY and MAILGUN_WEBHOOK_SIGNING_KEY.")
+    INSTALLED_APPS.append("anymail")
+    EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+elif env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 else:
     if not DEBUG and not env.bool("ALLOW_FILE_EMAIL", default=False):
@@ -131,6 +153,7 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Required with DEBUG off (checked below); the placeholder is for development only.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Alma Billing <billing@alma.invalid>")
+# --- end of email and deliverability ---
 
 # Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default). Required with DEBUG
 # off (checked below) unless ALLOW_EAGER_TASKS=1.

@@ -62,6 +62,7 @@ class PlanResult:
     planned: int = 0
     invoices: int = 0
     no_email: list[int] = field(default_factory=list)
+    undeliverable: list[int] = field(default_factory=list)  # the email service reported the address bouncing
     already_today: int = 0
     planned_ids: list[int] = field(default_factory=list)  # kept for a dry run's listing (ids, never names)
 
@@ -97,14 +98,19 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
         open_rows = (
             Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
             .order_by()  # the model's default ordering would join sessions for nothing
-            .values_list("patient_id", "id", "issued_at", "amount_cents", "patient__email")
+            .values_list(
+                "patient_id", "id", "issued_at", "amount_cents", "patient__email", "patient__email_undeliverable_reason"
+            )
         )
         invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
         latest_point: dict[int, date] = {}
         emails: dict[int, str] = {}
-        for patient_id, invoice_id, issued_at, amount, email in open_rows:
+        bouncing: set[int] = set()
+        for patient_id, invoice_id, issued_at, amount, email, undeliverable in open_rows:
             invoices[patient_id].append((invoice_id, amount))
             emails[patient_id] = email
+            if undeliverable:
+                bouncing.add(patient_id)
             point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of, schedule=schedule)
             if point and (patient_id not in latest_point or point > latest_point[patient_id]):
                 latest_point[patient_id] = point
@@ -130,6 +136,9 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
             if not emails.get(pid):
                 status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
                 result.no_email.append(pid)
+            elif pid in bouncing:
+                status, reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
+                result.undeliverable.append(pid)
             else:
                 result.planned += 1
                 result.invoices += len(invoices[pid])
@@ -244,6 +253,7 @@ class Delivery(StrEnum):
     BEING_PAID = "being_paid"  # a payment holds its invoices: no reminder, and none recorded
     ELSEWHERE = "elsewhere"  # another run or the sweep took it (or already sent it)
     ALREADY_TODAY = "already_today"  # another reminder (e.g. a late one from an earlier day) went out today
+    UNDELIVERABLE = "undeliverable"  # the address was reported bouncing after the reminder was planned
 
 
 def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery:
@@ -289,6 +299,10 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
             log.save(update_fields=["status", "reason"])
             return Delivery.PAID
         patient = log.patient
+        if patient.email_undeliverable_reason:
+            log.status, log.reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
+            log.save(update_fields=["status", "reason"])
+            return Delivery.UNDELIVERABLE
         _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
             {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.amount_cents)}
@@ -453,8 +467,11 @@ class RunSummary:
     no_email: list[int]
     already_today: int
     failures: int
-    # Pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now + elsewhere.
+    undeliverable: list[int] = field(default_factory=list)  # skipped: the address was reported bouncing
+    # Pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now + elsewhere
+    # + bounced_meanwhile.
     attempted: int = 0
+    bounced_meanwhile: int = 0  # the address was reported bouncing between planning and sending
     skipped_paid: int = 0
     in_doubt_now: int = 0  # interrupted while this run was sending them
     elsewhere: int = 0  # taken by another run or the sweep meanwhile
@@ -510,6 +527,7 @@ def reminders_run(
         plan = _with_database(lambda: reminders_plan(run=run, progress=progress))
         summary.due, summary.invoices = plan.due, plan.invoices
         summary.no_email, summary.already_today = plan.no_email, plan.already_today
+        summary.undeliverable = plan.undeliverable
         summary.reminded = plan.planned if dry_run else 0
         summary.would_remind = plan.planned_ids
         if not dry_run:
@@ -528,6 +546,8 @@ def reminders_run(
                         summary.reminded += 1
                     elif outcome == Delivery.ELSEWHERE:
                         summary.elsewhere += 1
+                    elif outcome == Delivery.UNDELIVERABLE:
+                        summary.bounced_meanwhile += 1
                     else:
                         summary.skipped_paid += 1
                 except ReminderNotSent:
@@ -589,10 +609,15 @@ def reminders_run(
         patients_reminded=summary.reminded,
         invoices_covered=plan.invoices,
         skipped_no_email=len(plan.no_email),
+        skipped_undeliverable=len(plan.undeliverable) + summary.bounced_meanwhile,
         skipped_already_today=plan.already_today,
         failures=summary.failures,
         in_doubt=summary.in_doubt,
     )
     if plan.no_email and not dry_run:
         audit_record(actor=SYSTEM, action="reminders.no_email", obj=run, patient_ids=plan.no_email[:500])
+    if plan.undeliverable and not dry_run:
+        audit_record(
+            actor=SYSTEM, action="reminders.email_undeliverable", obj=run, patient_ids=plan.undeliverable[:500]
+        )
     return summary
