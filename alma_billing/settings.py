@@ -6,7 +6,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from alma_billing.log_privacy import logging_config, sdk_console_logging_off
+from alma_billing.log_privacy import LOG_FORMATS, logging_config, sdk_console_logging_off
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request, even one refused below, gets an id in its logs and its X-Request-ID header (issue 15).
+    "alma_billing.core.request_id.RequestIdMiddleware",
     "alma_billing.core.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "alma_billing.core.budget.OutsideCallBudgetMiddleware",
@@ -404,6 +406,26 @@ CSRF_FAILURE_VIEW = "alma_billing.core.error_pages.csrf_failure"
 # WARNING whatever LOG_LEVEL says (at DEBUG/INFO they write emails, phone numbers, amounts and card details), and
 # request paths are redacted (/pay/<token>/ -> /pay/[token]/, query strings dropped). See alma_billing/log_privacy.py.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-LOGGING = logging_config(LOG_LEVEL)
+# LOG_FORMAT=json: one JSON object per line with the request id (web) or task id (Celery), issue 15.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
 sdk_console_logging_off()  # STRIPE_LOG=debug would print Stripe's request and response bodies to stderr
 # --- end: logs ------------------------------------------------------------------------------------------------
+
+# --- Error tracking (issue 15; docs/logs-and-errors.md) -------------------------------------------------------
+# Off unless SENTRY_DSN is set. Django and Celery errors reach Sentry with no patient data: no request bodies,
+# cookies, query strings, headers beyond a few safe ones, user details, local variables, or emails, phone numbers
+# and amounts in messages (alma_billing/core/error_tracking.py scrubs every event before it leaves).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from alma_billing.core.error_tracking import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        release=env.str("SENTRY_RELEASE", default="") or None,
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+# --- end: error tracking ---------------------------------------------------------------------------------------
