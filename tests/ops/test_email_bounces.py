@@ -424,3 +424,28 @@ def test_a_run_on_a_later_day_reminds_again_once_the_email_is_updated() -> None:
     _edit(_provider_client(patient), patient, email="robin.new@example.org")
     assert [m.to for m in mail.outbox] == [["robin.new@example.org"]]  # today's skipped row, re-armed and sent
     assert ReminderLog.objects.get().status == ReminderLog.Status.SENT
+
+
+# --- configuration ---
+
+
+def _settings_with(**env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import django; django.setup(); from django.conf import settings; print(settings.EMAIL_BACKEND)"
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "alma_billing.settings_test", **env}
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=full_env, capture_output=True, text=True)
+
+
+def test_email_provider_mailgun_uses_anymail_and_fails_fast_without_its_keys() -> None:
+    missing = _settings_with(EMAIL_PROVIDER="mailgun", MAILGUN_API_KEY="", MAILGUN_WEBHOOK_SIGNING_KEY="")
+    assert missing.returncode != 0 and "needs MAILGUN_API_KEY and MAILGUN_WEBHOOK_SIGNING_KEY" in missing.stderr
+    unknown = _settings_with(EMAIL_PROVIDER="carrier-pigeon")
+    assert unknown.returncode != 0 and "EMAIL_PROVIDER must be 'mailgun'" in unknown.stderr
+    ok = _settings_with(EMAIL_PROVIDER="mailgun", MAILGUN_API_KEY="api-words", MAILGUN_WEBHOOK_SIGNING_KEY="signing")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "anymail.backends.mailgun.EmailBackend"
