@@ -266,7 +266,9 @@ class PatientAdmin(PatientScoped):
             from invoices.deliverability import patient_email_updated
 
             result = patient_email_updated(patient_id=obj.pk, actor=staff_actor(request))
-            if result.reminder_id is not None:
+            if Patient.objects.filter(pk=obj.pk).exclude(email_undeliverable_reason="").exists():
+                messages.warning(request, f"{EMAIL_BOUNCING}: the new address is already reported bouncing.")
+            elif result.reminder_id is not None:
                 messages.info(
                     request, "Email updated. One email listing what is open is on its way to the new address."
                 )

@@ -76,6 +76,22 @@ def patient_email_updated(*, patient_id: int, actor: Actor = SYSTEM) -> EmailUpd
 
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
+        known_bad = (
+            patients_with_address(patient.email)
+            .exclude(pk=patient.pk)
+            .exclude(email_undeliverable_reason="")
+            .values_list("email_undeliverable_reason", flat=True)
+            .first()
+            if patient.email
+            else None
+        )
+        if known_bad:
+            # The new address is one the email service already reported for another patient: still bouncing.
+            if patient.email_undeliverable_reason != known_bad:
+                patient.email_undeliverable_reason, patient.email_undeliverable_at = known_bad, timezone.now()
+                patient.save(update_fields=["email_undeliverable_reason", "email_undeliverable_at"])
+                audit_record(actor=actor, action="patient.email_undeliverable", obj=patient, reason=known_bad)
+            return EmailUpdateResult(cleared=False, reminder_id=None)
         cleared = bool(patient.email_undeliverable_reason)
         if cleared:
             was = patient.email_undeliverable_reason

@@ -351,7 +351,12 @@ def reminder_deliver(*, log_id: int) -> Delivery:
             mail_server.open()
         except Exception as error:  # not reached (refused, timed out, TLS, auth): nothing was handed over
             raise _NotReached(error) from error
-        mail_server.send_messages([message])
+        try:
+            mail_server.send_messages([message])
+        except Exception as error:
+            if _provider_refused(error):  # an email service's API answered with an error: nothing was sent
+                raise _NotReached(error) from error
+            raise
     except (_NotReached, *_NOT_SENT) as error:
         cause = error.__cause__ if isinstance(error, _NotReached) else error
         gave_up = log.attempts >= MAX_ATTEMPTS
@@ -380,6 +385,24 @@ def reminder_deliver(*, log_id: int) -> Delivery:
 
 class _NotReached(Exception):
     """Opening the connection to the mail server failed: nothing was handed over."""
+
+
+def _provider_refused(error: BaseException) -> bool:
+    """An email service's API (django-anymail, EMAIL_PROVIDER) refused the message or was never reached: not sent.
+    A timeout or a dropped connection while it was answering stays "in doubt", as with SMTP."""
+    try:
+        import requests
+        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    if isinstance(error, AnymailRecipientsRefused):
+        return True
+    if isinstance(error, AnymailAPIError):
+        status = getattr(error, "status_code", None)
+        if status is not None:
+            return not 200 <= status < 300
+        return isinstance(error.__cause__, requests.ConnectTimeout)
+    return False
 
 
 def _record_outcome(update: Callable[[], int]) -> None:

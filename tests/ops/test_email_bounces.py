@@ -367,6 +367,18 @@ def test_an_edit_that_leaves_the_email_alone_keeps_the_flag_and_sends_nothing() 
     assert patient.email_undeliverable_reason == "bounced" and mail.outbox == []
 
 
+def test_updating_to_an_address_already_reported_bouncing_keeps_the_flag_and_sends_nothing() -> None:
+    bad, patient = _patient("dead@example.org"), _patient("robin@example.org")
+    _issued(patient)
+    _bounce(bad)
+    _bounce(patient)
+    mail.outbox.clear()
+    response = _edit(_provider_client(patient), patient, email="DEAD@example.org")
+    assert "the new address is already reported bouncing" in response.content.decode()
+    patient.refresh_from_db()
+    assert patient.email_undeliverable_reason == "bounced" and mail.outbox == []
+
+
 def test_updating_the_email_of_a_patient_with_nothing_open_clears_the_flag_and_sends_nothing() -> None:
     patient = _patient("robin@example.org")
     invoice = _issued(patient)
@@ -449,3 +461,38 @@ def test_email_provider_mailgun_uses_anymail_and_fails_fast_without_its_keys() -
     ok = _settings_with(EMAIL_PROVIDER="mailgun", MAILGUN_API_KEY="api-words", MAILGUN_WEBHOOK_SIGNING_KEY="signing")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "anymail.backends.mailgun.EmailBackend"
+
+
+# --- the email service refusing or not answering a reminder (EMAIL_PROVIDER=mailgun) ---
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(400, ReminderLog.Status.PENDING), (503, ReminderLog.Status.PENDING), (None, ReminderLog.Status.IN_DOUBT)],
+    ids=["refused-400", "down-503", "read-timeout"],
+)
+def test_a_mailgun_refusal_leaves_the_reminder_to_the_next_run_and_a_timeout_puts_it_in_doubt(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, status: int | None, outcome: str
+) -> None:
+    import requests
+    from anymail.backends.mailgun import EmailBackend
+
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_API_KEY": "api-words", "MAILGUN_SENDER_DOMAIN": "alma.invalid"}
+
+    def answer(self: Any, **params: Any) -> requests.Response:
+        if status is None:
+            raise requests.ReadTimeout("read timed out")
+        response = requests.Response()
+        response.status_code, response._content = status, b'{"message": "nope"}'
+        response.url = params["url"]
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", answer)
+    assert EmailBackend  # the real anymail backend, with only the HTTP answer stubbed
+    patient = _patient("robin@example.org")
+    _issued(patient, days_ago=3)
+    summary = reminders_run(as_of=timezone.localdate())
+    assert summary.reminded == 0
+    assert ReminderLog.objects.get(patient=patient).status == outcome
+    assert (summary.failures, summary.in_doubt_now) == ((1, 0) if status else (0, 1))
