@@ -166,3 +166,32 @@ def test_gunicorn_with_log_format_json_writes_json_access_lines_with_the_request
     assert django_line["request_id"] == request_id
     everything = (tmp_path / "stdout.log").read_text() + (tmp_path / "stderr.log").read_text()
     assert TOKEN not in everything and "robin" not in everything
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_with_log_format_json_writes_json_lines_with_the_task_id(
+    postgres: None, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alma_billing.core.audit import SYSTEM
+    from invoices import services
+    from invoices.models import Invoice
+    from tests.factories import insured_session
+    from tests.integration.workers import celery_worker, wait_for
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    session = insured_session(allowed_amount_cents=15_000, plan_copay_cents=2_500)
+    log_path = tmp_path / "worker.log"
+    with celery_worker(redis_url=redis_url, outbox_dir=tmp_path / "outbox", log_path=log_path):
+        services.session_complete(session_id=session.pk, actor=SYSTEM)
+        wait_for(
+            lambda: Invoice.objects.filter(session=session, emailed_at__isnull=False).exists(),
+            what="the worker to issue and email the invoice",
+        )
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    emailed = [r for r in lines if r["logger"] == "invoices.services" and "emailed to patient" in r["message"]]
+    assert emailed, log_path.read_text()
+    assert emailed[0]["task_id"] and emailed[0]["level"] == "INFO"
+    succeeded = [r for r in lines if "succeeded" in r["message"] and "invoice_email_task" in r["message"]]
+    assert succeeded and succeeded[0]["task_id"] == emailed[0]["task_id"]
+    assert session.patient.email not in log_path.read_text()
