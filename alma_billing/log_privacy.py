@@ -10,10 +10,13 @@ imports Django, so gunicorn's master process can load it before the application.
   gunicorn's access log.
 """
 
+import json
 import logging
 import os
 import re
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 # Loggers pinned at this level or higher regardless of LOG_LEVEL: at DEBUG and INFO they write what patients typed
@@ -140,8 +143,78 @@ def sdk_console_logging_off() -> None:
         stripe_module.log = None  # type: ignore[attr-defined]
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """Django's LOGGING: one console handler at `level` that redacts paths, with the chatty SDK loggers pinned."""
+# --- Request ids and JSON lines (issue 15; docs/logs-and-errors.md) ---
+# The id of the request being served (alma_billing.core.request_id sets it), put on every record of that request.
+current_request_id: ContextVar[str | None] = ContextVar("alma_request_id", default=None)
+LOG_FORMATS = ("plain", "json")
+
+
+def _current_task_id() -> str | None:
+    celery_state = sys.modules.get("celery._state")
+    if celery_state is None:
+        return None
+    task = celery_state.get_current_task()
+    request = getattr(task, "request", None) if task is not None else None
+    task_id = getattr(request, "id", None)
+    return str(task_id) if task_id else None
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` (the web request being served) and `task_id` (the Celery task running) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id.get() or "-"
+        if not hasattr(record, "task_id"):
+            record.task_id = _current_task_id() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, task_id and the (redacted) traceback.
+
+    The message is what the redacting filter left; nothing else from the record is copied (extra fields could be
+    anything a library passed)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id.get()
+        task_id = getattr(record, "task_id", None) or _current_task_id()
+        if request_id and request_id != "-":
+            line["request_id"] = request_id
+        if task_id and task_id != "-":
+            line["task_id"] = task_id
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def log_format() -> str:
+    value = os.environ.get("LOG_FORMAT", "plain").strip().lower() or "plain"
+    return value if value in LOG_FORMATS else "plain"
+
+
+def handlers_format(logger: logging.Logger, **kwargs: Any) -> None:
+    """Celery's worker and beat handlers: request and task ids on every record, and JSON lines with LOG_FORMAT=json
+    (connected in celery_app.py, after handlers_redact)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
+        if log_format() == "json":
+            handler.setFormatter(JsonFormatter())
+
+
+def logging_config(level: str, fmt: str = "plain") -> dict[str, Any]:
+    """Django's LOGGING: one console handler at `level` that redacts paths, with the chatty SDK loggers pinned.
+
+    `fmt` "json" writes one JSON object per line (JsonFormatter); both formats carry the request id."""
     pinned_level = max(logging.getLevelName(PINNED_LEVEL), _level_number(level))
     loggers: dict[str, dict[str, Any]] = {
         name: {"level": logging.getLevelName(pinned_level)} for name in PINNED_LOGGERS
@@ -151,10 +224,20 @@ def logging_config(level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact_paths": {"()": "alma_billing.log_privacy.RedactPathsFilter"}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "filters": {
+            "redact_paths": {"()": "alma_billing.log_privacy.RedactPathsFilter"},
+            "request_id": {"()": "alma_billing.log_privacy.RequestIdFilter"},
+        },
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+            "json": {"()": "alma_billing.log_privacy.JsonFormatter"},
+        },
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_paths"]},
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json" if fmt == "json" else "plain",
+                "filters": ["redact_paths", "request_id"],
+            },
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": loggers,

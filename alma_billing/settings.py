@@ -6,7 +6,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from alma_billing.log_privacy import logging_config, sdk_console_logging_off
+from alma_billing.log_privacy import LOG_FORMATS, logging_config, sdk_console_logging_off
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request, even one refused below, gets an id in its logs and its X-Request-ID header (issue 15).
+    "alma_billing.core.request_id.RequestIdMiddleware",
     "alma_billing.core.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "alma_billing.core.budget.OutsideCallBudgetMiddleware",
@@ -120,9 +122,31 @@ STORAGES = {
 
 PHONENUMBER_DEFAULT_REGION = "US"
 
-# Email: SMTP via EMAIL_URL in production; files under var/outbox (listed at /dev/outbox/) otherwise.
+# --- Email and deliverability (issue 15; docs/email.md). ---
+# EMAIL_PROVIDER=mailgun: django-anymail's Mailgun backend, and its signed tracking webhook at
+# /email/mailgun/tracking/ (bounces and complaints mark the patient's address undeliverable). Otherwise SMTP via
+# EMAIL_URL in production; files under var/outbox (listed at /dev/outbox/) in development. Tests use locmem.
 OUTBOX_DIR = Path(env.str("OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
-if env.str("EMAIL_URL", default=""):
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="").strip().lower()
+ANYMAIL: dict[str, object] = {
+    "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
+    "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default="") or None,
+    # Mailgun's EU region: https://api.eu.mailgun.net/v3
+    "MAILGUN_API_URL": env.str("MAILGUN_API_URL", default="https://api.mailgun.net/v3"),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "REQUESTS_TIMEOUT": env.float("EMAIL_TIMEOUT", default=10),
+}
+# A signed event older than this is refused (Mailgun retries a failed delivery for about 8 hours); event ids seen
+# before are refused whatever their age.
+EMAIL_WEBHOOK_MAX_AGE_SECONDS = env.int("EMAIL_WEBHOOK_MAX_AGE_SECONDS", default=12 * 3600)
+if EMAIL_PROVIDER not in ("", "mailgun"):
+    raise ImproperlyConfigured("EMAIL_PROVIDER must be 'mailgun' or unset (SMTP via EMAIL_URL).")
+if EMAIL_PROVIDER == "mailgun":
+    if not (ANYMAIL["MAILGUN_API_KEY"] and ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"]):
+        raise ImproperlyConfigured("EMAIL_PROVIDER=mailgun needs MAILGUN_API_KEY and MAILGUN_WEBHOOK_SIGNING_KEY.")
+    INSTALLED_APPS.append("anymail")
+    EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+elif env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 else:
     if not DEBUG and not env.bool("ALLOW_FILE_EMAIL", default=False):
@@ -131,6 +155,7 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # Required with DEBUG off (checked below); the placeholder is for development only.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Alma Billing <billing@alma.invalid>")
+# --- end of email and deliverability ---
 
 # Celery on Redis; without REDIS_URL tasks run eagerly in-process (make run's embedded default). Required with DEBUG
 # off (checked below) unless ALLOW_EAGER_TASKS=1.
@@ -381,6 +406,26 @@ CSRF_FAILURE_VIEW = "alma_billing.core.error_pages.csrf_failure"
 # WARNING whatever LOG_LEVEL says (at DEBUG/INFO they write emails, phone numbers, amounts and card details), and
 # request paths are redacted (/pay/<token>/ -> /pay/[token]/, query strings dropped). See alma_billing/log_privacy.py.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-LOGGING = logging_config(LOG_LEVEL)
+# LOG_FORMAT=json: one JSON object per line with the request id (web) or task id (Celery), issue 15.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
 sdk_console_logging_off()  # STRIPE_LOG=debug would print Stripe's request and response bodies to stderr
 # --- end: logs ------------------------------------------------------------------------------------------------
+
+# --- Error tracking (issue 15; docs/logs-and-errors.md) -------------------------------------------------------
+# Off unless SENTRY_DSN is set. Django and Celery errors reach Sentry with no patient data: no request bodies,
+# cookies, query strings, headers beyond a few safe ones, user details, local variables, or emails, phone numbers
+# and amounts in messages (alma_billing/core/error_tracking.py scrubs every event before it leaves).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from alma_billing.core.error_tracking import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        release=env.str("SENTRY_RELEASE", default="") or None,
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+# --- end: error tracking ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from alma_billing.core import email_tracking
 from alma_billing.core import views as core_views
 from alma_billing.core.language import language_switch
 from invoices.dashboard import ops_dashboard
@@ -22,6 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),
     path("stripe/webhook/", payment_views.stripe_webhook, name="stripe-webhook"),
+    path("email/mailgun/tracking/", email_tracking.mailgun_tracking_webhook, name="email-tracking"),  # issue 15
     # Fixed paths first: a token never equals these words (it is 43 characters).
     path("pay/code/", verification_views.pay_code, name="pay-code"),
     path("pay/code/resend/", verification_views.pay_code_resend, name="pay-code-resend"),

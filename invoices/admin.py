@@ -184,16 +184,53 @@ class PatientForm(forms.ModelForm):
         return self.cleaned_data.get("preferred_language") or "en"
 
 
+EMAIL_BOUNCING = "Email bouncing: update the patient's email"
+
+
+class EmailBouncingFilter(admin.SimpleListFilter):
+    """Issue 15: patients whose address the email service reported bouncing or complained of."""
+
+    title = "email"
+    parameter_name = "email_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("bouncing", "Bouncing (update it)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "bouncing":
+            return queryset.exclude(email_undeliverable_reason="")
+        return queryset
+
+
 @admin.register(Patient)
 class PatientAdmin(FieldHistoryAdmin, PatientScoped):
     patient_path = ""
     form = PatientForm
-    list_display = ["__str__", "email", "phone", "open_balance", "last_reminder"]
+    list_display = ["__str__", "email", "email_status", "phone", "open_balance", "last_reminder"]
+    list_filter = [EmailBouncingFilter]
     search_fields = ["first_name", "last_name", "email", "phone", "invoices__number"]
     invoice_path = "invoices"
-    fields = ["first_name", "last_name", "email", "phone", "preferred_language", "stripe_customer_id"]
-    readonly_fields = ["stripe_customer_id"]
+    fields = ["first_name", "last_name", "email", "email_status", "phone", "preferred_language", "stripe_customer_id"]
+    readonly_fields = ["stripe_customer_id", "email_status"]
     inlines = [CoverageInline]
+
+    @admin.display(description="Email status")
+    def email_status(self, obj: Any) -> str:
+        if obj is None or not obj.pk or not obj.email_undeliverable_reason:
+            return "-" if obj is None or not obj.pk or not obj.email else "OK"
+        since = timezone.localtime(obj.email_undeliverable_at) if obj.email_undeliverable_at else None
+        return (
+            f"{EMAIL_BOUNCING} ({obj.get_email_undeliverable_reason_display().lower()}"
+            + (f", since {since:%Y-%m-%d %H:%M}" if since else "")
+            + ")"
+        )
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        if request.method == "GET":
+            patient = self.get_object(request, object_id)
+            if patient is not None and patient.email_undeliverable_reason:
+                messages.warning(request, f"{EMAIL_BOUNCING}. Saving a new address sends what is open to it.")
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         # A provider's figures count only their own invoices and the reminders that named one of them: a shared
@@ -228,6 +265,16 @@ class PatientAdmin(FieldHistoryAdmin, PatientScoped):
         if "phone" in form.changed_data:
             obj.phone = Patient.objects.get(pk=obj.pk).phone  # the service changes it, audited
         super().save_model(request, obj, form, change)
+        if "email" in form.changed_data:
+            from invoices.deliverability import patient_email_updated
+
+            result = patient_email_updated(patient_id=obj.pk, actor=staff_actor(request))
+            if Patient.objects.filter(pk=obj.pk).exclude(email_undeliverable_reason="").exists():
+                messages.warning(request, f"{EMAIL_BOUNCING}: the new address is already reported bouncing.")
+            elif result.reminder_id is not None:
+                messages.info(
+                    request, "Email updated. One email listing what is open is on its way to the new address."
+                )
         if "phone" in form.changed_data:
             try:
                 services.patient_phone_change(patient_id=obj.pk, phone=new_phone, actor=staff_actor(request))

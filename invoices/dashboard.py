@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import is_ops
-from invoices.models import Invoice, ReminderLog, ReminderRun, TherapySession
+from invoices.models import Invoice, Patient, ReminderLog, ReminderRun, TherapySession
 from invoices.selectors import open_balance_by_age
 
 
@@ -48,6 +48,9 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         "claims_attention": Claim.objects.exclude(attention="").count(),  # P13: denials and what imports left
         "claims_waiting": claims_waiting(now=timezone.now()),
         "no_email": Invoice.objects.exclude(email_problem="").filter(status=Invoice.Status.OPEN).count(),
+        # Issue 15: addresses the email service reported bouncing or complained of (ids, never addresses).
+        "bouncing_count": Patient.objects.exclude(email_undeliverable_reason="").count(),
+        "bouncing": Patient.objects.exclude(email_undeliverable_reason="").order_by("-email_undeliverable_at")[:50],
         "payments_attention": Payment.objects.filter(
             Q(attention_at__gte=timezone.now() - timedelta(days=30))
             | Q(attention_at__isnull=False, status__in=Payment.OPEN_STATUSES)  # still held: shown however old

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
@@ -38,6 +39,14 @@ class Provider(models.Model):
         return self.display_name
 
 
+class EmailUndeliverable(models.TextChoices):
+    """Why the email service says an address cannot be used (a code; staff read the label)."""
+
+    BOUNCED = "bounced", "Bounced (the mailbox does not accept mail)"
+    COMPLAINED = "complained", "Marked as spam by the recipient"
+    REJECTED = "rejected", "Refused by the email service (earlier bounces or complaints)"
+
+
 class Patient(models.Model):
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
@@ -52,12 +61,24 @@ class Patient(models.Model):
         "Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Deliverability (issue 15): the email service reported this address bouncing or complained of as spam. Invoice
+    # emails and reminders skip it until staff update the email (invoices/deliverability.py).
+    email_undeliverable_reason = models.CharField(
+        max_length=16, choices=EmailUndeliverable.choices, blank=True, editable=False
+    )
+    email_undeliverable_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]
+        # Tracking events name an address in any case: matched with UPPER(email) = UPPER(%s) (iexact).
+        indexes = [models.Index(Upper("email"), name="patient_email_upper")]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @property
+    def email_bouncing(self) -> bool:
+        return bool(self.email_undeliverable_reason)
 
 
 class Coverage(models.Model):
@@ -315,6 +336,7 @@ class ReminderRun(models.Model):
     invoices_covered = models.PositiveIntegerField(default=0)
     skipped_no_email = models.PositiveIntegerField(default=0)
     skipped_already_today = models.PositiveIntegerField(default=0)
+    skipped_undeliverable = models.PositiveIntegerField(default=0, db_default=0)  # db_default: rolling deploys
     failures = models.PositiveIntegerField(default=0)
     in_doubt = models.PositiveIntegerField(default=0, db_default=0)  # db_default: rolling deploys
     error = models.TextField(blank=True)
@@ -367,3 +389,24 @@ class ReminderLog(models.Model):
 
     def __str__(self) -> str:
         return f"Reminder to patient #{self.patient_id} on {self.sent_on} ({self.status})"
+
+
+class EmailEvent(models.Model):
+    """One signed tracking event from the email service, kept by its id so a replay changes nothing.
+
+    Holds no address: an event about an address no patient has stores only its id, kind and time."""
+
+    provider = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=128)
+    event_type = models.CharField(max_length=32)
+    reason = models.CharField(max_length=16, blank=True)
+    patients_marked = models.PositiveIntegerField(default=0)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="one_email_event_per_id")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} event #{self.pk}"

@@ -62,6 +62,7 @@ class PlanResult:
     planned: int = 0
     invoices: int = 0
     no_email: list[int] = field(default_factory=list)
+    undeliverable: list[int] = field(default_factory=list)  # the email service reported the address bouncing
     already_today: int = 0
     planned_ids: list[int] = field(default_factory=list)  # kept for a dry run's listing (ids, never names)
 
@@ -98,14 +99,19 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
             Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
             .order_by()  # the model's default ordering would join sessions for nothing
             .annotate(owed=F("amount_cents") - F("credited_cents"))  # what the plan's credits left (P13)
-            .values_list("patient_id", "id", "issued_at", "owed", "patient__email")
+            .values_list(
+                "patient_id", "id", "issued_at", "owed", "patient__email", "patient__email_undeliverable_reason"
+            )
         )
         invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
         latest_point: dict[int, date] = {}
         emails: dict[int, str] = {}
-        for patient_id, invoice_id, issued_at, amount, email in open_rows:
+        bouncing: set[int] = set()
+        for patient_id, invoice_id, issued_at, amount, email, undeliverable in open_rows:
             invoices[patient_id].append((invoice_id, amount))
             emails[patient_id] = email
+            if undeliverable:
+                bouncing.add(patient_id)
             point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of, schedule=schedule)
             if point and (patient_id not in latest_point or point > latest_point[patient_id]):
                 latest_point[patient_id] = point
@@ -131,6 +137,9 @@ def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> Pla
             if not emails.get(pid):
                 status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
                 result.no_email.append(pid)
+            elif pid in bouncing:
+                status, reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
+                result.undeliverable.append(pid)
             else:
                 result.planned += 1
                 result.invoices += len(invoices[pid])
@@ -245,6 +254,7 @@ class Delivery(StrEnum):
     BEING_PAID = "being_paid"  # a payment holds its invoices: no reminder, and none recorded
     ELSEWHERE = "elsewhere"  # another run or the sweep took it (or already sent it)
     ALREADY_TODAY = "already_today"  # another reminder (e.g. a late one from an earlier day) went out today
+    UNDELIVERABLE = "undeliverable"  # the address was reported bouncing after the reminder was planned
 
 
 def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery:
@@ -290,6 +300,10 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
             log.save(update_fields=["status", "reason"])
             return Delivery.PAID
         patient = log.patient
+        if patient.email_undeliverable_reason:
+            log.status, log.reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
+            log.save(update_fields=["status", "reason"])
+            return Delivery.UNDELIVERABLE
         _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
             {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.owed_cents)}
@@ -338,7 +352,12 @@ def reminder_deliver(*, log_id: int) -> Delivery:
             mail_server.open()
         except Exception as error:  # not reached (refused, timed out, TLS, auth): nothing was handed over
             raise _NotReached(error) from error
-        mail_server.send_messages([message])
+        try:
+            mail_server.send_messages([message])
+        except Exception as error:
+            if _provider_refused(error):  # an email service's API answered with an error: nothing was sent
+                raise _NotReached(error) from error
+            raise
     except (_NotReached, *_NOT_SENT) as error:
         cause = error.__cause__ if isinstance(error, _NotReached) else error
         gave_up = log.attempts >= MAX_ATTEMPTS
@@ -367,6 +386,24 @@ def reminder_deliver(*, log_id: int) -> Delivery:
 
 class _NotReached(Exception):
     """Opening the connection to the mail server failed: nothing was handed over."""
+
+
+def _provider_refused(error: BaseException) -> bool:
+    """An email service's API (django-anymail, EMAIL_PROVIDER) refused the message or was never reached: not sent.
+    A timeout or a dropped connection while it was answering stays "in doubt", as with SMTP."""
+    try:
+        import requests
+        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    if isinstance(error, AnymailRecipientsRefused):
+        return True
+    if isinstance(error, AnymailAPIError):
+        status = getattr(error, "status_code", None)
+        if status is not None:
+            return not 200 <= status < 300
+        return isinstance(error.__cause__, requests.ConnectTimeout)
+    return False
 
 
 def _record_outcome(update: Callable[[], int]) -> None:
@@ -454,8 +491,11 @@ class RunSummary:
     no_email: list[int]
     already_today: int
     failures: int
-    # Pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now + elsewhere.
+    undeliverable: list[int] = field(default_factory=list)  # skipped: the address was reported bouncing
+    # Pending reminders of the day this run tried: reminded + skipped_paid + failures + in_doubt_now + elsewhere
+    # + bounced_meanwhile.
     attempted: int = 0
+    bounced_meanwhile: int = 0  # the address was reported bouncing between planning and sending
     skipped_paid: int = 0
     in_doubt_now: int = 0  # interrupted while this run was sending them
     elsewhere: int = 0  # taken by another run or the sweep meanwhile
@@ -511,6 +551,7 @@ def reminders_run(
         plan = _with_database(lambda: reminders_plan(run=run, progress=progress))
         summary.due, summary.invoices = plan.due, plan.invoices
         summary.no_email, summary.already_today = plan.no_email, plan.already_today
+        summary.undeliverable = plan.undeliverable
         summary.reminded = plan.planned if dry_run else 0
         summary.would_remind = plan.planned_ids
         if not dry_run:
@@ -529,6 +570,8 @@ def reminders_run(
                         summary.reminded += 1
                     elif outcome == Delivery.ELSEWHERE:
                         summary.elsewhere += 1
+                    elif outcome == Delivery.UNDELIVERABLE:
+                        summary.bounced_meanwhile += 1
                     else:
                         summary.skipped_paid += 1
                 except ReminderNotSent:
@@ -590,10 +633,15 @@ def reminders_run(
         patients_reminded=summary.reminded,
         invoices_covered=plan.invoices,
         skipped_no_email=len(plan.no_email),
+        skipped_undeliverable=len(plan.undeliverable) + summary.bounced_meanwhile,
         skipped_already_today=plan.already_today,
         failures=summary.failures,
         in_doubt=summary.in_doubt,
     )
     if plan.no_email and not dry_run:
         audit_record(actor=SYSTEM, action="reminders.no_email", obj=run, patient_ids=plan.no_email[:500])
+    if plan.undeliverable and not dry_run:
+        audit_record(
+            actor=SYSTEM, action="reminders.email_undeliverable", obj=run, patient_ids=plan.undeliverable[:500]
+        )
     return summary

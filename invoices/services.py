@@ -147,6 +147,20 @@ def invoice_email_send(*, invoice_id: int) -> bool:
             invoice.save(update_fields=["email_problem"])
             audit_record(actor=SYSTEM, action="invoice.email_skipped", obj=invoice, reason="no email address")
             return False
+        if invoice.patient.email_undeliverable_reason:
+            # The email service reported the address bouncing (invoices/deliverability.py): updating it sends this.
+            from invoices.deliverability import UNDELIVERABLE_PROBLEM
+
+            invoice.email_problem = UNDELIVERABLE_PROBLEM
+            invoice.save(update_fields=["email_problem"])
+            audit_record(
+                actor=SYSTEM,
+                action="invoice.email_skipped",
+                obj=invoice,
+                reason="email undeliverable",
+                code=invoice.patient.email_undeliverable_reason,
+            )
+            return False
         link_id = _email_link(invoice)
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])

@@ -37,6 +37,15 @@ def invoice_announce(invoice_id: int) -> bool:
     return services.invoice_email_send(invoice_id=invoice_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
+def reminder_deliver_task(log_id: int) -> str:
+    """One planned reminder (e.g. the fresh email after a bouncing address was updated); the sweep is its outbox."""
+    try:
+        return str(reminders.reminder_deliver(log_id=log_id))
+    except reminders.ReminderNotSent:
+        return "not_sent"  # the row is pending again: the sweep sends it
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def invoices_sweep() -> dict[str, int]:
     """Finish what a lost task left undone: bill completed sessions and email issued invoices."""

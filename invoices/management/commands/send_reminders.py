@@ -106,6 +106,15 @@ class Command(BaseCommand):
             f"  Skipped, no email on file: {len(ids)}"
             + (f" (patient ids: {', '.join(map(str, ids[:20]))}{'…' if len(ids) > 20 else ''})" if ids else "")
         )
+        bouncing = summary.undeliverable
+        self.stdout.write(
+            f"  Skipped, email undeliverable: {len(bouncing)}"
+            + (
+                f" (patient ids: {', '.join(map(str, bouncing[:20]))}{'…' if len(bouncing) > 20 else ''})"
+                if bouncing
+                else ""
+            )
+        )
         if not summary.dry_run:
             self.stdout.write(
                 f"  Pending reminders sent now: {summary.attempted} = {summary.reminded} sent"
@@ -113,6 +122,7 @@ class Command(BaseCommand):
                 f" + {summary.failures} refused (sent again on the next run)"
                 f" + {summary.in_doubt_now} interrupted mid-send (in doubt)"
                 f" + {summary.elsewhere} sent by another run meanwhile"
+                f" + {summary.bounced_meanwhile} email reported undeliverable meanwhile"
             )
         self.stdout.write(
             f"  Failures: {summary.failures}"

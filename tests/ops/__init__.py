@@ -1,0 +1,1 @@
+"""Ops: deliverability, error tracking and logs (issue 15)."""
