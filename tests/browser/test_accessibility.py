@@ -335,12 +335,15 @@ def test_issue11_no_axe_violations_at_phone_and_desktop_sizes(
 
 CONTRAST_JS = """el => {
   const rgb = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); return m ? m[1].split(',').map(Number) : null; };
-  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
   // What the ring is drawn on: the nearest ancestor with an opaque background (the ring sits outside the element).
   let node = el.parentElement, bg = null;
-  while (node) { const c = rgb(getComputedStyle(node).backgroundColor); if (c && (c.length < 4 || c[3] === 1)) { bg = c; break; }
-    node = node.parentElement; }
+  while (node) {
+    const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c && (c.length < 4 || c[3] === 1)) { bg = c; break; }
+    node = node.parentElement;
+  }
   bg = bg || [255, 255, 255];
   const style = getComputedStyle(el);
   const ring = rgb(style.outlineColor);
