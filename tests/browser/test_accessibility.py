@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import RequestFactory
-from django.utils import timezone
+from django.utils import timezone, translation
 from playwright.sync_api import Browser, Page, Route, expect
 
 from alma_billing.core import error_pages
@@ -228,42 +228,43 @@ def autopay_page(page: Page, url: str) -> None:
 
 
 def link_not_recognized(page: Page, url: str) -> None:
-    page.goto(url + "/pay/" + "A" * 43 + "/")
-    expect(page.locator("h1")).to_be_visible()
+    response = page.goto(url + "/pay/" + "A" * 43 + "/")
+    assert response is not None and response.status == 404
 
 
 def link_expired(page: Page, url: str) -> None:
     invoice = _patient_invoices(7_000)[0]
     path = _link(invoice)
     PayLink.objects.filter(invoice=invoice).update(expires_at=timezone.now() - datetime.timedelta(days=1))
-    page.goto(url + path)
-    expect(page.locator("h1")).to_be_visible()
+    response = page.goto(url + path)
+    assert response is not None and response.status == 410
 
 
 def page_not_found(page: Page, url: str) -> None:
-    page.goto(url + "/pay/invoices/details/nothing/here/")
-    expect(page.locator("h1")).to_be_visible()
+    response = page.goto(url + "/pay/invoices/details/nothing/here/")
+    assert response is not None and response.status == 404
 
 
-def _handler_page(handler: Callable[..., Any], path: str) -> Callable[[Page, str], None]:
+def _handler_page(handler: Callable[..., Any], path: str, status: int) -> Callable[[Page, str], None]:
     """A page Django's error handler renders, served at a live-server address (its CSS loads from the live server):
     the handlers are what the site answers with when a request is malformed, forbidden or fails."""
 
     def reach(page: Page, url: str) -> None:
-        language = page.context.cookies()[0]["value"] if page.context.cookies() else "en"
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        language = cookies.get(settings.LANGUAGE_COOKIE_NAME, settings.LANGUAGE_CODE)
 
         def fulfill(route: Route) -> None:
-            request = RequestFactory().get(path, HTTP_COOKIE=f"{settings.LANGUAGE_COOKIE_NAME}={language}")
-            from django.utils import translation
-
+            request = RequestFactory().get(path)
             with translation.override(language):
-                response = (
-                    handler(request, Exception("test")) if handler is not error_pages.server_error else handler(request)
-                )
-            route.fulfill(status=response.status_code, body=response.content, content_type="text/html; charset=utf-8")
+                if handler is error_pages.server_error:
+                    response = handler(request)
+                else:
+                    response = handler(request, Exception("for the test"))
+            route.fulfill(status=response.status_code, body=response.content, content_type=response["Content-Type"])
 
         page.route(url + path, fulfill)
-        page.goto(url + path)
+        response = page.goto(url + path)
+        assert response is not None and response.status == status
         expect(page.locator("h1")).to_be_visible()
 
     reach.__name__ = handler.__name__
@@ -291,9 +292,9 @@ STATES: list[Callable[[Page, str], None]] = [
     link_not_recognized,
     link_expired,
     page_not_found,
-    _handler_page(error_pages.bad_request, "/pay/bad-request-page/"),
-    _handler_page(error_pages.permission_denied, "/pay/forbidden-page/"),
-    _handler_page(error_pages.server_error, "/pay/server-error-page/"),
+    _handler_page(error_pages.bad_request, "/pay/bad-request-page/", 400),
+    _handler_page(error_pages.permission_denied, "/pay/forbidden-page/", 403),
+    _handler_page(error_pages.server_error, "/pay/server-error-page/", 500),
 ]
 
 
