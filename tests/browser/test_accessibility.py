@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import RequestFactory
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from playwright.sync_api import Browser, Page, Route, expect
 
@@ -245,6 +246,28 @@ def page_not_found(page: Page, url: str) -> None:
     assert response is not None and response.status == 404
 
 
+def receipts_request(page: Page, url: str) -> None:
+    """The public "receipts later" page (issue 11), where the branch that adds it is merged."""
+    page.goto(url + reverse("pay-receipts"))
+    expect(page.locator("#id_email")).to_be_visible()
+
+
+def receipts_requested(page: Page, url: str) -> None:
+    """The same answer whether or not the address is on file."""
+    page.goto(url + reverse("pay-receipts"))
+    page.locator("#id_email").fill("nobody@example.com")
+    page.locator("form button[type=submit].primary").click()
+    expect(page.get_by_role("status").first).to_be_visible()
+
+
+def _receipts_page_exists() -> bool:
+    try:
+        reverse("pay-receipts")
+    except NoReverseMatch:
+        return False
+    return True
+
+
 def _handler_page(handler: Callable[..., Any], path: str, status: int) -> Callable[[Page, str], None]:
     """A page Django's error handler renders, served at a live-server address (its CSS loads from the live server):
     the handlers are what the site answers with when a request is malformed, forbidden or fails."""
@@ -295,6 +318,7 @@ STATES: list[Callable[[Page, str], None]] = [
     _handler_page(error_pages.bad_request, "/pay/bad-request-page/", 400),
     _handler_page(error_pages.permission_denied, "/pay/forbidden-page/", 403),
     _handler_page(error_pages.server_error, "/pay/server-error-page/", 500),
+    *([receipts_request, receipts_requested] if _receipts_page_exists() else []),
 ]
 
 
