@@ -20,7 +20,13 @@ MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
 locale/%.mo: locale/%.po $(VENV)/.installed
 	$(PY) manage.py compilemessages --ignore=.venv --settings=alma_billing.settings_test -v0
 
-install: $(VENV)/.installed $(MO_FILES)  ## create .venv, install the locked requirements (hashes checked), compile translations
+# Test-only checkers from package-lock.json (integrity hashes checked; .npmrc skips vnu-jar's Java download, the
+# machine's java runs vnu.jar). Without npm the accessibility/HTML tests skip, or fail under ALMA_REQUIRE_SERVICES=1.
+node_modules/.package-lock.json: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --ignore-scripts; \
+	  else echo "npm not found: the axe-core and HTML-validator tests will skip (docs/accessibility.md)"; fi
+
+install: $(VENV)/.installed $(MO_FILES) node_modules/.package-lock.json  ## create .venv, install the locked requirements (hashes checked), compile translations, npm ci the test checkers
 
 # The lock files are generated: edit requirements.in / requirements-dev.in, then `make lock` (add
 # LOCK_FLAGS=--upgrade to move every transitive pin to its newest version), then `make install`.
