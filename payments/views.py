@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from alma_billing.core import budget
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, contains_nul, message_page
+from alma_billing.core.http import client_ip, contains_nul
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -36,6 +36,12 @@ from verification.access import verified_patient_page
 logger = logging.getLogger(__name__)
 
 CARD_NOT_SAVED = gettext_lazy("We couldn't read that card. Please enter it again.")
+
+
+def _dead_end(request: HttpRequest, heading: str, message: str, *, status: int = 404) -> HttpResponse:
+    """A verified patient's "not found": what happened, a way back to their invoices (and the footer's support)."""
+    context = {"heading": heading, "message": message, "back_url": reverse("pay-summary")}
+    return render(request, "verification/link_problem.html", context, status=status)
 
 
 def _row(invoice: Invoice) -> dict[str, Any]:
@@ -90,7 +96,7 @@ def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
     invoice = invoice_selectors.invoice_for_patient(patient_id=patient_id, number=number)
     if invoice is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Invoice not found"), gettext("We couldn't find that invoice on your account."), status=404
         )
     return render(request, "verification/invoice.html", _row(invoice))
@@ -221,7 +227,7 @@ def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> H
     found = _checkout_for_attempt(request, attempt_key)
     if found is None:
         # No payment (yet) and no page to time it against: say what we know, and how to find out without paying twice.
-        return message_page(
+        return _dead_end(
             request,
             gettext("We can't tell yet whether this payment went through"),
             gettext(
@@ -249,7 +255,7 @@ def pay_retry(request: HttpRequest, payment_id: int, *, patient_id: int) -> Http
     """ "Try another card" after a failed payment: a new checkout for the same invoices, if they are still open."""
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
         )
     payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
@@ -429,7 +435,7 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
 def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
         )
     if payment.status in Payment.OPEN_STATUSES:
@@ -457,7 +463,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
-        return message_page(
+        return _dead_end(
             request, gettext("Receipt not found"), gettext("We couldn't find that receipt on your account."), status=404
         )
     response = HttpResponse(receipts.receipt_pdf(payment, language=get_language()), content_type="application/pdf")
