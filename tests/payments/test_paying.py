@@ -300,8 +300,10 @@ def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> Non
     assert f"script-src 'self' {stripe_api}" in policy
     assert "frame-ancestors 'none'" in policy
     page = response.content.decode()
-    assert f'<script src="{stripe_api}/js.stripe.com/v3/"></script>' in page
-    assert ">Pay $70.00</button>" in page
+    # pay.js loads Stripe.js from this URL (so a blocked load is noticed); the Pay button waits for it, disabled.
+    assert f'data-stripe-js-url="{stripe_api}/js.stripe.com/v3/"' in page
+    assert '<script src="/static/js/pay.js"></script>' in page
+    assert "disabled>Pay $70.00</button>" in page
 
 
 @pytest.mark.parametrize("body", [b"[]", b"1", b"not json", b'"x"'])
