@@ -31,6 +31,7 @@ urlpatterns = [
     path("pay/invoices/details/", payment_views.pay_details, name="pay-details"),
     path("pay/invoices/<str:number>/", payment_views.pay_invoice_detail, name="pay-invoice"),
     path("pay/checkout/", payment_views.pay_checkout, name="pay-checkout"),
+    path("pay/checkout/start/", payment_views.pay_checkout_start, name="pay-checkout-start"),
     path("pay/card/confirm/", payment_views.pay_card_confirm, name="pay-card-confirm"),
     path("pay/card/attempt/<str:attempt_key>/", payment_views.pay_attempt, name="pay-attempt"),
     path("pay/card/<str:checkout_id>/", payment_views.pay_card, name="pay-card"),

@@ -31,11 +31,12 @@ BENEFIT_REFUSED = gettext_lazy(
 NO_PRACTICE = gettext_lazy("None of your providers' practices offer autopay, so there is nothing to enroll in.")
 # The consent's wording, versioned: an enrollment keeps the version, the language and the exact text the patient
 # agreed to (the legal record); change the version whenever the English wording changes.
-CONSENT_VERSION = "2025-1"
+# 2026-1: the email promise follows AUTOPAY_NOTICE_DAYS (with 0 the notice goes out with the charge, not before it).
+CONSENT_VERSION = "2026-1"
 CONSENT = gettext_lazy(
     "I authorize Alma to charge the card I am adding for each new invoice from my providers' practices that offer "
-    "autopay{practices}, {when}. Alma emails me before each charge and sends a receipt after. I can turn autopay off "
-    "or change the card at any time on this page; turning it off stops future charges."
+    "autopay{practices}, {when}. {notice} I can turn autopay off or change the card at any time on this page; "
+    "turning it off stops future charges."
 )
 
 
@@ -50,7 +51,16 @@ def consent_text(*, practices: list[Practice]) -> str:
             days=days
         )
     )
-    return CONSENT.format(practices=names, when=when)
+    notice = (
+        gettext("Alma emails me at the time of each charge and sends a receipt after.")
+        if days == 0
+        else ngettext(
+            "Alma emails me {days} day before each charge and sends a receipt after.",
+            "Alma emails me {days} days before each charge and sends a receipt after.",
+            days,
+        ).format(days=days)
+    )
+    return CONSENT.format(practices=names, when=when, notice=notice)
 
 
 def benefit_card_reason(*, card: gateway.Card, declared: bool) -> str | None:

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from alma_billing.core import budget
 from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
-from alma_billing.core.http import client_ip, contains_nul, message_page
+from alma_billing.core.http import client_ip, contains_nul
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
@@ -36,6 +36,12 @@ from verification.access import verified_patient_page
 logger = logging.getLogger(__name__)
 
 CARD_NOT_SAVED = gettext_lazy("We couldn't read that card. Please enter it again.")
+
+
+def _dead_end(request: HttpRequest, heading: str, message: str, *, status: int = 404) -> HttpResponse:
+    """A verified patient's "not found": what happened, a way back to their invoices (and the footer's support)."""
+    context = {"heading": heading, "message": message, "back_url": reverse("pay-summary")}
+    return render(request, "verification/link_problem.html", context, status=status)
 
 
 def _row(invoice: Invoice) -> dict[str, Any]:
@@ -57,9 +63,10 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     practices = autopay.autopay_practices(patient_id=patient_id)
     # Most patients' practices do not offer autopay: then there is no enrollment or charge to look up.
     enrollment = autopay.active_enrollment(patient_id=patient_id) if practices else None
+    autopay_required = [p for p in practices if p.autopay_policy == "required"] if enrollment is None else []
     context = {
         "autopay_practices": practices,
-        "autopay_required": [p for p in practices if p.autopay_policy == "required"] if enrollment is None else [],
+        "autopay_required": autopay_required,
         "enrollment": enrollment,
         "autopay_charges": selectors.autopay_charges_for(patient_id=patient_id) if practices else [],
         "options": options,
@@ -69,6 +76,18 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         "most_recent": _row(most_recent) if most_recent else None,
         "recent_payments": recent,
     }
+    if len(options.payable) == 1 and not autopay_required:
+        # One open invoice and no autopay choice to make first: the amount and the card on this very page. The page
+        # carries a signed offer of exactly what it shows; the checkout opens on the Pay click (pay_checkout_start),
+        # so showing the summary calls no outside service and writes no session.
+        invoice = options.payable[0]
+        context.update(
+            one_page_offer=signing.dumps(
+                {"p": patient_id, "i": [invoice.pk], "c": invoice.owed_cents}, salt=OFFER_SALT
+            ),
+            stripe_js_url=settings.STRIPE_JS_URL,
+            publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
+        )
     return render(request, "payments/summary.html", context)
 
 
@@ -90,7 +109,7 @@ def pay_details(request: HttpRequest, *, patient_id: int) -> HttpResponse:
 def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) -> HttpResponse:
     invoice = invoice_selectors.invoice_for_patient(patient_id=patient_id, number=number)
     if invoice is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Invoice not found"), gettext("We couldn't find that invoice on your account."), status=404
         )
     return render(request, "verification/invoice.html", _row(invoice))
@@ -116,6 +135,9 @@ CHECKOUTS_KEPT = 8
 # (another tab's request may have saved the session over it, or it was among the oldest and dropped).
 CHECKOUT_SALT = "alma.payments.checkout"
 CHECKOUT_MAX_AGE = 6 * 3600
+# What the one-invoice summary offered to pay (patient, invoice ids, amount), signed: the Pay click pays exactly that
+# or nothing.
+OFFER_SALT = "alma.payments.summary-offer"
 EXPIRED = gettext_lazy("This payment page has expired. Nothing was charged. Here is what you owe now.")
 # How long after the card page lost its answer a Pay click that left no payment behind can still be running.
 UNKNOWN_SETTLES_AFTER = settings.GUNICORN_TIMEOUT + 5
@@ -175,6 +197,60 @@ def pay_checkout(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     return redirect("pay-card", checkout_id=_checkout_open(request, invoices))
 
 
+def _signed_offer(token: object, *, patient_id: int) -> tuple[list[int], int] | None:
+    """The invoice ids and amount the summary offered, if the signature and patient check out."""
+    if not isinstance(token, str) or len(token) > 2000:
+        return None
+    try:
+        data = signing.loads(token, salt=OFFER_SALT, max_age=CHECKOUT_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("p") != patient_id:
+        return None
+    invoice_ids, amount_cents = data.get("i"), data.get("c")
+    if not isinstance(invoice_ids, list) or not invoice_ids or not all(isinstance(i, int) for i in invoice_ids):
+        return None
+    if not isinstance(amount_cents, int) or isinstance(amount_cents, bool):
+        return None
+    return invoice_ids, amount_cents
+
+
+@verified_patient_page("POST")
+def pay_checkout_start(request: HttpRequest, *, patient_id: int) -> HttpResponse:
+    """The one-invoice summary's Pay click: open a checkout for exactly what the page offered (same checkout, signed
+    token and attempt key as the card page), with a SetupIntent for Stripe.js. Nothing is charged here."""
+    offer = _signed_offer(_json_body(request).get("offer"), patient_id=patient_id)
+    if offer is None:
+        return _stale(request, "expired")
+    invoice_ids, amount_cents = offer
+    payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
+    invoices = [payable[pk] for pk in invoice_ids if pk in payable]
+    if len(invoices) != len(invoice_ids):
+        return _stale(request, "stale")
+    if sum(i.owed_cents for i in invoices) != amount_cents:
+        return _stale(request, "changed")  # the page showed another amount: the patient sees the new one first
+    try:
+        setup_id, setup_secret = services.card_setup_start(patient_id=patient_id, purpose="payment")
+    except TransportError as error:
+        return JsonResponse(
+            {"status": "error", "message": error.message + " " + gettext("Nothing was charged.")}, status=503
+        )
+    checkout_id = _checkout_open(request, invoices)
+    checkout = _checkouts(request)[checkout_id]
+    return JsonResponse(
+        {
+            "status": "ready",
+            "setup_id": setup_id,
+            "setup_secret": setup_secret,
+            "checkout": signing.dumps(
+                {"p": patient_id, "i": checkout["invoice_ids"], "a": checkout["attempt_key"]}, salt=CHECKOUT_SALT
+            ),
+            "attempt_key": checkout["attempt_key"],
+            "attempt_url": reverse("pay-attempt", kwargs={"attempt_key": checkout["attempt_key"]}),
+        }
+    )
+
+
 @verified_patient_page("GET")
 def pay_card(request: HttpRequest, checkout_id: str, *, patient_id: int) -> HttpResponse:
     checkout = _checkouts(request).get(checkout_id)
@@ -221,7 +297,7 @@ def pay_attempt(request: HttpRequest, attempt_key: str, *, patient_id: int) -> H
     found = _checkout_for_attempt(request, attempt_key)
     if found is None:
         # No payment (yet) and no page to time it against: say what we know, and how to find out without paying twice.
-        return message_page(
+        return _dead_end(
             request,
             gettext("We can't tell yet whether this payment went through"),
             gettext(
@@ -249,7 +325,7 @@ def pay_retry(request: HttpRequest, payment_id: int, *, patient_id: int) -> Http
     """ "Try another card" after a failed payment: a new checkout for the same invoices, if they are still open."""
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
         )
     payable = {i.pk: i for i in selectors.pay_options_for(patient_id=patient_id).payable}
@@ -429,7 +505,7 @@ def pay_refresh(request: HttpRequest, payment_id: int, *, patient_id: int) -> Ht
 def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None:
-        return message_page(
+        return _dead_end(
             request, gettext("Payment not found"), gettext("We couldn't find that payment on your account."), status=404
         )
     if payment.status in Payment.OPEN_STATUSES:
@@ -457,7 +533,7 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
 def pay_receipt(request: HttpRequest, payment_id: int, *, patient_id: int) -> HttpResponse:
     payment = selectors.payment_for_patient(patient_id=patient_id, payment_id=payment_id)
     if payment is None or payment.status != Payment.Status.SUCCEEDED or not receipts.settled_cents(payment):
-        return message_page(
+        return _dead_end(
             request, gettext("Receipt not found"), gettext("We couldn't find that receipt on your account."), status=404
         )
     response = HttpResponse(receipts.receipt_pdf(payment, language=get_language()), content_type="application/pdf")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core import mail
 from django.db import connection
+from django.utils import translation
 
 REQUIRE_SERVICES = os.environ.get("ALMA_REQUIRE_SERVICES") == "1"
 
@@ -62,6 +63,9 @@ def outbox() -> list[mail.EmailMessage]:
 def _tmp_outbox_dir(settings: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
     settings.OUTBOX_DIR = tmp_path / "outbox"  # type: ignore[attr-defined]
     yield
+    # A Spanish request leaves its language active in this thread (LocaleMiddleware never deactivates it):
+    # without this, a later test's messages would come out in Spanish.
+    translation.deactivate()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -15,10 +15,10 @@ from enum import StrEnum
 import phonenumbers
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone, translation
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from alma_billing.core.audit import Actor, audit_record
 from invoices.models import Invoice, Patient
@@ -34,9 +34,11 @@ MISMATCH = gettext_lazy(
     "provider to update the phone number on your Alma profile."
 )
 NOT_A_PHONE = gettext_lazy("Enter a US phone number with area code, like (555) 123-4567.")
+# The limits count per patient, across all of their links and networks: the lock is the whole account's, so the
+# message says so (and when it lifts, from the real counters).
 LOCKED = gettext_lazy(
-    "For your security, this invoice is locked for {minutes} minutes after too many attempts. Please try again "
-    "later, or contact your provider if you need help."
+    "For your security, your Alma billing account is locked after too many attempts. This covers all of your "
+    "invoices and links, not only this one."
 )
 IP_BLOCKED = gettext_lazy("Too many attempts from your network. Please try again in an hour.")
 SEND_LIMIT = gettext_lazy("We've sent several codes already. Please wait 10 minutes before asking for another one.")
@@ -50,7 +52,8 @@ class Step(StrEnum):
     OK = "ok"
     INVALID = "invalid"  # input not understood: not counted as a try
     REFUSED = "refused"  # wrong phone or code: counted
-    LOCKED = "locked"  # limits reached
+    LOCKED = "locked"  # limits reached: the account (or the network) is locked, no form can help until it lifts
+    WAIT = "wait"  # too many codes sent: the code already texted still works
     UNAVAILABLE = "unavailable"  # the SMS provider failed
 
 
@@ -119,8 +122,8 @@ def normalize_phone(raw: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _failures_since(*, patient_id: int, kind: str, now: datetime, up_to: int | None = None) -> int:
-    """Failed attempts of a kind inside the lockout window, counting only those after the last success
+def _failures(*, patient_id: int, kind: str, now: datetime, up_to: int | None = None) -> QuerySet[AccessAttempt]:
+    """Failed attempts of a kind inside the lockout window, only those after the last success
     (with `up_to`, only the attempts recorded up to and including that one)."""
     window_start = now - settings.VERIFY_LOCKOUT
     attempts = AccessAttempt.objects.filter(patient_id=patient_id, kind=kind, created_at__gte=window_start)
@@ -130,7 +133,80 @@ def _failures_since(*, patient_id: int, kind: str, now: datetime, up_to: int | N
     failures = attempts.filter(succeeded=False)
     if last_success is not None:
         failures = failures.filter(created_at__gt=last_success)
-    return failures.count()
+    return failures
+
+
+def _failures_since(*, patient_id: int, kind: str, now: datetime, up_to: int | None = None) -> int:
+    return _failures(patient_id=patient_id, kind=kind, now=now, up_to=up_to).count()
+
+
+def _limit_for(kind: str) -> int:
+    return int(settings.VERIFY_MAX_PHONE_TRIES if kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS)
+
+
+def _lockout_minutes() -> int:
+    return int(settings.VERIFY_LOCKOUT.total_seconds() // 60)
+
+
+def _locked_message(*, patient_id: int, now: datetime) -> str:
+    """The account lock, and when it lifts: when enough of the failures that reached a limit leave the window."""
+    unlock_at = now
+    for kind in (Kind.PHONE, Kind.CODE):
+        limit = _limit_for(kind)
+        newest = list(
+            _failures(patient_id=patient_id, kind=kind, now=now)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[:limit]
+        )
+        if len(newest) >= limit:
+            unlock_at = max(unlock_at, newest[limit - 1] + settings.VERIFY_LOCKOUT)
+    minutes = max(1, -(-int((unlock_at - now).total_seconds()) // 60))  # rounded up: never "try again" too early
+    until = ngettext(
+        "Please try again in {minutes} minute, or contact your provider if you need help.",
+        "Please try again in {minutes} minutes, or contact your provider if you need help.",
+        minutes,
+    ).format(minutes=minutes)
+    return f"{LOCKED} {until}"
+
+
+def _tries_left(*, patient_id: int, kind: str, now: datetime) -> int:
+    return max(0, _limit_for(kind) - _failures_since(patient_id=patient_id, kind=kind, now=now))
+
+
+def _refused(message: str | Promise, *, patient_id: int, kind: str) -> StepResult:
+    """A counted wrong try: the lock message on the very try that locks, otherwise how many tries are left."""
+    now = timezone.now()
+    left = _tries_left(patient_id=patient_id, kind=kind, now=now)
+    if left == 0:
+        return StepResult(Step.LOCKED, _locked_message(patient_id=patient_id, now=now))
+    if kind == Kind.CODE:
+        words = ngettext(
+            "You have {count} code check left before your account is locked for {minutes} minutes.",
+            "You have {count} code checks left before your account is locked for {minutes} minutes.",
+            left,
+        )
+    else:
+        words = ngettext(
+            "You have {count} try left before your account is locked for {minutes} minutes.",
+            "You have {count} tries left before your account is locked for {minutes} minutes.",
+            left,
+        )
+    return StepResult(Step.REFUSED, f"{message} {words.format(count=left, minutes=_lockout_minutes())}")
+
+
+def patient_locked(*, patient_id: int) -> str | None:
+    """The lock message when this patient's access is locked right now (for a page opened while locked), else None.
+    One indexed query in the usual case (no failure in the window)."""
+    now = timezone.now()
+    recent = AccessAttempt.objects.filter(
+        patient_id=patient_id, succeeded=False, created_at__gte=now - settings.VERIFY_LOCKOUT
+    )
+    if not recent.exists():
+        return None
+    for kind in (Kind.PHONE, Kind.CODE):
+        if _failures_since(patient_id=patient_id, kind=kind, now=now) >= _limit_for(kind):
+            return _locked_message(patient_id=patient_id, now=now)
+    return None
 
 
 def _network(ip: str | None) -> str | None:
@@ -157,7 +233,7 @@ def _limit_reached(*, patient_id: int, ip: str | None, now: datetime) -> StepRes
         _failures_since(patient_id=patient_id, kind=Kind.PHONE, now=now) >= settings.VERIFY_MAX_PHONE_TRIES
         or _failures_since(patient_id=patient_id, kind=Kind.CODE, now=now) >= settings.VERIFY_MAX_CODE_CHECKS
     ):
-        return StepResult(Step.LOCKED, LOCKED.format(minutes=int(settings.VERIFY_LOCKOUT.total_seconds() // 60)))
+        return StepResult(Step.LOCKED, _locked_message(patient_id=patient_id, now=now))
     return None
 
 
@@ -169,7 +245,7 @@ def _lock_patient(patient_id: int) -> Patient:
 
 def _audit_if_locked_by(attempt: AccessAttempt, *, link: PayLink, ip: str | None) -> None:
     """The failed attempt that reaches a limit locks the patient's access: leave a trail for staff (once)."""
-    limit = settings.VERIFY_MAX_PHONE_TRIES if attempt.kind == Kind.PHONE else settings.VERIFY_MAX_CODE_CHECKS
+    limit = _limit_for(attempt.kind)
     failures = _failures_since(patient_id=link.patient_id, kind=attempt.kind, now=timezone.now(), up_to=attempt.pk)
     if failures == limit:
         audit_record(
@@ -205,7 +281,7 @@ def phone_submit(*, link: PayLink, raw_phone: str, ip: str | None) -> StepResult
         attempt = _record(kind=Kind.PHONE, ok=matches, link=link, ip=ip)
         if not matches:
             _audit_if_locked_by(attempt, link=link, ip=ip)
-            return StepResult(Step.REFUSED, MISMATCH)
+            return _refused(MISMATCH, patient_id=link.patient_id, kind=Kind.PHONE)
     return code_send(link=link, ip=ip)
 
 
@@ -223,7 +299,7 @@ def code_send(*, link: PayLink, ip: str | None) -> StepResult:
             created_at__gte=now - settings.VERIFY_SEND_WINDOW,
         ).count()
         if sends >= settings.VERIFY_MAX_SENDS:
-            return StepResult(Step.LOCKED, SEND_LIMIT)
+            return StepResult(Step.WAIT, SEND_LIMIT)
         # Counted before the text goes out (outside the lock: an outside call never holds a row lock).
         reserved = _record(kind=Kind.SEND, ok=True, link=link, ip=ip)
     try:
@@ -231,7 +307,7 @@ def code_send(*, link: PayLink, ip: str | None) -> StepResult:
         get_gateway().send_code(phone_e164=patient.phone.as_e164, locale=_sms_locale())
     except SendLimitReached as error:
         reserved.delete()
-        return StepResult(Step.LOCKED, error.message)
+        return StepResult(Step.WAIT, error.message)
     except VerifyError as error:
         reserved.delete()
         return StepResult(Step.UNAVAILABLE, error.message)
@@ -278,4 +354,7 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
         return locked or StepResult(Step.REFUSED, CODE_EXPIRED)
     if result == CheckResult.EXPIRED:
         return StepResult(Step.REFUSED, CODE_EXPIRED)
-    return _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now()) or StepResult(Step.REFUSED, WRONG_CODE)
+    blocked = _limit_reached(patient_id=link.patient_id, ip=ip, now=timezone.now())
+    if blocked and blocked.message == IP_BLOCKED:
+        return blocked
+    return _refused(WRONG_CODE, patient_id=link.patient_id, kind=Kind.CODE)

@@ -39,7 +39,7 @@ LINK_REVOKED = gettext_lazy(
     "or contact your provider for a new one."
 )
 START_AGAIN = gettext_lazy("Your code request has ended. Please open the link in your invoice email again.")
-STATUS_FOR = {Step.INVALID: 400, Step.REFUSED: 400, Step.LOCKED: 429, Step.UNAVAILABLE: 503}
+STATUS_FOR = {Step.INVALID: 400, Step.REFUSED: 400, Step.LOCKED: 429, Step.WAIT: 429, Step.UNAVAILABLE: 503}
 
 
 class PhoneForm(forms.Form):
@@ -52,6 +52,11 @@ class CodeForm(forms.Form):
 
 def _problem(request: HttpRequest, heading: str, message: str | Promise, status: int) -> HttpResponse:
     return message_page(request, heading, message, status=status)
+
+
+def _locked(request: HttpRequest, template: str, message: str | Promise) -> HttpResponse:
+    """A locked page: the message, and no form that could only be refused."""
+    return render(request, template, {"locked": message}, status=429)
 
 
 def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | None:
@@ -73,12 +78,18 @@ def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
         return problem or _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
     if request.method == "GET" and verified_patient_id(request) == link.patient_id:
         return redirect("pay-summary")  # already verified in this browser: no second code
+    if request.method == "GET":
+        locked = services.patient_locked(patient_id=link.patient_id)
+        if locked:
+            return _locked(request, "verification/phone.html", locked)
     form = PhoneForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         result = services.phone_submit(link=link, raw_phone=form.cleaned_data["phone"], ip=client_ip(request))
         if result.step == Step.OK:
             request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
             return redirect("pay-code")
+        if result.step == Step.LOCKED:
+            return _locked(request, "verification/phone.html", result.message)
         form.add_error("phone" if result.step in (Step.INVALID, Step.REFUSED) else None, str(result.message))
         return render(request, "verification/phone.html", {"form": form}, status=STATUS_FOR[result.step])
     status = 400 if request.method == "POST" else 200
@@ -102,6 +113,10 @@ def pay_code(request: HttpRequest) -> HttpResponse:
     if pending is None:
         return _problem(request, gettext("Start again"), START_AGAIN, 400)
     link, sent_at = pending
+    if request.method == "GET":
+        locked = services.patient_locked(patient_id=link.patient_id)
+        if locked:
+            return _locked(request, "verification/code.html", locked)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         result = services.code_submit(
@@ -111,6 +126,8 @@ def pay_code(request: HttpRequest) -> HttpResponse:
             access_grant(request, patient_id=link.patient_id, link_id=link.pk)
             language.remember_at_verification(request, link.patient)
             return redirect("pay-summary")
+        if result.step == Step.LOCKED:
+            return _locked(request, "verification/code.html", result.message)
         form.add_error("code" if result.step in (Step.INVALID, Step.REFUSED) else None, str(result.message))
         return render(request, "verification/code.html", {"form": form}, status=STATUS_FOR[result.step])
     status = 400 if request.method == "POST" else 200
@@ -125,6 +142,8 @@ def pay_code_resend(request: HttpRequest) -> HttpResponse:
         return _problem(request, gettext("Start again"), START_AGAIN, 400)
     link, _ = pending
     result = services.code_send(link=link, ip=client_ip(request))
+    if result.step == Step.LOCKED:
+        return _locked(request, "verification/code.html", result.message)
     if result.step != Step.OK:
         context = {"form": CodeForm(), "alert": result.message}
         return render(request, "verification/code.html", context, status=STATUS_FOR[result.step])

@@ -57,9 +57,8 @@ def _open_invoices_page(page: Page, live_server: Any, *amounts: int) -> list[Inv
 
 
 def _card_page_for_one_invoice(page: Page, live_server: Any) -> Invoice:
-    """Verified, one $70.00 invoice, on its card page (P10: "Enter payment details")."""
+    """Verified, one $70.00 invoice: the summary itself takes the card (P10, issue 11's four screens)."""
     [invoice] = _open_invoices_page(page, live_server, 7_000)
-    page.get_by_role("button", name="Enter payment details").click()
     return invoice
 
 
@@ -83,7 +82,8 @@ def _pay_button(page: Page, amount: str) -> Locator:
 
 
 def _pay(page: Page, amount: str, number: str = stripe_fake.GOOD_CARD) -> None:
-    expect(page.get_by_role("heading", name=f"Pay {amount}", level=1)).to_be_visible()
+    """On the card page, or on the summary of one open invoice (which takes the card itself)."""
+    expect(page.get_by_role("button", name=f"Pay {amount}", exact=True)).to_be_visible()
     _fill_card(page, number)
     _pay_button(page, amount).click()
 
@@ -135,9 +135,8 @@ def test_p10_one_invoice_from_email_to_receipt(
     expect(page.get_by_text("You owe $70.00")).to_be_visible()
     screenshot(page, "1-summary")
 
-    page.get_by_role("button", name="Enter payment details").click()
-    expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/pay/card/[0-9a-f]{16}/$"))
-    expect(page.get_by_text(f"For your {_visit(invoice).lower()} (invoice {invoice.number})")).to_be_visible()
+    # One open invoice: the card is entered on the summary itself.
+    expect(page.get_by_role("heading", name=f"{_visit(invoice)} · $70.00", level=2)).to_be_visible()
     _fill_card(page, stripe_fake.GOOD_CARD)
     screenshot(page, "2-card")
     _pay_button(page, "$70.00").click()
@@ -210,7 +209,7 @@ def test_p11_pay_most_recent_then_p12_pay_the_oldest_from_details(
     page.get_by_role("link", name="Back to your invoices").click()
     expect(page.get_by_text("You owe $55.00")).to_be_visible()  # only the middle one is left, and offered
     expect(page.get_by_role("heading", name=f"{_visit(middle)} · $55.00", level=2)).to_be_visible()
-    expect(page.get_by_role("button", name="Enter payment details")).to_be_visible()
+    expect(page.get_by_role("button", name="Pay $55.00", exact=True)).to_be_enabled()
     screenshot(page, "3-summary")
     assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 2
     assert len(_succeeded_intents(oldest)) == 2
@@ -254,7 +253,7 @@ def test_declined_at_setup_shows_the_reason_in_the_page(
     expect(errors).to_have_attribute("role", "alert")
     expect(errors).to_contain_text("declined")
     expect(_pay_button(page, "$70.00")).to_be_enabled()  # ready for another card
-    expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/pay/card/[0-9a-f]{16}/$"))
+    expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/pay/invoices/$"))
     screenshot(page, "declined-at-setup")
 
     assert Payment.objects.count() == 0
@@ -308,7 +307,7 @@ def test_double_click_on_pay_charges_once(
 ) -> None:
     page = phone_page
     invoice = _card_page_for_one_invoice(page, live_server)
-    expect(page.get_by_role("heading", name="Pay $70.00", level=1)).to_be_visible()
+    expect(page.get_by_role("button", name="Pay $70.00", exact=True)).to_be_enabled()
     _fill_card(page, stripe_fake.GOOD_CARD)
     confirms: list[str] = []
     page.on("request", lambda request: confirms.append(request.url) if "/pay/card/confirm/" in request.url else None)

@@ -12,8 +12,11 @@ from django.test import Client
 
 from claims.samples import Clp, build_835
 from invoices.models import Invoice, Patient
+from payments.models import Payment
 from tests.claims.test_remittances import run
-from tests.payments.conftest import pay, verified_client
+from tests.payments import stripe_fake
+from tests.payments.conftest import confirm, pay, verified_client
+from tests.payments.test_one_page import offer_of, start
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +94,26 @@ def test_p13_a_refund_shows_under_recent_payments_with_its_receipt_and_a_spanish
     assert receipt is not None
     response = client.get(receipt.group(1))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+
+
+def test_p13_a_credited_single_invoice_is_paid_from_the_summary_at_what_is_owed(  # type: ignore[no-untyped-def]
+    billed, tmp_path: Path, stripe_api: str
+) -> None:
+    claim, original = billed
+    run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000, adjustments=[("PR", "3", 1_000)])]))
+    client = verified_client(original)
+    summary = client.get("/pay/invoices/").content.decode()
+    assert "disabled>Pay $10.00</button>" in summary and "Pay $30.00" not in summary
+
+    started = start(client, offer_of(client))[1]
+    assert started["status"] == "ready", started
+    stripe_fake.save_card(started["setup_id"], stripe_fake.GOOD_CARD)
+    result = confirm(
+        client,
+        {"setup-id": started["setup_id"], "attempt-key": started["attempt_key"], "checkout": started["checkout"]},
+    )
+
+    assert result["status"] == "succeeded"
+    assert Payment.objects.get().amount_cents == 1_000  # the credit's $20.00 is never charged
+    original.refresh_from_db()
+    assert original.status == Invoice.Status.PAID and original.amount_cents == 3_000  # the issued amount unchanged

@@ -87,7 +87,11 @@ def test_the_lockout_message_is_in_spanish() -> None:
         client.post(url, {"phone": "(202) 555-0100"})
     locked = client.post(url, {"phone": "(202) 555-0143"})
     assert locked.status_code == 429
-    assert_spanish(text(locked.content.decode()), "Por su seguridad, esta factura queda bloqueada durante 30 minutos")
+    assert_spanish(
+        text(locked.content.decode()),
+        "Por su seguridad, su cuenta de facturación de Alma está bloqueada",
+        "no solo este",
+    )
 
 
 def test_link_problems_and_ended_sessions_are_in_spanish() -> None:
@@ -261,7 +265,7 @@ def test_autopay_consent_refusals_and_the_failed_charge_email_are_in_spanish(
 
     assert enroll(client, number=stripe_fake.DECLINED_AT_CHARGE)["status"] == "enrolled"
     enrollment = AutopayEnrollment.objects.get()
-    assert enrollment.consent_language == "es" and enrollment.consent_version == "2025-1"
+    assert enrollment.consent_language == "es" and enrollment.consent_version == "2026-1"
     assert enrollment.consent_text.startswith("Autorizo a Alma")  # exactly what the patient read and agreed to
     summary = text(client.get("/pay/invoices/").content.decode())
     assert "El pago automático está activado con su Visa que termina en" in summary

@@ -82,7 +82,7 @@ def test_p4_five_wrong_phones_lock_the_patient_across_links_and_ips(invoice: Inv
     response = Client().post(link_for(invoice), {"phone": "(202) 555-0143"}, REMOTE_ADDR="203.0.113.99")
 
     assert response.status_code == 429
-    assert "locked for 30 minutes" in response.content.decode()
+    assert "account is locked" in response.content.decode() and "try again in 30 minutes" in response.content.decode()
     assert texted_codes() == []
     assert AuditEvent.objects.filter(action="verification.locked", object_id=str(invoice.patient_id)).count() == 1
     # The lock lifts by itself after the lockout window.
