@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-build.txt
 	$(PY) -m pip install -q --require-hashes --no-build-isolation -r requirements-dev.txt
 	touch $@
 
-# Translations: the .mo files are built from the committed .po catalogs (GNU gettext's msgfmt; README "Languages").
+# Translations: the .mo files are built from the committed .po catalogs (GNU gettext's msgfmt; docs/patients.md "Languages").
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
 locale/%.mo: locale/%.po $(VENV)/.installed
 	$(PY) manage.py compilemessages --ignore=.venv --settings=alma_billing.settings_test -v0
@@ -56,7 +56,7 @@ typecheck:  ## mypy with django-stubs
 migrations-check:  ## fail when a model changed without a migration
 	$(PY) manage.py makemigrations --check --dry-run --settings=alma_billing.settings_test
 
-pytest:  ## the test suite (PostgreSQL/Redis/Chromium tests skip unless available, see README)
+pytest:  ## the test suite (PostgreSQL/Redis/Chromium tests skip unless available, see docs/testing.md)
 	$(PY) -m pytest
 
 test: install lint typecheck migrations-check pytest  ## every check and test

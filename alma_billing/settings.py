@@ -98,7 +98,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
-# Patient pages, emails, SMS and receipts come in these languages (README "Languages"); catalogs under locale/.
+# Patient pages, emails, SMS and receipts come in these languages (docs/patients.md "Languages"); catalogs under
+# locale/.
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_NAME = "alma_language"
@@ -281,7 +282,8 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default=LOCALSTRIPE_URL if _use_loc
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL", default=f"{LOCALSTRIPE_URL}/js.stripe.com/v3/" if _use_localstripe else "https://js.stripe.com/v3/"
 )
-# --- Outside-call budget, chosen together with the web worker's timeout (bin/web, README "When things fail").
+# --- Outside-call budget, chosen together with the web worker's timeout (bin/web; docs/operations.md "When things
+# fail").
 # A sync gunicorn worker is killed after GUNICORN_TIMEOUT seconds on one request; every request spends at most
 # OUTSIDE_CALL_BUDGET_SECONDS on Stripe/Twilio/SMTP in all (alma_billing.core.budget), leaving the rest for the
 # database and the page. One Stripe call waits at most STRIPE_TIMEOUT_SECONDS per try, retried while time is left.

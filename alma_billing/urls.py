@@ -17,7 +17,8 @@ handler403 = "alma_billing.core.error_pages.permission_denied"
 handler404 = "alma_billing.core.error_pages.page_not_found"
 handler500 = "alma_billing.core.error_pages.server_error"
 
-# admin.site is alma_billing.core.staff_login.StaffAdminSite: staff need a second factor (see README "Staff access").
+# admin.site is alma_billing.core.staff_login.StaffAdminSite: staff need a second factor (docs/security.md "Staff
+# access").
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(ops_dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),

@@ -428,7 +428,7 @@ def in_process_ms(target: Target, count: int = 200) -> float:
 
 def profile_page(target: Target, count: int) -> None:
     """The top of a cProfile of `count` in-process requests (after the warm-up in_process_ms does): own time first,
-    then the project's functions by cumulative time, so the README can show where a request's time goes."""
+    then the project's functions by cumulative time, so docs/performance.md can show where a request's time goes."""
     import cProfile
 
     in_process_ms(target, count=20)  # warm caches, templates and the connection outside the profile

@@ -538,7 +538,7 @@ def test_no_email_names_the_provider_their_specialty_or_anything_clinical_and_ea
         title = re.search(r"<title>(.*?)</title>", html)
         assert title and html_unescape(title.group(1)) == message.subject, kind
         assert "<head>" in html and '<meta charset="utf-8">' in html, kind
-    # Amounts may appear in emails (README "Privacy"): the receipt says what was paid.
+    # Amounts may appear in emails (docs/security.md "Privacy of emails and SMS"): the receipt says what was paid.
     assert "$70.00" in sent["payment_receipt"].body
 
 
