@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from invoices import reminders, selectors, services
+from invoices import hooks, reminders, selectors, services
 from invoices.models import ReminderLog
 
 logger = logging.getLogger(__name__)
@@ -25,16 +25,8 @@ def invoice_issue_task(session_id: int) -> int | None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def invoice_email_task(invoice_id: int) -> bool:
-    return invoice_announce(invoice_id)
-
-
-def invoice_announce(invoice_id: int) -> bool:
-    """Tell the patient about a new invoice: the autopay notice if autopay applies, else the link email."""
-    from payments.autopay import autopay_take_over
-
-    if autopay_take_over(invoice_id=invoice_id):
-        return False  # enrolled in autopay: the patient got the pre-charge notice instead of a link
-    return services.invoice_email_send(invoice_id=invoice_id)
+    """A new invoice: the autopay notice or the link email (payments decides, through invoices/hooks.py)."""
+    return hooks.invoice_announce.call(invoice_id=invoice_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
@@ -59,7 +51,7 @@ def invoices_sweep() -> dict[str, int]:
             logger.exception("sweep could not bill session %s", session_id)
     for invoice_id in selectors.invoices_awaiting_email(issued_before=cutoff).values_list("id", flat=True)[:1000]:
         try:
-            emailed += invoice_announce(invoice_id)
+            emailed += hooks.invoice_announce.call(invoice_id=invoice_id)
         except Exception:
             logger.exception("sweep could not email invoice %s; next sweep retries", invoice_id)
     # Reminders a killed run planned but never sent; what it left mid-send is put in doubt for ops.
