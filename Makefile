@@ -46,9 +46,10 @@ run: install  ## migrate, seed demo data, start localstripe and the site on http
 	  echo "admin logins and their second factor (one-time codes demo1..demo5) are printed above by seed_demo"; \
 	  DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
-lint:  ## ruff
+lint:  ## ruff, and import-linter's layer and gateway contracts (pyproject.toml, docs/architecture.md)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck:  ## mypy with django-stubs
 	$(VENV)/bin/mypy .

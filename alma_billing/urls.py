@@ -6,7 +6,7 @@ from django.urls import path
 from alma_billing.core import email_tracking
 from alma_billing.core import views as core_views
 from alma_billing.core.language import language_switch
-from invoices.dashboard import ops_dashboard
+from alma_billing.ops.dashboard import ops_dashboard
 from payments import receipt_views
 from payments import views as payment_views
 from verification import views as verification_views

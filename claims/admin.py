@@ -23,12 +23,6 @@ class RemittanceUploadForm(forms.Form):
     dry_run = forms.BooleanField(label="Dry run: show what it would do, change nothing", required=False)
 
 
-def claim_number_of(session: Any) -> str:
-    """The session's claim number for admin pages, or "-" (self-pay, covered EAP, not billed yet)."""
-    claim = Claim.objects.filter(session_id=getattr(session, "pk", None)).only("claim_number").first()
-    return claim.claim_number if claim else "-"
-
-
 PLAN_RESPONSIBILITY = dollars("plan_responsibility_cents", "Plan responsibility")
 
 

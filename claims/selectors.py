@@ -3,10 +3,17 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, F, IntegerField, Q, Sum, Value
 
 from claims.models import Claim, ClaimPayment, InvoiceCredit
+
+
+def claim_number_of(session: Any) -> str:
+    """The session's claim number for admin pages, or "-" (self-pay, covered EAP, not billed yet)."""
+    claim = Claim.objects.filter(session_id=getattr(session, "pk", None)).only("claim_number").first()
+    return claim.claim_number if claim else "-"
 
 
 def claim_numbers_for(*, session_ids: Iterable[int]) -> dict[int, str]:

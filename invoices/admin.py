@@ -21,6 +21,7 @@ from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import ProviderScopedAdmin, is_ops, provider_of, scoped_provider, staff_actor
+from claims.selectors import claim_number_of
 from invoices import services
 from invoices.models import (
     Coverage,
@@ -385,8 +386,6 @@ class TherapySessionAdmin(DollarsAdmin, FieldHistoryAdmin, ProviderScopedAdmin):
 
     @admin.display(description="Claim number")
     def claim_number(self, obj: TherapySession) -> str:
-        from claims.admin import claim_number_of
-
         return claim_number_of(obj)
 
     @admin.action(description="Mark completed (bills the session)")
@@ -586,8 +585,6 @@ class InvoiceAdmin(ProviderScopedAdmin):
 
     @admin.display(description="Claim number")
     def claim_number(self, obj: Invoice) -> str:
-        from claims.admin import claim_number_of
-
         return claim_number_of(obj.session)
 
     @admin.display(description="Why this amount")

@@ -8,14 +8,18 @@ clears and the patient gets one fresh email listing everything open (a reminder 
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import receiver
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.email_tracking import EventAlreadyReceived
 from alma_billing.core.queue import enqueue_on_commit
-from invoices.models import EmailUndeliverable, Invoice, Patient, ReminderLog
+from invoices.models import EmailEvent, EmailUndeliverable, Invoice, Patient, ReminderLog
 
 logger = logging.getLogger(__name__)
 
@@ -149,3 +153,47 @@ def _reminder_for_today(*, patient: Patient, invoices: list[Invoice]) -> Reminde
     log.attempts = 0
     log.save(update_fields=[*fields, "attempts"])
     return log
+
+
+def _undeliverable_reason(event: AnymailTrackingEvent) -> str:
+    """The code stored on the patient, or "" when the event says nothing against the address."""
+    if event.event_type == EventType.BOUNCED:
+        return "bounced"
+    if event.event_type == EventType.COMPLAINED:
+        return "complained"
+    if event.event_type == EventType.REJECTED and event.reject_reason in (
+        RejectReason.BOUNCED,
+        RejectReason.SPAM,
+        RejectReason.INVALID,
+        RejectReason.BLOCKED,
+    ):
+        return "rejected"
+    return ""
+
+
+@receiver(tracking, dispatch_uid="alma-email-tracking")
+def email_tracking_received(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    """Record the event once (a replay raises EventAlreadyReceived) and mark the address's patients."""
+    provider = str(esp_name).lower()[:32]
+    event_id = str(event.event_id or "")[:128]
+    if not event_id:
+        raise EventAlreadyReceived("an event without an id cannot be deduplicated")
+    reason = _undeliverable_reason(event)
+    if EmailEvent.objects.filter(provider=provider, event_id=event_id).exists():
+        raise EventAlreadyReceived(event_id)
+    row = EmailEvent.objects.create(
+        provider=provider,
+        event_id=event_id,
+        event_type=str(event.event_type)[:32],
+        reason=reason,
+        occurred_at=event.timestamp,
+    )
+    recipient = event.recipient if isinstance(event.recipient, str) else ""
+    if reason and recipient and len(recipient) <= 254:
+        marked = patient_email_undeliverable_mark(
+            address=recipient, reason=reason, event_id=row.pk, occurred_at=event.timestamp
+        )
+        if marked:
+            row.patients_marked = len(marked)
+            row.save(update_fields=["patients_marked"])
+    logger.info("email event %s (%s) recorded; %s patient(s) marked", row.pk, row.event_type, row.patients_marked)

@@ -18,6 +18,8 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+import requests
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -30,6 +32,7 @@ from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import build_patient_email
 from alma_billing.core.money import format_cents
+from invoices import hooks
 from invoices.models import Invoice, ReminderLog, ReminderRun
 
 logger = logging.getLogger(__name__)
@@ -260,8 +263,6 @@ class Delivery(StrEnum):
 def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery:
     """Lock a pending reminder, write the email (templates rendered here, so a template error changes nothing),
     and mark the row "sending" in one commit. A Delivery when there is nothing to send."""
-    from verification.services import pay_link_email_context
-
     with transaction.atomic():
         log = (
             ReminderLog.objects.select_for_update(skip_locked=True, of=("self",))
@@ -304,7 +305,7 @@ def _claim(log_id: int) -> tuple[ReminderLog, EmailMultiAlternatives] | Delivery
             log.status, log.reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
             log.save(update_fields=["status", "reason"])
             return Delivery.UNDELIVERABLE
-        _, context = pay_link_email_context(patient=patient, invoice=invoices[-1])
+        _, context = hooks.pay_link_email_context.call(patient=patient, invoice=invoices[-1])
         context["invoices"] = [
             {"number": i.number, "issued_on": timezone.localdate(i.issued_at), "amount": format_cents(i.owed_cents)}
             for i in invoices
@@ -391,11 +392,6 @@ class _NotReached(Exception):
 def _provider_refused(error: BaseException) -> bool:
     """An email service's API (django-anymail, EMAIL_PROVIDER) refused the message or was never reached: not sent.
     A timeout or a dropped connection while it was answering stays "in doubt", as with SMTP."""
-    try:
-        import requests
-        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
-    except ImportError:  # pragma: no cover - both are dependencies
-        return False
     if isinstance(error, AnymailRecipientsRefused):
         return True
     if isinstance(error, AnymailAPIError):

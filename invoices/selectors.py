@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
 
+from claims.models import Claim
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
 
 
@@ -28,8 +29,6 @@ def eligibility_used_on(*, snapshot: EligibilitySnapshot) -> tuple[int, int]:
     """What earlier sessions on this eligibility check already used of the deductible and of the out-of-pocket
     maximum, as (deductible_cents, out_of_pocket_cents): the plan's figures for the claims it decided (the
     accumulators a remittance recorded: CAS PR 1, and CLP05), the estimate's for the others. Two queries."""
-    from claims.models import Claim
-
     decided = list(
         Claim.objects.filter(eligibility_snapshot=snapshot, plan_responsibility_cents__isnull=False).values_list(
             "session_id", "plan_deductible_cents", "plan_responsibility_cents"

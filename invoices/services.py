@@ -12,7 +12,7 @@ from alma_billing.core.audit import SYSTEM, Actor, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
-from invoices import selectors
+from invoices import hooks, selectors
 from invoices.explain import EAP_NOT_COVERED
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
@@ -67,7 +67,6 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
 
     Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
     """
-    from claims.services import claim_for_session
     from invoices.tasks import invoice_email_task
 
     with transaction.atomic():
@@ -92,11 +91,11 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
             session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
             session.save(update_fields=["billing_outcome", "billing_note"])
             audit_record(actor=actor, action="session.no_charge", obj=session, note=decision.note)
-            claim_for_session(session)  # a $0 estimate still goes to the plan (P13)
+            hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
             return None
 
         invoice = _invoice_create(session=session, charge=decision, actor=actor)
-        claim_for_session(session)
+        hooks.claim_open.call(session)
         enqueue_on_commit(invoice_email_task, invoice.pk)
     return invoice
 
@@ -184,9 +183,7 @@ def invoice_resend_link(*, invoice_id: int, actor: Actor) -> None:
 
 
 def _email_link(invoice: Invoice) -> int:
-    from verification.services import pay_link_email_context
-
-    link, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
+    link, context = hooks.pay_link_email_context.call(patient=invoice.patient, invoice=invoice)
     send_patient_email(
         to=invoice.patient.email,
         subject=gettext_lazy("You have a new invoice from Alma"),
@@ -210,9 +207,7 @@ def invoice_void(*, invoice_id: int, reason: str, actor: Actor) -> Invoice:
             )
         invoice.status, invoice.voided_at, invoice.void_reason = Invoice.Status.VOID, timezone.now(), reason.strip()
         invoice.save(update_fields=["status", "voided_at", "void_reason"])
-        invoice.autopay_attempts.filter(status="scheduled").update(
-            status="canceled", failure_message="Invoice voided.", finished_at=timezone.now()
-        )
+        hooks.invoice_voided.call(invoice_id=invoice.pk, reason="Invoice voided.")
         audit_record(actor=actor, action="invoice.voided", obj=invoice, reason=reason.strip())
     return invoice
 
@@ -234,9 +229,7 @@ def invoice_report_outside_payment(*, invoice_id: int, note: str, actor: Actor) 
 
 def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patient:
     """The phone number controls access to the pay link: changing it is audited and ends every live link."""
-    from verification.services import normalize_phone, pay_links_revoke
-
-    e164 = normalize_phone(phone)
+    e164 = hooks.phone_normalize.call(phone)
     if e164 is None:
         raise ServiceError("Enter a valid US phone number with area code.")
     with transaction.atomic():
@@ -247,7 +240,7 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
         patient.save(update_fields=["phone"])
         # No numbers in the audit trail (privacy): the fact, the actor and the last two digits.
         audit_record(actor=actor, action="patient.phone_changed", obj=patient, ends_in=e164[-2:])
-        pay_links_revoke(patient=patient, reason="The phone number on the profile changed.", actor=actor)
+        hooks.pay_links_revoke.call(patient=patient, reason="The phone number on the profile changed.", actor=actor)
         # Old links stop working, so a patient with something to pay gets a fresh one right away.
         latest_open = patient.invoices.filter(status=Invoice.Status.OPEN).order_by("-issued_at").first()
         if latest_open is not None and patient.email:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone, translation
 from django.utils.functional import Promise, lazy
 from django.utils.text import format_lazy
@@ -17,6 +18,7 @@ from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue
+from invoices import services as invoice_services
 from invoices.models import Invoice, Patient, Practice
 from payments import services
 from payments.gateways import stripe as gateway
@@ -162,15 +164,33 @@ def autopay_end(*, patient_id: int, actor: Actor) -> bool:
             return False
         enrollment.ended_at = timezone.now()
         enrollment.save(update_fields=["ended_at"])
-        AutopayAttempt.objects.filter(enrollment=enrollment, status=AutopayAttempt.Status.SCHEDULED).update(
-            status=AutopayAttempt.Status.CANCELED,
-            failure_message=gettext_noop("Autopay was turned off."),
-            finished_at=timezone.now(),
+        _scheduled_cancel(
+            AutopayAttempt.objects.filter(enrollment=enrollment), reason=gettext_noop("Autopay was turned off.")
         )
         audit_record(actor=actor, action="autopay.ended", obj=enrollment)
         card = enrollment.stripe_payment_method_id
         services.card_forget_later(payment_method_id=card)
     return True
+
+
+def invoice_announce(*, invoice_id: int) -> bool:
+    """Tell the patient about a new invoice (P1, P6): the autopay notice if autopay applies, else the link email.
+    Returns whether the link email went out. Registered as invoices' `invoice_announce` hook (payments/apps.py)."""
+    if autopay_take_over(invoice_id=invoice_id):
+        return False  # enrolled in autopay: the patient got the pre-charge notice instead of a link
+    return invoice_services.invoice_email_send(invoice_id=invoice_id)
+
+
+def autopay_scheduled_cancel(*, invoice_id: int, reason: str) -> int:
+    """The invoice's scheduled automatic charges will not happen (e.g. it was voided). Returns how many stopped.
+    Registered as invoices' `invoice_voided` hook; runs inside the caller's transaction."""
+    return _scheduled_cancel(AutopayAttempt.objects.filter(invoice_id=invoice_id), reason=reason)
+
+
+def _scheduled_cancel(attempts: QuerySet[AutopayAttempt], *, reason: str) -> int:
+    return attempts.filter(status=AutopayAttempt.Status.SCHEDULED).update(
+        status=AutopayAttempt.Status.CANCELED, failure_message=reason, finished_at=timezone.now()
+    )
 
 
 def autopay_take_over(*, invoice_id: int) -> bool:

@@ -13,13 +13,26 @@ from payments.models import StripeEvent
 
 logger = logging.getLogger(__name__)
 
-PAYMENT_INTENT_EVENTS = {
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "payment_intent.requires_action",
-    "payment_intent.processing",
-}
+# The Stripe event types this endpoint acts on (README "Stripe webhooks" lists them for the dashboard set-up); every
+# other signed event is stored and ignored. Use these names, never the strings, anywhere else.
+PAYMENT_INTENT_SUCCEEDED = "payment_intent.succeeded"
+PAYMENT_INTENT_PAYMENT_FAILED = "payment_intent.payment_failed"
+PAYMENT_INTENT_CANCELED = "payment_intent.canceled"
+PAYMENT_INTENT_REQUIRES_ACTION = "payment_intent.requires_action"
+PAYMENT_INTENT_PROCESSING = "payment_intent.processing"
+CHARGE_REFUNDED = "charge.refunded"
+# charge.dispute.created, .updated, .closed (and any other dispute event): the dispute's status is what counts.
+CHARGE_DISPUTE_PREFIX = "charge.dispute."
+
+PAYMENT_INTENT_EVENTS = frozenset(
+    {
+        PAYMENT_INTENT_SUCCEEDED,
+        PAYMENT_INTENT_PAYMENT_FAILED,
+        PAYMENT_INTENT_CANCELED,
+        PAYMENT_INTENT_REQUIRES_ACTION,
+        PAYMENT_INTENT_PROCESSING,
+    }
+)
 
 
 class EventFailed(Exception):
@@ -113,13 +126,13 @@ def _apply(event: gateway.Event) -> str:
     if event.type in PAYMENT_INTENT_EVENTS:
         payment = services.payment_apply_intent(intent=gateway.intent_from_event_object(obj))
         return Outcome.APPLIED if payment is not None else Outcome.NOT_OURS
-    if event.type == "charge.refunded" and obj.get("payment_intent"):
+    if event.type == CHARGE_REFUNDED and obj.get("payment_intent"):
         refunded = obj.get("amount_refunded") or 0
         if not isinstance(refunded, int) or isinstance(refunded, bool) or refunded < 0:
             raise gateway.Malformed("amount_refunded is a whole number of cents")
         ours = services.payment_record_refunded_total(payment_intent_id=_intent_id(obj), refunded_cents=refunded)
         return Outcome.APPLIED if ours else Outcome.NOT_OURS
-    if event.type.startswith("charge.dispute.") and obj.get("payment_intent"):
+    if event.type.startswith(CHARGE_DISPUTE_PREFIX) and obj.get("payment_intent"):
         status = obj.get("status")
         ours = services.payment_record_dispute(payment_intent_id=_intent_id(obj), status=str(status or "")[:40])
         return Outcome.APPLIED if ours else Outcome.NOT_OURS

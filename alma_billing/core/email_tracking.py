@@ -2,7 +2,8 @@
 
 Order, as for Stripe's webhook: refuse what is too big or not shaped like an event (400), verify the HMAC signature
 (403), refuse a stale timestamp (400) and an event id seen before (406: Mailgun stops retrying), then record the
-event and act on it in one transaction through anymail's `tracking` signal. Nothing is stored before the
+event and act on it in one transaction through anymail's `tracking` signal, whose receiver is invoices' (it owns
+the patients' addresses: invoices/deliverability.py). Nothing is stored before the
 signature is checked, and no address is stored at all.
 """
 
@@ -12,11 +13,10 @@ import time
 from typing import Any
 
 from anymail.exceptions import AnymailError
-from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
+from anymail.signals import tracking
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -94,54 +94,7 @@ class SignedTrackingWebhook(MailgunTrackingWebhookView):
 
 
 class EventAlreadyReceived(Exception):
-    pass
-
-
-def _undeliverable_reason(event: AnymailTrackingEvent) -> str:
-    """The code stored on the patient, or "" when the event says nothing against the address."""
-    if event.event_type == EventType.BOUNCED:
-        return "bounced"
-    if event.event_type == EventType.COMPLAINED:
-        return "complained"
-    if event.event_type == EventType.REJECTED and event.reject_reason in (
-        RejectReason.BOUNCED,
-        RejectReason.SPAM,
-        RejectReason.INVALID,
-        RejectReason.BLOCKED,
-    ):
-        return "rejected"
-    return ""
-
-
-@receiver(tracking, dispatch_uid="alma-email-tracking")
-def email_tracking_received(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
-    """Record the event once (a replay raises EventAlreadyReceived) and mark the address's patients."""
-    from invoices.deliverability import patient_email_undeliverable_mark
-    from invoices.models import EmailEvent
-
-    provider = str(esp_name).lower()[:32]
-    event_id = str(event.event_id or "")[:128]
-    if not event_id:
-        raise EventAlreadyReceived("an event without an id cannot be deduplicated")
-    reason = _undeliverable_reason(event)
-    if EmailEvent.objects.filter(provider=provider, event_id=event_id).exists():
-        raise EventAlreadyReceived(event_id)
-    row = EmailEvent.objects.create(
-        provider=provider,
-        event_id=event_id,
-        event_type=str(event.event_type)[:32],
-        reason=reason,
-        occurred_at=event.timestamp,
-    )
-    recipient = event.recipient if isinstance(event.recipient, str) else ""
-    if reason and recipient and len(recipient) <= 254:
-        marked = patient_email_undeliverable_mark(
-            address=recipient, reason=reason, event_id=row.pk, occurred_at=event.timestamp
-        )
-        if marked:
-            row.patients_marked = len(marked)
-            row.save(update_fields=["patients_marked"])
-    logger.info("email event %s (%s) recorded; %s patient(s) marked", row.pk, row.event_type, row.patients_marked)
+    """Raised by a `tracking` receiver (invoices/deliverability.py) for an event seen before: answered 406."""
 
 
 _view = SignedTrackingWebhook.as_view()

@@ -322,6 +322,23 @@ def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api
     assert invoice.status == Invoice.Status.OPEN and not Payment.objects.exists()
 
 
+def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken(stripe_api) -> None:  # type: ignore[no-untyped-def]
+    """invoices voids through its hook; payments cancels the charge (docs/architecture.md): no card is charged."""
+    _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
+    enroll(verified(invoice))
+    attempt = _scheduled(invoice)
+    other = _scheduled(InvoiceFactory(session__patient=invoice.patient, amount_cents=3_000))
+
+    invoice_services.invoice_void(invoice_id=invoice.pk, reason="Paid at the front desk.", actor=SYSTEM)
+    autopay.autopay_attempt_run(attempt_id=attempt.pk)
+
+    attempt.refresh_from_db()
+    other.refresh_from_db()
+    assert attempt.status == AutopayAttempt.Status.CANCELED and attempt.failure_message == "Invoice voided."
+    assert other.status == AutopayAttempt.Status.SCHEDULED  # another invoice's charge is untouched
+    assert not Payment.objects.filter(allocations__invoice=invoice).exists()
+
+
 def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type: ignore[no-untyped-def]
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)

@@ -14,6 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from alma_billing.core.audit import SYSTEM
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.staff_otp import AUTHENTICATOR_NAME, staff_recovery_codes_set
+from claims.samples import demo_835, demo_claim_numbers
 from invoices import services
 from invoices.models import (
     Coverage,
@@ -73,8 +74,6 @@ class Command(BaseCommand):
 
     def _demo_remittance(self, verbose: bool) -> None:
         """P13: an 835 for the demo claims (written each run: claim numbers come from this database's ids)."""
-        from claims.samples import demo_835, demo_claim_numbers
-
         numbers = demo_claim_numbers()
         if numbers is None:
             return

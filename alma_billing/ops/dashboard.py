@@ -1,7 +1,11 @@
-"""The ops dashboard: open balance by age, reminder runs, autopay failures and what needs a person."""
+"""The ops dashboard: open balance by age, reminder runs, autopay failures and what needs a person.
+
+Above the apps (docs/architecture.md): it reads invoices, payments and claims together.
+"""
 
 from datetime import timedelta
 
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -10,17 +14,14 @@ from django.utils import timezone
 
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import is_ops
+from claims.models import Claim
+from claims.selectors import claims_waiting
 from invoices.models import Invoice, Patient, ReminderLog, ReminderRun, TherapySession
 from invoices.selectors import open_balance_by_age
+from payments.models import Payment, StripeEvent
 
 
 def ops_dashboard(request: HttpRequest) -> HttpResponse:
-    from django.contrib import admin
-
-    from claims.models import Claim
-    from claims.selectors import claims_waiting
-    from payments.models import Payment, StripeEvent
-
     if not is_ops(request.user):
         raise PermissionDenied
     buckets = open_balance_by_age(now=timezone.now())
