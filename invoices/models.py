@@ -63,8 +63,8 @@ class Patient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Deliverability (issue 15): the email service reported this address bouncing or complained of as spam. Invoice
     # emails and reminders skip it until staff update the email (invoices/deliverability.py).
-    email_undeliverable_reason = models.CharField(
-        max_length=16, choices=EmailUndeliverable.choices, blank=True, editable=False
+    email_undeliverable_reason = models.CharField(  # db_default: rolling deploys (older code inserts patients too)
+        max_length=16, choices=EmailUndeliverable.choices, blank=True, editable=False, default="", db_default=""
     )
     email_undeliverable_at = models.DateTimeField(null=True, blank=True, editable=False)
 

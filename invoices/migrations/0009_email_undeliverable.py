@@ -41,6 +41,8 @@ class Migration(migrations.Migration):
                     ("complained", "Marked as spam by the recipient"),
                     ("rejected", "Refused by the email service (earlier bounces or complaints)"),
                 ],
+                db_default="",
+                default="",
                 editable=False,
                 max_length=16,
             ),
