@@ -436,6 +436,10 @@ def profile_page(target: Target, count: int) -> None:
     profiler.enable()
     mean_ms = in_process_ms(target, count=count)
     profiler.disable()
+    if os.environ.get("BENCH_PROFILE_CALLERS"):  # who calls a function, e.g. BENCH_PROFILE_CALLERS=dir
+        import pstats
+
+        pstats.Stats(profiler).print_callers(os.environ["BENCH_PROFILE_CALLERS"])
     benchdb.print_profile(profiler, f"{target.label}: {mean_ms:.2f} ms per request under cProfile ({count} requests)")
 
 
