@@ -133,10 +133,11 @@ def seed(*, invoices: int, as_of: date) -> int:
                 [practice_id],
             )
             cur.execute(
-                "INSERT INTO invoices_patient (first_name, last_name, email, phone, stripe_customer_id, created_at) "
+                "INSERT INTO invoices_patient (first_name, last_name, email, phone, stripe_customer_id, created_at, "
+                "preferred_language) "
                 "SELECT 'Pat' || g, 'Bench', CASE WHEN g %% %(every)s = 0 THEN '' "
                 "ELSE 'patient-' || g || '@example.test' END, '+1202555' || lpad((g %% 10000)::text, 4, '0'), '', "
-                "now() FROM generate_series(1, %(n)s) g",
+                "now(), 'en' FROM generate_series(1, %(n)s) g",
                 {"n": patients, "every": NO_EMAIL_EVERY},
             )
             # Two sessions per patient; the second is issued three AGES slots after the first (always different).
