@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.errors import TransportError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
@@ -46,7 +46,7 @@ def claim_for_session(session: TherapySession, *, actor: Actor = SYSTEM) -> Clai
         session=session, defaults={"claim_number": claim_number_for(session.pk)}
     )
     if created:
-        audit_record(actor=actor, action="claim.submitted", obj=claim, session_id=session.pk)
+        audit_record(actor=actor, action=AuditAction.CLAIM_SUBMITTED, obj=claim, session_id=session.pk)
     return claim
 
 
@@ -96,6 +96,19 @@ _COUNTED = {
 }
 
 
+# The audit action a remittance line records, named by what it did to the claim.
+_OUTCOME_ACTIONS = {
+    ClaimPayment.Outcome.ADJUSTED_UP: AuditAction.CLAIM_ADJUSTED_UP,
+    ClaimPayment.Outcome.REDUCED: AuditAction.CLAIM_REDUCED,
+    ClaimPayment.Outcome.REFUNDED: AuditAction.CLAIM_REFUNDED,
+    ClaimPayment.Outcome.CONFIRMED: AuditAction.CLAIM_CONFIRMED,
+    ClaimPayment.Outcome.DENIED: AuditAction.CLAIM_DENIED,
+    ClaimPayment.Outcome.REVERSED: AuditAction.CLAIM_REVERSED,
+    ClaimPayment.Outcome.UNMATCHED: AuditAction.CLAIM_UNMATCHED,
+    ClaimPayment.Outcome.NEEDS_ATTENTION: AuditAction.CLAIM_NEEDS_ATTENTION,
+}
+
+
 class _Rollback(Exception):
     """Raised at the end of a dry run (or of a file seen before) to roll everything back."""
 
@@ -129,7 +142,7 @@ def remittance_import(
                 setattr(summary, field_name, getattr(summary, field_name) + 1)
             record.summary = summary.counts()
             record.save(update_fields=["summary"])
-            audit_record(actor=actor, action="remittance.imported", obj=record, **summary.counts())
+            audit_record(actor=actor, action=AuditAction.REMITTANCE_IMPORTED, obj=record, **summary.counts())
             summary.remittance_id = record.pk
             if dry_run or (remittance.claims and summary.already_imported == len(remittance.claims)):
                 raise _Rollback  # a dry run, or a file seen before: nothing is kept, not even the file
@@ -179,7 +192,7 @@ def _line_apply(*, remittance: Remittance, line: ClaimLine, actor: Actor) -> Cla
     payment.save()
     audit_record(
         actor=actor,
-        action=f"claim.{payment.outcome}",
+        action=_OUTCOME_ACTIONS[ClaimPayment.Outcome(payment.outcome)],
         obj=claim,
         remittance_id=remittance.pk,
         claim_payment_id=payment.pk,
@@ -215,7 +228,7 @@ def _covered_eap_claim(claim_number: str, *, actor: Actor) -> Claim | None:
         return None
     claim, created = Claim.objects.get_or_create(session=session, defaults={"claim_number": claim_number})
     if created:
-        audit_record(actor=actor, action="claim.opened_for_eap", obj=claim, session_id=session.pk)
+        audit_record(actor=actor, action=AuditAction.CLAIM_OPENED_FOR_EAP, obj=claim, session_id=session.pk)
     return Claim.objects.select_for_update().get(pk=claim.pk)
 
 
@@ -273,7 +286,7 @@ def _accumulators_record(
     claim.eligibility_snapshot_id, claim.plan_deductible_cents = snapshot_id, deductible
     audit_record(
         actor=actor,
-        action="claim.accumulators_updated",
+        action=AuditAction.CLAIM_ACCUMULATORS_UPDATED,
         obj=claim,
         eligibility_snapshot_id=snapshot_id,
         deductible_cents_before=before,
@@ -452,7 +465,7 @@ def _credit_apply(
     invoice.save(update_fields=["credited_cents"])
     audit_record(
         actor=actor,
-        action="invoice.credited",
+        action=AuditAction.INVOICE_CREDITED,
         obj=invoice,
         amount_cents=amount_cents,
         claim_payment_id=payment.pk,
@@ -483,7 +496,7 @@ def _credits_cancel(*, claim: Claim, payment: ClaimPayment, original: Invoice | 
         credit.canceled_at, credit.canceled_by = timezone.now(), payment
         credit.save(update_fields=["canceled_at", "canceled_by"])
         audit_record(
-            actor=actor, action="invoice.credit_canceled", obj=credit.invoice, credit_id=credit.pk,
+            actor=actor, action=AuditAction.INVOICE_CREDIT_CANCELED, obj=credit.invoice, credit_id=credit.pk,
             amount_cents=credit.amount_cents, claim_payment_id=payment.pk,
         )  # fmt: skip
         if original is not None and credit.invoice_id == original.pk and original.status == Invoice.Status.OPEN:
@@ -516,7 +529,9 @@ def _adjust_up(
         plan_cents=target,
     )
     payment.adjustment_invoice = adjustment
-    audit_record(actor=actor, action="invoice.issued", obj=adjustment, amount_cents=amount, session_id=claim.session_id)
+    audit_record(
+        actor=actor, action=AuditAction.INVOICE_ISSUED, obj=adjustment, amount_cents=amount, session_id=claim.session_id
+    )
     enqueue_on_commit(invoice_email_task, adjustment.pk)
     return adjustment
 
@@ -617,7 +632,7 @@ def claim_refund_make(*, claim_payment_id: int) -> Refund | None:
             return None
         line.refund = refunds[-1]
         line.save(update_fields=["refund"])
-        audit_record(actor=SYSTEM, action="claim.refunded", obj=line.claim, amount_cents=line.refund_cents)
+        audit_record(actor=SYSTEM, action=AuditAction.CLAIM_REFUNDED, obj=line.claim, amount_cents=line.refund_cents)
     patient = session.patient
     if patient.email:
         try:

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.email_tracking import EventAlreadyReceived
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import EmailEvent, EmailUndeliverable, Invoice, Patient, ReminderLog
@@ -52,7 +52,7 @@ def patient_email_undeliverable_mark(
         # No address in the audit trail: the patient is the object, the reason a code.
         audit_record(
             actor=Actor(label="email-service"),
-            action="patient.email_undeliverable",
+            action=AuditAction.PATIENT_EMAIL_UNDELIVERABLE,
             obj=patient,
             reason=reason,
             email_event_id=event_id,
@@ -94,14 +94,14 @@ def patient_email_updated(*, patient_id: int, actor: Actor = SYSTEM) -> EmailUpd
             if patient.email_undeliverable_reason != known_bad:
                 patient.email_undeliverable_reason, patient.email_undeliverable_at = known_bad, timezone.now()
                 patient.save(update_fields=["email_undeliverable_reason", "email_undeliverable_at"])
-                audit_record(actor=actor, action="patient.email_undeliverable", obj=patient, reason=known_bad)
+                audit_record(actor=actor, action=AuditAction.PATIENT_EMAIL_UNDELIVERABLE, obj=patient, reason=known_bad)
             return EmailUpdateResult(cleared=False, reminder_id=None)
         cleared = bool(patient.email_undeliverable_reason)
         if cleared:
             was = patient.email_undeliverable_reason
             patient.email_undeliverable_reason, patient.email_undeliverable_at = "", None
             patient.save(update_fields=["email_undeliverable_reason", "email_undeliverable_at"])
-            audit_record(actor=actor, action="patient.email_undeliverable_cleared", obj=patient, was=was)
+            audit_record(actor=actor, action=AuditAction.PATIENT_EMAIL_UNDELIVERABLE_CLEARED, obj=patient, was=was)
         if not patient.email:
             return EmailUpdateResult(cleared=cleared, reminder_id=None)
         open_invoices = list(
@@ -127,8 +127,8 @@ def patient_email_updated(*, patient_id: int, actor: Actor = SYSTEM) -> EmailUpd
             # Its announcement is the reminder just queued (the outbox row), not an email of its own.
             invoice.emailed_at, invoice.email_problem = now, ""
             invoice.save(update_fields=["emailed_at", "email_problem"])
-            audit_record(actor=actor, action="invoice.emailed", obj=invoice, via_reminder_id=log.pk)
-        audit_record(actor=actor, action="patient.email_resend_queued", obj=patient, reminder_id=log.pk)
+            audit_record(actor=actor, action=AuditAction.INVOICE_EMAILED, obj=invoice, via_reminder_id=log.pk)
+        audit_record(actor=actor, action=AuditAction.PATIENT_EMAIL_RESEND_QUEUED, obj=patient, reminder_id=log.pk)
         enqueue_on_commit(reminder_deliver_task, log.pk)
     return EmailUpdateResult(cleared=cleared, reminder_id=log.pk)
 

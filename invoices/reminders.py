@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import ngettext_lazy
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import build_patient_email
 from alma_billing.core.money import format_cents
@@ -462,7 +462,7 @@ def reminder_resolve(*, log_id: int, delivered: bool, actor: Actor) -> ReminderL
         else:
             log.status, log.reason = ReminderLog.Status.PENDING, "Resend approved by ops."
         log.save(update_fields=["status", "reason", "sent_at"])
-        audit_record(actor=actor, action="reminder.resolved", obj=log, delivered=delivered)
+        audit_record(actor=actor, action=AuditAction.REMINDER_RESOLVED, obj=log, delivered=delivered)
     if not delivered:
         try:
             outcome = reminder_deliver(log_id=log_id)
@@ -635,9 +635,12 @@ def reminders_run(
         in_doubt=summary.in_doubt,
     )
     if plan.no_email and not dry_run:
-        audit_record(actor=SYSTEM, action="reminders.no_email", obj=run, patient_ids=plan.no_email[:500])
+        audit_record(actor=SYSTEM, action=AuditAction.REMINDERS_NO_EMAIL, obj=run, patient_ids=plan.no_email[:500])
     if plan.undeliverable and not dry_run:
         audit_record(
-            actor=SYSTEM, action="reminders.email_undeliverable", obj=run, patient_ids=plan.undeliverable[:500]
+            actor=SYSTEM,
+            action=AuditAction.REMINDERS_EMAIL_UNDELIVERABLE,
+            obj=run,
+            patient_ids=plan.undeliverable[:500],
         )
     return summary

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
@@ -57,7 +57,7 @@ def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
         session.status = TherapySession.Status.COMPLETED
         session.completed_at = timezone.now()
         session.save(update_fields=["status", "completed_at"])
-        audit_record(actor=actor, action="session.completed", obj=session)
+        audit_record(actor=actor, action=AuditAction.SESSION_COMPLETED, obj=session)
         enqueue_on_commit(invoice_issue_task, session.pk)
     return session
 
@@ -84,13 +84,13 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
         if isinstance(decision, _Attention):
             session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
             session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action="session.needs_attention", obj=session, reason=decision.reason)
+            audit_record(actor=actor, action=AuditAction.SESSION_NEEDS_ATTENTION, obj=session, reason=decision.reason)
             logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
             return None
         if isinstance(decision, _NoCharge):
             session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
             session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action="session.no_charge", obj=session, note=decision.note)
+            audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
             hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
             return None
 
@@ -144,7 +144,7 @@ def invoice_email_send(*, invoice_id: int) -> bool:
         if not invoice.patient.email:
             invoice.email_problem = "The patient has no email address on file."
             invoice.save(update_fields=["email_problem"])
-            audit_record(actor=SYSTEM, action="invoice.email_skipped", obj=invoice, reason="no email address")
+            audit_record(actor=SYSTEM, action=AuditAction.INVOICE_EMAIL_SKIPPED, obj=invoice, reason="no email address")
             return False
         if invoice.patient.email_undeliverable_reason:
             # The email service reported the address bouncing (invoices/deliverability.py): updating it sends this.
@@ -154,7 +154,7 @@ def invoice_email_send(*, invoice_id: int) -> bool:
             invoice.save(update_fields=["email_problem"])
             audit_record(
                 actor=SYSTEM,
-                action="invoice.email_skipped",
+                action=AuditAction.INVOICE_EMAIL_SKIPPED,
                 obj=invoice,
                 reason="email undeliverable",
                 code=invoice.patient.email_undeliverable_reason,
@@ -163,7 +163,7 @@ def invoice_email_send(*, invoice_id: int) -> bool:
         link_id = _email_link(invoice)
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])
-        audit_record(actor=SYSTEM, action="invoice.emailed", obj=invoice, pay_link_id=link_id)
+        audit_record(actor=SYSTEM, action=AuditAction.INVOICE_EMAILED, obj=invoice, pay_link_id=link_id)
     logger.info("invoice %s emailed to patient %s", invoice.pk, invoice.patient_id)
     return True
 
@@ -179,7 +179,7 @@ def invoice_resend_link(*, invoice_id: int, actor: Actor) -> None:
         link_id = _email_link(invoice)
         invoice.emailed_at, invoice.email_problem = invoice.emailed_at or timezone.now(), ""
         invoice.save(update_fields=["emailed_at", "email_problem"])
-        audit_record(actor=actor, action="invoice.link_resent", obj=invoice, pay_link_id=link_id)
+        audit_record(actor=actor, action=AuditAction.INVOICE_LINK_RESENT, obj=invoice, pay_link_id=link_id)
 
 
 def _email_link(invoice: Invoice) -> int:
@@ -208,7 +208,7 @@ def invoice_void(*, invoice_id: int, reason: str, actor: Actor) -> Invoice:
         invoice.status, invoice.voided_at, invoice.void_reason = Invoice.Status.VOID, timezone.now(), reason.strip()
         invoice.save(update_fields=["status", "voided_at", "void_reason"])
         hooks.invoice_voided.call(invoice_id=invoice.pk, reason="Invoice voided.")
-        audit_record(actor=actor, action="invoice.voided", obj=invoice, reason=reason.strip())
+        audit_record(actor=actor, action=AuditAction.INVOICE_VOIDED, obj=invoice, reason=reason.strip())
     return invoice
 
 
@@ -223,7 +223,7 @@ def invoice_report_outside_payment(*, invoice_id: int, note: str, actor: Actor) 
         invoice.outside_payment_reported_at = timezone.now()
         invoice.outside_payment_note = note.strip()
         invoice.save(update_fields=["outside_payment_reported_at", "outside_payment_note"])
-        audit_record(actor=actor, action="invoice.outside_payment_reported", obj=invoice, note=note.strip())
+        audit_record(actor=actor, action=AuditAction.INVOICE_OUTSIDE_PAYMENT_REPORTED, obj=invoice, note=note.strip())
     return invoice
 
 
@@ -239,7 +239,7 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
         patient.phone = e164
         patient.save(update_fields=["phone"])
         # No numbers in the audit trail (privacy): the fact, the actor and the last two digits.
-        audit_record(actor=actor, action="patient.phone_changed", obj=patient, ends_in=e164[-2:])
+        audit_record(actor=actor, action=AuditAction.PATIENT_PHONE_CHANGED, obj=patient, ends_in=e164[-2:])
         hooks.pay_links_revoke.call(patient=patient, reason="The phone number on the profile changed.", actor=actor)
         # Old links stop working, so a patient with something to pay gets a fresh one right away.
         latest_open = patient.invoices.filter(status=Invoice.Status.OPEN).order_by("-issued_at").first()
@@ -266,7 +266,11 @@ def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -
     session.billing_outcome, session.billing_note = Outcome.INVOICED, ""
     session.save(update_fields=["billing_outcome", "billing_note"])
     audit_record(
-        actor=actor, action="invoice.issued", obj=invoice, amount_cents=invoice.amount_cents, session_id=session.pk
+        actor=actor,
+        action=AuditAction.INVOICE_ISSUED,
+        obj=invoice,
+        amount_cents=invoice.amount_cents,
+        session_id=session.pk,
     )
     return invoice
 

@@ -190,7 +190,7 @@ class PracticeOfPatientFilter(admin.SimpleListFilter):
     parameter_name = "practice"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        practices = Practice.objects.exclude(autopay_policy="off").order_by("name")
+        practices = Practice.objects.exclude(autopay_policy=Practice.AutopayPolicy.OFF).order_by("name")
         provider = provider_of(request.user)
         if provider is not None and not is_ops(request.user):
             practices = practices.filter(pk=provider.practice_id)
@@ -234,7 +234,7 @@ class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         last = (
             AutopayAttempt.objects.filter(enrollment=OuterRef("pk"))
-            .exclude(status="scheduled")
+            .exclude(status=AutopayAttempt.Status.SCHEDULED)
             .order_by("-finished_at")
         )
         provider = scoped_provider(request)

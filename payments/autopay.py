@@ -13,7 +13,7 @@ from django.utils.functional import Promise, lazy
 from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
@@ -102,7 +102,7 @@ def autopay_enroll(
         services.card_forget_later(payment_method_id=card.payment_method_id)
         audit_record(
             actor=Actor.patient(patient_id, ip=ip),
-            action="autopay.benefit_card_refused",
+            action=AuditAction.AUTOPAY_BENEFIT_CARD_REFUSED,
             obj=Patient.objects.get(pk=patient_id),
             why=why,
         )
@@ -137,7 +137,7 @@ def autopay_enroll(
             )
         audit_record(
             actor=Actor.patient(patient_id, ip=ip),
-            action="autopay.enrolled",
+            action=AuditAction.AUTOPAY_ENROLLED,
             obj=enrollment,
             replaced=previous.pk if previous else None,
             pay_open_now=pay_open_now,
@@ -167,7 +167,7 @@ def autopay_end(*, patient_id: int, actor: Actor) -> bool:
         _scheduled_cancel(
             AutopayAttempt.objects.filter(enrollment=enrollment), reason=gettext_noop("Autopay was turned off.")
         )
-        audit_record(actor=actor, action="autopay.ended", obj=enrollment)
+        audit_record(actor=actor, action=AuditAction.AUTOPAY_ENDED, obj=enrollment)
         card = enrollment.stripe_payment_method_id
         services.card_forget_later(payment_method_id=card)
     return True
@@ -221,7 +221,7 @@ def autopay_take_over(*, invoice_id: int) -> bool:
             attempt.save(update_fields=["notice_sent_at"])
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])
-        audit_record(actor=SYSTEM, action="autopay.scheduled", obj=invoice, attempt_id=attempt.pk)
+        audit_record(actor=SYSTEM, action=AuditAction.AUTOPAY_SCHEDULED, obj=invoice, attempt_id=attempt.pk)
         if settings.AUTOPAY_NOTICE_DAYS == 0:
             transaction.on_commit(lambda: _run_due_soon(invoice.patient_id))
     return True
@@ -356,7 +356,7 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
         )
     audit_record(
         actor=SYSTEM,
-        action="autopay.failed" if next_at else "autopay.gave_up",
+        action=AuditAction.AUTOPAY_FAILED if next_at else AuditAction.AUTOPAY_GAVE_UP,
         obj=invoice,
         attempt=attempt.number,
         payment_id=payment.pk,

@@ -16,7 +16,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, ngettext
 from fpdf import FPDF
 
-from alma_billing.core.audit import SYSTEM, audit_record
+from alma_billing.core.audit import SYSTEM, AuditAction, audit_record
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue_on_commit
@@ -214,7 +214,7 @@ def receipt_email_send(*, payment_id: int) -> bool:
         )
         payment.receipt_emailed_at = timezone.now()
         payment.save(update_fields=["receipt_emailed_at"])
-        audit_record(actor=SYSTEM, action="payment.receipt_emailed", obj=payment)
+        audit_record(actor=SYSTEM, action=AuditAction.PAYMENT_RECEIPT_EMAILED, obj=payment)
     return True
 
 
@@ -307,7 +307,7 @@ def receipts_link_send(*, request_id: int) -> int:
                 context={**context, "receipts_url": receipts_page_url()},
                 language=patient.preferred_language,
             )
-            audit_record(actor=SYSTEM, action="receipts.link_emailed", obj=patient, request_id=request.pk)
+            audit_record(actor=SYSTEM, action=AuditAction.RECEIPTS_LINK_EMAILED, obj=patient, request_id=request.pk)
             sent += 1
         request.processed_at = timezone.now()
         request.save(update_fields=["processed_at"])

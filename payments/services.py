@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy, gettext_noop
 
-from alma_billing.core.audit import SYSTEM, Actor, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
@@ -29,6 +29,11 @@ STALE = gettext_lazy("These invoices were just paid or are being paid. Here is w
 CHANGED = gettext_lazy("Your balance changed since this page was opened. Please review your invoices before paying.")
 
 # Stripe PaymentIntent statuses, grouped by what they mean for us.
+# The audit action of a payment that let go of its invoices, by the status it ended in.
+_RELEASED_ACTIONS = {
+    Payment.Status.FAILED: AuditAction.PAYMENT_FAILED,
+    Payment.Status.CANCELED: AuditAction.PAYMENT_CANCELED,
+}
 IN_FLIGHT = {"requires_action", "processing", "requires_confirmation", "requires_capture"}
 
 
@@ -120,7 +125,7 @@ def payment_start(
             Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(status=Invoice.Status.PROCESSING)
             audit_record(
                 actor=actor,
-                action="payment.started",
+                action=AuditAction.PAYMENT_STARTED,
                 obj=payment,
                 amount_cents=amount,
                 invoice_ids=[i.pk for i in invoices],
@@ -234,7 +239,7 @@ def _payment_for_intent(intent: gateway.Intent) -> Payment | None:
         return None
     candidate.stripe_payment_intent_id = intent.id
     candidate.save(update_fields=["stripe_payment_intent_id"])
-    audit_record(actor=SYSTEM, action="payment.intent_adopted", obj=candidate, intent_id=intent.id)
+    audit_record(actor=SYSTEM, action=AuditAction.PAYMENT_INTENT_ADOPTED, obj=candidate, intent_id=intent.id)
     return candidate
 
 
@@ -306,7 +311,9 @@ def payment_flag(*, payment_id: int, reason: str) -> bool:
         payment.attention = f"{reason} Invoices: {', '.join(numbers) or 'none'}."[:300]
         payment.attention_at = timezone.now()
         payment.save(update_fields=["attention", "attention_at"])
-        audit_record(actor=SYSTEM, action="payment.needs_attention", obj=payment, reason=reason, invoices=numbers)
+        audit_record(
+            actor=SYSTEM, action=AuditAction.PAYMENT_NEEDS_ATTENTION, obj=payment, reason=reason, invoices=numbers
+        )
     logger.warning("payment %s flagged for ops: %s", payment_id, reason)
     return True
 
@@ -367,7 +374,7 @@ def _settle(payment: Payment) -> list[int]:
         if allocation.state == State.SETTLED and invoice.status != Invoice.Status.PAID:
             invoice.status, invoice.paid_at = Invoice.Status.PAID, now
             invoice.save(update_fields=["status", "paid_at"])
-            audit_record(actor=SYSTEM, action="invoice.paid", obj=invoice, payment_id=payment.pk)
+            audit_record(actor=SYSTEM, action=AuditAction.INVOICE_PAID, obj=invoice, payment_id=payment.pk)
             # Paid: automatic charges still scheduled for it (e.g. an autopay retry) will not happen.
             attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
             attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
@@ -381,7 +388,7 @@ def _settle(payment: Payment) -> list[int]:
     payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])
     audit_record(
         actor=SYSTEM,
-        action="payment.succeeded",
+        action=AuditAction.PAYMENT_SUCCEEDED,
         obj=payment,
         amount_cents=payment.amount_cents,
         surplus_allocations=surplus,
@@ -399,7 +406,7 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     Invoice.objects.filter(pk__in=invoice_ids, status=Invoice.Status.PROCESSING).update(status=Invoice.Status.OPEN)
     payment.status, payment.failure_code, payment.failure_message = status, code[:64], message[:300]
     payment.save(update_fields=["status", "failure_code", "failure_message"])
-    audit_record(actor=SYSTEM, action=f"payment.{status}", obj=payment, code=code)
+    audit_record(actor=SYSTEM, action=_RELEASED_ACTIONS[Payment.Status(status)], obj=payment, code=code)
     if not payment.keep_card:
         card_forget_later(payment_method_id=payment.stripe_payment_method_id)
 
@@ -531,7 +538,7 @@ def _refund(
     Payment.objects.filter(pk=payment.pk).update(refunded_cents=F("refunded_cents") + amount_cents)
     audit_record(
         actor=actor,
-        action="payment.refunded",
+        action=AuditAction.PAYMENT_REFUNDED,
         obj=payment,
         amount_cents=amount_cents,
         invoice_id=allocation.invoice_id,
@@ -562,7 +569,7 @@ def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int
         payment.save(update_fields=["refunded_cents"])
         audit_record(
             actor=Actor(label="stripe"),
-            action="payment.refunded",
+            action=AuditAction.PAYMENT_REFUNDED,
             obj=payment,
             amount_cents=difference,
             reason=Refund.Reason.STRIPE,
@@ -585,7 +592,7 @@ def payment_record_dispute(*, payment_intent_id: str, status: str) -> bool:
             allocations__payment=payment, allocations__state=State.SETTLED, disputed_at__isnull=True
         ).update(disputed_at=payment.disputed_at)
         if first:
-            audit_record(actor=Actor(label="stripe"), action="payment.disputed", obj=payment, status=status)
+            audit_record(actor=Actor(label="stripe"), action=AuditAction.PAYMENT_DISPUTED, obj=payment, status=status)
     return True
 
 

@@ -26,10 +26,10 @@ from alma_billing.core.http import client_ip, contains_nul
 from alma_billing.core.money import format_cents
 from invoices import selectors as invoice_selectors
 from invoices.explain import explanation_lines
-from invoices.models import Invoice
+from invoices.models import Invoice, Practice
 from payments import autopay, receipts, selectors, services
 from payments.gateways import stripe as gateway
-from payments.models import Payment
+from payments.models import Payment, PaymentAllocation
 from payments.webhooks import EventFailed, stripe_event_ingest
 from verification.access import verified_patient_page
 
@@ -63,7 +63,9 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     practices = autopay.autopay_practices(patient_id=patient_id)
     # Most patients' practices do not offer autopay: then there is no enrollment or charge to look up.
     enrollment = autopay.active_enrollment(patient_id=patient_id) if practices else None
-    autopay_required = [p for p in practices if p.autopay_policy == "required"] if enrollment is None else []
+    autopay_required = (
+        [p for p in practices if p.autopay_policy == Practice.AutopayPolicy.REQUIRED] if enrollment is None else []
+    )
     context = {
         "autopay_practices": practices,
         "autopay_required": autopay_required,
@@ -520,11 +522,11 @@ def pay_result(request: HttpRequest, payment_id: int, *, patient_id: int) -> Htt
         {
             "payment": payment,
             "amount": format_cents(
-                receipts.settled_cents(payment) if payment.status == "succeeded" else payment.amount_cents
+                receipts.settled_cents(payment) if payment.status == Payment.Status.SUCCEEDED else payment.amount_cents
             ),
             "settled": receipts.settled_cents(payment),
             "refunded": format_cents(payment.refunded_cents) if payment.refunded_cents else "",
-            "allocations": [a for a in payment.allocations.all() if a.state != "released"],
+            "allocations": [a for a in payment.allocations.all() if a.state != PaymentAllocation.State.RELEASED],
         },
     )
 

@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy, ngettext
 
-from alma_billing.core.audit import Actor, audit_record
+from alma_billing.core.audit import Actor, AuditAction, audit_record
 from invoices.models import Invoice, Patient
 from verification.gateways import CheckResult, SendLimitReached, VerifyError, get_gateway
 from verification.models import AccessAttempt, PayLink
@@ -107,7 +107,7 @@ def pay_links_revoke(*, patient: Patient, reason: str, actor: Actor) -> int:
         count = PayLink.objects.filter(patient=patient, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoke_reason=reason
         )
-        audit_record(actor=actor, action="pay_links.revoked", obj=patient, count=count, reason=reason)
+        audit_record(actor=actor, action=AuditAction.PAY_LINKS_REVOKED, obj=patient, count=count, reason=reason)
     return count
 
 
@@ -250,7 +250,7 @@ def _audit_if_locked_by(attempt: AccessAttempt, *, link: PayLink, ip: str | None
     if failures == limit:
         audit_record(
             actor=Actor(label="patient-link", ip=ip),
-            action="verification.locked",
+            action=AuditAction.VERIFICATION_LOCKED,
             obj=link.patient,
             kind=attempt.kind,
             pay_link_id=link.pk,
@@ -343,7 +343,7 @@ def code_submit(*, link: PayLink, raw_code: str, sent_at: datetime, ip: str | No
         _record(kind=Kind.PHONE, ok=True, link=link, ip=ip)  # a success clears the phone counter too
         audit_record(
             actor=Actor.patient(link.patient_id, ip=ip),
-            action="verification.succeeded",
+            action=AuditAction.VERIFICATION_SUCCEEDED,
             obj=link.patient,
             pay_link_id=link.pk,
         )

@@ -16,7 +16,14 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from alma_billing.core.audit import audit_csv_lines, audit_deletion, audit_field_changes, audit_record, field_values
+from alma_billing.core.audit import (
+    AuditAction,
+    audit_csv_lines,
+    audit_deletion,
+    audit_field_changes,
+    audit_record,
+    field_values,
+)
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import DollarsField, format_cents
 from alma_billing.core.staff import id_param, staff_actor
@@ -269,7 +276,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         form = AuditExportForm(request.GET if "export" in request.GET else None)
         if form.is_bound and form.is_valid():
             user = cast(models.Model, request.user)
-            audit_record(actor=staff_actor(request), action="audit.exported", obj=user, **form.described())
+            audit_record(actor=staff_actor(request), action=AuditAction.AUDIT_EXPORTED, obj=user, **form.described())
             rows = audit_csv_lines(form.events().iterator(chunk_size=2000))
             response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
             stamp = timezone.localdate().isoformat()

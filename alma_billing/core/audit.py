@@ -12,6 +12,83 @@ from django.db import models
 from alma_billing.core.models import AuditEvent
 
 
+class AuditAction(models.TextChoices):
+    """Every action an audit event can record: one name per act. The values are what the rows store (and what the
+    admin filters and the CSV export show), so a value never changes once written; add a member for a new act."""
+
+    # Staff sign-in and second factor (alma_billing.core.staff_login, staff_otp)
+    STAFF_LOGIN = "staff.login"
+    STAFF_LOGOUT = "staff.logout"
+    STAFF_LOGIN_FAILED = "staff.login_failed"
+    STAFF_LOCKED_OUT = "staff.locked_out"
+    STAFF_SECOND_FACTOR_FAILED = "staff.second_factor_failed"
+    STAFF_OTP_ENROLLED = "staff.otp_enrolled"
+    STAFF_OTP_RESET = "staff.otp_reset"
+    # Field history and the audit trail itself (alma_billing.core.audit, core.admin)
+    RECORD_ADDED = "record.added"
+    RECORD_CHANGED = "record.changed"
+    RECORD_DELETED = "record.deleted"
+    AUDIT_EXPORTED = "audit.exported"
+    # Patients (invoices, verification, core.language)
+    PATIENT_LANGUAGE_CHANGED = "patient.language_changed"
+    PATIENT_PHONE_CHANGED = "patient.phone_changed"
+    PATIENT_EMAIL_UNDELIVERABLE = "patient.email_undeliverable"
+    PATIENT_EMAIL_UNDELIVERABLE_CLEARED = "patient.email_undeliverable_cleared"
+    PATIENT_EMAIL_RESEND_QUEUED = "patient.email_resend_queued"
+    # Sessions and invoices (invoices.services, invoices.deliverability, payments, claims)
+    SESSION_COMPLETED = "session.completed"
+    SESSION_NEEDS_ATTENTION = "session.needs_attention"
+    SESSION_NO_CHARGE = "session.no_charge"
+    INVOICE_ISSUED = "invoice.issued"
+    INVOICE_EMAILED = "invoice.emailed"
+    INVOICE_EMAIL_SKIPPED = "invoice.email_skipped"
+    INVOICE_LINK_RESENT = "invoice.link_resent"
+    INVOICE_VOIDED = "invoice.voided"
+    INVOICE_OUTSIDE_PAYMENT_REPORTED = "invoice.outside_payment_reported"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_CREDITED = "invoice.credited"
+    INVOICE_CREDIT_CANCELED = "invoice.credit_canceled"
+    # Reminders (invoices.reminders)
+    REMINDER_RESOLVED = "reminder.resolved"
+    REMINDERS_NO_EMAIL = "reminders.no_email"
+    REMINDERS_EMAIL_UNDELIVERABLE = "reminders.email_undeliverable"
+    # Verification and pay links (verification.services)
+    VERIFICATION_SUCCEEDED = "verification.succeeded"
+    VERIFICATION_LOCKED = "verification.locked"
+    PAY_LINKS_REVOKED = "pay_links.revoked"
+    # Payments, receipts, refunds, disputes (payments.services, payments.receipts)
+    PAYMENT_STARTED = "payment.started"
+    PAYMENT_INTENT_ADOPTED = "payment.intent_adopted"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_CANCELED = "payment.canceled"
+    PAYMENT_NEEDS_ATTENTION = "payment.needs_attention"
+    PAYMENT_REFUNDED = "payment.refunded"
+    PAYMENT_DISPUTED = "payment.disputed"
+    PAYMENT_RECEIPT_EMAILED = "payment.receipt_emailed"
+    RECEIPTS_LINK_EMAILED = "receipts.link_emailed"
+    # Autopay (payments.autopay)
+    AUTOPAY_ENROLLED = "autopay.enrolled"
+    AUTOPAY_ENDED = "autopay.ended"
+    AUTOPAY_BENEFIT_CARD_REFUSED = "autopay.benefit_card_refused"
+    AUTOPAY_SCHEDULED = "autopay.scheduled"
+    AUTOPAY_FAILED = "autopay.failed"
+    AUTOPAY_GAVE_UP = "autopay.gave_up"
+    # Insurance claims and remittances (claims.services; claim.<outcome> is one per ClaimPayment.Outcome)
+    CLAIM_SUBMITTED = "claim.submitted"
+    CLAIM_OPENED_FOR_EAP = "claim.opened_for_eap"
+    CLAIM_ACCUMULATORS_UPDATED = "claim.accumulators_updated"
+    CLAIM_REFUNDED = "claim.refunded"
+    REMITTANCE_IMPORTED = "remittance.imported"
+    CLAIM_ADJUSTED_UP = "claim.adjusted_up"
+    CLAIM_REDUCED = "claim.reduced"
+    CLAIM_CONFIRMED = "claim.confirmed"
+    CLAIM_DENIED = "claim.denied"
+    CLAIM_REVERSED = "claim.reversed"
+    CLAIM_UNMATCHED = "claim.unmatched"
+    CLAIM_NEEDS_ATTENTION = "claim.needs_attention"
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting: a staff user, a patient, or the system. `ip` is the request's address, if any."""
@@ -32,7 +109,7 @@ class Actor:
 SYSTEM = Actor()
 
 
-def audit_record(*, actor: Actor, action: str, obj: models.Model, **data: Any) -> AuditEvent:
+def audit_record(*, actor: Actor, action: AuditAction, obj: models.Model, **data: Any) -> AuditEvent:
     return AuditEvent.objects.create(
         actor=actor.user,
         actor_label=actor.label,
@@ -103,7 +180,7 @@ def audit_field_changes(
     changes = field_changes(before or {}, field_values(fresh))
     if not changes:
         return None
-    action = "record.changed" if before is not None else "record.added"
+    action = AuditAction.RECORD_CHANGED if before is not None else AuditAction.RECORD_ADDED
     return audit_record(actor=actor, action=action, obj=fresh, changes=changes, via=via)
 
 
@@ -112,7 +189,7 @@ def audit_deletion(*, actor: Actor, obj: models.Model, via: str = "admin") -> Au
     return AuditEvent.objects.create(
         actor=actor.user,
         actor_label=actor.label,
-        action="record.deleted",
+        action=AuditAction.RECORD_DELETED,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
         ip_address=actor.ip,

@@ -15,7 +15,7 @@ from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from alma_billing.core.audit import Actor, audit_record
+from alma_billing.core.audit import Actor, AuditAction, audit_record
 from alma_billing.core.http import client_ip, patient_page
 
 # The verified patient's preferred language, stored in the session with the verified access.
@@ -67,7 +67,7 @@ def _save_preference(request: HttpRequest, patient_id: int, language: str) -> No
             patient.save(update_fields=["preferred_language"])
             audit_record(
                 actor=Actor.patient(patient_id, ip=client_ip(request)),
-                action="patient.language_changed",
+                action=AuditAction.PATIENT_LANGUAGE_CHANGED,
                 obj=patient,
                 language=language,
             )

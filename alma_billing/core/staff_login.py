@@ -15,7 +15,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from alma_billing.core.audit import Actor, audit_record
+from alma_billing.core.audit import Actor, AuditAction, audit_record
 from alma_billing.core.http import client_ip
 from alma_billing.core.models import AuditEvent
 
@@ -76,7 +76,10 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
             if user is not None and error.code != "token_required":
                 # A right password with a wrong code: the password may be known to someone else. Ops should see it.
                 _record_attempt(
-                    "staff.second_factor_failed", self.request, user.get_username(), reason=error.code or "throttled"
+                    AuditAction.STAFF_SECOND_FACTOR_FAILED,
+                    self.request,
+                    user.get_username(),
+                    reason=error.code or "throttled",
                 )
             raise
 
@@ -136,7 +139,7 @@ def _user_named(username: Any) -> Any:
     return User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
 
 
-def _record_attempt(action: str, request: HttpRequest | None, username: Any, **data: Any) -> None:
+def _record_attempt(action: AuditAction, request: HttpRequest | None, username: Any, **data: Any) -> None:
     """An event about a login attempt: the actor is whoever typed, so it is anonymous; the object is the account."""
     ip = staff_client_ip(request) if request is not None else None
     actor = Actor(label="anonymous", ip=ip)
@@ -159,7 +162,7 @@ def staff_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwarg
     device = getattr(user, "otp_device", None)
     audit_record(
         actor=Actor.staff(user, ip=ip),
-        action="staff.login",
+        action=AuditAction.STAFF_LOGIN,
         obj=user,
         second_factor=type(device).__name__ if device is not None else None,
     )
@@ -169,7 +172,7 @@ def staff_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwar
     if user is None:  # the session had already ended
         return
     ip = staff_client_ip(request) if request is not None else None
-    audit_record(actor=Actor.staff(user, ip=ip), action="staff.logout", obj=user)
+    audit_record(actor=Actor.staff(user, ip=ip), action=AuditAction.STAFF_LOGOUT, obj=user)
 
 
 def staff_login_failed(
@@ -177,7 +180,7 @@ def staff_login_failed(
 ) -> None:
     if request is not None and getattr(request, "axes_locked_out", False):
         return  # refused while locked out (or the attempt that locked it): the lockout event tells it, once
-    _record_attempt("staff.login_failed", request, credentials.get("username"))
+    _record_attempt(AuditAction.STAFF_LOGIN_FAILED, request, credentials.get("username"))
 
 
 def staff_locked_out(sender: Any, request: HttpRequest | None, username: Any, **kwargs: Any) -> None:
@@ -185,7 +188,7 @@ def staff_locked_out(sender: Any, request: HttpRequest | None, username: Any, **
     # the first has counted a failure (axes_failures_since_start is set), so the lock is recorded once.
     if request is not None and getattr(request, "axes_failures_since_start", None) is None:
         return
-    _record_attempt("staff.locked_out", request, username, failure_limit=settings.AXES_FAILURE_LIMIT)
+    _record_attempt(AuditAction.STAFF_LOCKED_OUT, request, username, failure_limit=settings.AXES_FAILURE_LIMIT)
 
 
 def audit_receivers_connect() -> None:

@@ -9,7 +9,7 @@ from django_otp import devices_for_user
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from alma_billing.core.audit import Actor, audit_record
+from alma_billing.core.audit import Actor, AuditAction, audit_record
 
 AUTHENTICATOR_NAME = "Authenticator app"
 RECOVERY_NAME = "Recovery codes"
@@ -38,7 +38,7 @@ def staff_otp_enroll(
         StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
         audit_record(
             actor=actor,
-            action="staff.otp_enrolled",
+            action=AuditAction.STAFF_OTP_ENROLLED,
             obj=user,
             totp_device=totp.pk,
             static_device=static.pk,
@@ -54,7 +54,7 @@ def staff_otp_reset(*, user: Any, actor: Actor) -> int:
     """Remove every second-factor device of `user` (a lost phone). Their verified sessions stop at the next page."""
     with transaction.atomic():
         removed = _devices_delete(user)
-        audit_record(actor=actor, action="staff.otp_reset", obj=user, devices_removed=removed)
+        audit_record(actor=actor, action=AuditAction.STAFF_OTP_RESET, obj=user, devices_removed=removed)
     return removed
 
 

@@ -33,6 +33,12 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Ops dashboard",
+        # The enums the changelist links filter by (?outcome__exact=…), so a link names the value the rows store.
+        "session_outcome": TherapySession.Outcome,
+        "stripe_outcome": StripeEvent.Outcome,
+        "claim_status": Claim.Status,
+        "invoice_kind": Invoice.Kind,
+        "invoice_status": Invoice.Status,
         "bars": bars,
         "total": format_cents(sum(b.cents for b in buckets)),
         "runs": ReminderRun.objects.all()[:10],
