@@ -20,6 +20,7 @@ from django_otp import user_has_device
 
 from claims.samples import demo_835
 from invoices.models import Invoice, Patient, ReminderLog
+from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,9 @@ def run(name: str, *args: str) -> tuple[str, str]:
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command as cron runs it, against the test database."""
+    """The command as cron runs it, against the test database (PostgreSQL: another process cannot open the in-memory
+    SQLite test database)."""
+    need("PostgreSQL", connection.vendor == "postgresql", "a subprocess needs a database it can open")
     # A quiet job also sets LOG_LEVEL=WARNING: the application's own INFO logs go to stderr otherwise.
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "alma_billing.settings_test", "LOG_LEVEL": "WARNING"}
     db = connection.settings_dict

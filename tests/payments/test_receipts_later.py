@@ -264,7 +264,7 @@ def test_requests_are_limited_per_ip_and_per_ipv6_slash_64() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_requests_for_one_address_never_pass_the_limit() -> None:
+def test_concurrent_requests_for_one_address_never_pass_the_limit(postgres: None) -> None:
     PatientFactory(email="zoe@example.com")
     statuses: list[int] = []
     barrier = threading.Barrier(8)
