@@ -22,7 +22,7 @@ def day_format(style: str) -> str:
     return formats[style]
 
 
-@register.filter
+@register.filter(expects_localtime=True)  # an aware datetime is shown on the day it is in TIME_ZONE, not in UTC
 def day(value: date | None, style: str = "short") -> str:
     if value is None or value == "":
         return ""
