@@ -1,17 +1,11 @@
 """The real gunicorn, started by bin/web: its access log shows /pay/[token]/, never a pay link's token or a query."""
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from tests.integration import workers
-from tests.payments.stripe_fake import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -20,40 +14,10 @@ TOKEN = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd"
 
 
 def test_bin_web_access_log_redacts_pay_link_tokens_and_query_strings(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DJANGO_SETTINGS_MODULE": "alma_billing.settings_test",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "CONN_MAX_AGE": "0",
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "LOG_LEVEL": "DEBUG",
-    }
-    if connection.vendor == "postgresql":
-        env["DATABASE_URL"] = workers.test_database_url()  # the tables pytest-django created
-    out, err = (tmp_path / "stdout.log").open("wb"), (tmp_path / "stderr.log").open("wb")
-    web = subprocess.Popen([str(ROOT / "bin" / "web")], cwd=ROOT, env=env, stdout=out, stderr=err)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=10)  # the first request imports the app: slow when loaded
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                assert web.poll() is None, (tmp_path / "stderr.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
+    with workers.bin_web(tmp_path, LOG_LEVEL="DEBUG") as base:
         requests.get(f"{base}/pay/{TOKEN}/?email=marisol.q%40example.org", timeout=10)
         requests.get(f"{base}/pay/code/", headers={"Referer": f"{base}/pay/{TOKEN}/"}, timeout=10)
         requests.get(f"{base}/pay/{TOKEN}/nothing-here/", timeout=10)  # a 404: Django logs the path too
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
-        out.close()
-        err.close()
 
     access = (tmp_path / "stdout.log").read_text()
     errors = (tmp_path / "stderr.log").read_text()

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from django.conf import settings
 from django.db import connection
 
@@ -76,6 +77,46 @@ def celery_worker(*, redis_url: str, outbox_dir: Path, log_path: Path) -> Iterat
             worker.wait()
         log.close()
         celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+
+
+@contextmanager
+def bin_web(tmp_path: Path, **extra_env: str) -> Iterator[str]:
+    """The real gunicorn as production starts it (bin/web, one worker) on a free port against the test database,
+    its stdout/stderr in tmp_path/stdout.log and stderr.log; yields its base URL once /healthz answers."""
+    from tests.payments.stripe_fake import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DJANGO_SETTINGS_MODULE": "alma_billing.settings_test",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "CONN_MAX_AGE": "0",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        **extra_env,
+    }
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = test_database_url()  # the tables pytest-django created
+    out, err = (tmp_path / "stdout.log").open("wb"), (tmp_path / "stderr.log").open("wb")
+    web = subprocess.Popen([str(ROOT / "bin" / "web")], cwd=ROOT, env=env, stdout=out, stderr=err)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/healthz", timeout=10)  # the first request imports the app: slow when loaded
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                assert web.poll() is None, (tmp_path / "stderr.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        yield base
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        out.close()
+        err.close()
 
 
 def wait_for(predicate, *, timeout: float = 30, what: str = "condition") -> None:  # type: ignore[no-untyped-def]

@@ -6,14 +6,12 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from celery import shared_task
-from django.db import connection
 from django.test import Client
 
 from alma_billing.log_privacy import (
@@ -24,7 +22,6 @@ from alma_billing.log_privacy import (
     logging_config,
 )
 from tests.integration import workers
-from tests.payments.stripe_fake import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd"
@@ -127,38 +124,8 @@ def test_an_unknown_log_format_stops_startup() -> None:
 
 @pytest.mark.django_db
 def test_gunicorn_with_log_format_json_writes_json_access_lines_with_the_request_id(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DJANGO_SETTINGS_MODULE": "alma_billing.settings_test",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "CONN_MAX_AGE": "0",
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "LOG_FORMAT": "json",
-    }
-    if connection.vendor == "postgresql":
-        env["DATABASE_URL"] = workers.test_database_url()
-    out, err = (tmp_path / "stdout.log").open("wb"), (tmp_path / "stderr.log").open("wb")
-    web = subprocess.Popen([str(ROOT / "bin" / "web")], cwd=ROOT, env=env, stdout=out, stderr=err)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=2)
-                break
-            except requests.RequestException:
-                assert web.poll() is None, (tmp_path / "stderr.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
+    with workers.bin_web(tmp_path, LOG_FORMAT="json") as base:
         missing = requests.get(f"{base}/pay/{TOKEN}/nothing-here/?email=robin%40example.org", timeout=10)
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
-        out.close()
-        err.close()
     request_id = missing.headers["X-Request-ID"]
     access = [json.loads(line) for line in (tmp_path / "stdout.log").read_text().splitlines() if line.strip()]
     errors = [json.loads(line) for line in (tmp_path / "stderr.log").read_text().splitlines() if line.startswith("{")]
