@@ -15,7 +15,7 @@ from tests.faults.redis_server import PrivateRedis
 pytestmark = [pytest.mark.browser, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 
-def test_redis_down_the_patient_who_paid_reads_payment_received(  # type: ignore[no-untyped-def]
+def test_redis_down_the_patient_who_paid_reads_payment_received(
     broker: PrivateRedis,  # noqa: F811
     live_server: Any,
     stripe_api: str,

@@ -40,7 +40,7 @@ def _issue_insured_invoice() -> Invoice:
 
 def _link_path_from_email(invoice: Invoice) -> str:
     [message] = [m for m in mail.outbox if m.to == [invoice.patient.email]]
-    match = PAY_PATH.search(message.body)
+    match = PAY_PATH.search(str(message.body))
     assert match, message.body
     return match.group(0)
 

@@ -35,7 +35,7 @@ def test_a_patient_with_nothing_open_gets_last_years_receipt(
     screenshot(page, "sent")
 
     [message] = mail.outbox
-    match = re.search(r"/pay/[A-Za-z0-9_-]{43}/", message.body)
+    match = re.search(r"/pay/[A-Za-z0-9_-]{43}/", str(message.body))
     assert match, message.body
     page.goto(live_server.url + match.group(0))
     _submit_phone(page, TYPED_PHONE)

@@ -113,7 +113,7 @@ def test_a_whole_patient_journey_at_debug_logs_no_patient_data(
     debug_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
-    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    django_capture_on_commit_callbacks,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger propagating to the root, at DEBUG
     caplog.set_level(logging.DEBUG, logger="django")  # Django's own default is INFO: open it up too

@@ -22,8 +22,8 @@ def _compiled_catalogs() -> Iterator[None]:
         call_command("compilemessages", ignore_patterns=[".venv"], verbosity=0)
         from django.utils.translation import trans_real
 
-        trans_real._translations = {}  # catalogs loaded before the build are dropped
-        trans_real._active = trans_real.Local()
+        trans_real._translations = {}  # type: ignore[attr-defined]  # catalogs loaded before the build are dropped
+        trans_real._active = trans_real.Local()  # type: ignore[attr-defined]
     yield
 
 

@@ -121,7 +121,7 @@ def receipts(outbox: Path) -> list[email.message.EmailMessage]:
     messages = [
         email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in outbox.glob("*.eml")
     ]
-    return [m for m in messages if m["Subject"] == RECEIPT]  # type: ignore[misc]
+    return [m for m in messages if m["Subject"] == RECEIPT]
 
 
 def enrolled_attempt() -> tuple[Invoice, AutopayAttempt]:
@@ -192,7 +192,7 @@ def test_p6_the_same_autopay_task_queued_twice_charges_once(
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [test_db]
             )
-            return bool(cursor.fetchone()[0])  # type: ignore[index]
+            return bool(cursor.fetchone()[0])
 
     with StripeProxy(settings.STRIPE_API_BASE, hold_seconds=1.5).running() as proxy:
         monkeypatch.setenv("STRIPE_API_BASE", proxy.url)

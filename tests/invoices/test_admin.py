@@ -19,7 +19,7 @@ from verification.services import pay_link_create
 pytestmark = pytest.mark.django_db
 
 
-def provider_client(provider) -> Client:  # type: ignore[no-untyped-def]
+def provider_client(provider) -> Client:
     provider.user.groups.add(Group.objects.get(name="Providers"))
     client = Client()
     staff_login(client, provider.user)
@@ -36,7 +36,7 @@ def ops() -> Client:
 
 
 @pytest.fixture
-def two_providers():  # type: ignore[no-untyped-def]
+def two_providers():
     mine, theirs = ProviderFactory(display_name="Dr. Mine"), ProviderFactory(display_name="Dr. Theirs")
     my_invoice = InvoiceFactory(session__provider=mine, session__patient=PatientFactory(last_name="Mineson"))
     their_invoice = InvoiceFactory(session__provider=theirs, session__patient=PatientFactory(last_name="Theirson"))
@@ -44,7 +44,7 @@ def two_providers():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("page", ["invoice", "patient", "therapysession"])
-def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None:
     mine, _, my_invoice, their_invoice = two_providers
     client = provider_client(mine)
     listing = client.get(f"/admin/invoices/{page}/").content.decode()
@@ -52,7 +52,7 @@ def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None: 
     assert "Theirson" not in listing
 
 
-def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_providers) -> None:
     mine, _, my_invoice, their_invoice = two_providers
     client = provider_client(mine)
     assert client.get(f"/admin/invoices/invoice/{my_invoice.pk}/change/").status_code == 200
@@ -61,12 +61,12 @@ def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_provide
     assert "0 results" in client.get("/admin/invoices/invoice/?q=Theirson").content.decode()
 
 
-def test_ops_see_everyone(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_ops_see_everyone(two_providers, ops) -> None:
     listing = ops.get("/admin/invoices/invoice/").content.decode()
     assert "Mineson" in listing and "Theirson" in listing
 
 
-def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) -> None:
     mine, *_ = two_providers
     client = provider_client(mine)
     response = client.post(
@@ -87,7 +87,7 @@ def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) 
     assert "New Person" in add_page and "Theirson" not in add_page
 
 
-def test_money_is_read_only_once_issued(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_money_is_read_only_once_issued(two_providers, ops) -> None:
     _, _, my_invoice, _ = two_providers
     ops.post(f"/admin/invoices/invoice/{my_invoice.pk}/change/", {"amount_cents": 1, "status": "paid"})
     my_invoice.refresh_from_db()
@@ -95,7 +95,7 @@ def test_money_is_read_only_once_issued(two_providers, ops) -> None:  # type: ig
     assert ops.get("/admin/invoices/invoice/add/").status_code == 403
 
 
-def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_flagged(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_flagged(two_providers, ops) -> None:
     mine, _, my_invoice, _ = two_providers
     client = provider_client(mine)
     client.post(
@@ -115,7 +115,7 @@ def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_fl
     assert event.actor == mine.user
 
 
-def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, ops) -> None:
     mine, _, my_invoice, _ = two_providers
     Invoice.objects.filter(pk=my_invoice.pk).update(outside_payment_reported_at=timezone.now())
     ops.post("/admin/invoices/invoice/", {"action": "void_invoices", "_selected_action": [my_invoice.pk], "note": ""})
@@ -133,7 +133,7 @@ def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, op
     assert f">{my_invoice.number}</a>" not in ops.get("/admin/invoices/invoice/?discrepancy=open").content.decode()
 
 
-def test_a_provider_cannot_void(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_cannot_void(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     provider_client(mine).post(
         "/admin/invoices/invoice/",
@@ -147,7 +147,7 @@ def test_a_provider_cannot_void(two_providers) -> None:  # type: ignore[no-untyp
     assert my_invoice.status == Invoice.Status.OPEN
 
 
-def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     old_link, _ = pay_link_create(patient=my_invoice.patient, invoice=my_invoice)
     client = provider_client(mine)
@@ -174,7 +174,7 @@ def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_provide
 
 def test_a_provider_completes_a_session_and_the_invoice_is_issued(
     two_providers, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     mine, *_ = two_providers
     session = TherapySessionFactory(
         provider=mine, billing_type=TherapySession.BillingType.SELF_PAY, self_pay_rate_cents=15_000
@@ -187,7 +187,7 @@ def test_a_provider_completes_a_session_and_the_invoice_is_issued(
     assert AuditEvent.objects.get(action="session.completed").actor == mine.user
 
 
-def test_resend_link_emails_a_fresh_link(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_resend_link_emails_a_fresh_link(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     provider_client(mine).post(
         "/admin/invoices/invoice/", {"action": "resend_link", "_selected_action": [my_invoice.pk]}
@@ -196,9 +196,9 @@ def test_resend_link_emails_a_fresh_link(two_providers) -> None:  # type: ignore
     assert AuditEvent.objects.filter(action="invoice.link_resent").exists()
 
 
-def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:  # type: ignore[no-untyped-def]
-    for days, amount in [(5, 1_000), (45, 2_000), (75, 3_000), (120, 4_000), (130, 500)]:
-        invoice = InvoiceFactory(amount_cents=amount)
+def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:
+    for days, cents in [(5, 1_000), (45, 2_000), (75, 3_000), (120, 4_000), (130, 500)]:
+        invoice = InvoiceFactory(amount_cents=cents)
         Invoice.objects.filter(pk=invoice.pk).update(issued_at=timezone.now() - timedelta(days=days))
 
     page = ops.get("/admin/dashboard/").content.decode()
@@ -214,12 +214,12 @@ def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:  # type: ignore[n
     assert "<svg" in page
 
 
-def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:
     mine, *_ = two_providers
     assert provider_client(mine).get("/admin/dashboard/").status_code == 403
 
 
-def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:
     from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
 
     mine, theirs, my_invoice, their_invoice = two_providers
@@ -249,7 +249,7 @@ def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_pro
 
 
 @pytest.mark.parametrize("page", ["eapauthorization", "eligibilitysnapshot", "therapysession"])
-def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page: str) -> None:
     from tests.factories import CoverageFactory
 
     mine, _, my_invoice, their_invoice = two_providers
@@ -260,7 +260,7 @@ def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page
     assert "Mineson" in form or "MINE-1" in form
 
 
-def test_a_payment_covering_two_providers_shows_each_only_their_share(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_payment_covering_two_providers_shows_each_only_their_share(two_providers) -> None:
     from payments.models import Payment, PaymentAllocation
 
     mine, theirs, my_invoice, _ = two_providers
@@ -277,7 +277,7 @@ def test_a_payment_covering_two_providers_shows_each_only_their_share(two_provid
     assert "INV-OTHER-DR" not in page and "$240.00" not in page
 
 
-def test_ops_filter_invoices_by_the_dashboards_age_buckets_and_see_patient_balances(ops) -> None:  # type: ignore[no-untyped-def]
+def test_ops_filter_invoices_by_the_dashboards_age_buckets_and_see_patient_balances(ops) -> None:
     fresh = InvoiceFactory(amount_cents=1_000, session__patient=PatientFactory(last_name="Freshly"))
     old = InvoiceFactory(amount_cents=2_500, session__patient=PatientFactory(last_name="Oldham"))
     Invoice.objects.filter(pk=old.pk).update(issued_at=timezone.now() - timedelta(days=120))

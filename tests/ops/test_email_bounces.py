@@ -276,11 +276,11 @@ def test_a_bounce_between_planning_and_sending_skips_that_reminder() -> None:
         return result
 
     mail.outbox.clear()
-    reminders.reminders_plan = plan_then_bounce  # type: ignore[assignment]
+    reminders.reminders_plan = plan_then_bounce
     try:
         summary = reminders_run(as_of=timezone.localdate())
     finally:
-        reminders.reminders_plan = original  # type: ignore[assignment]
+        reminders.reminders_plan = original
     assert mail.outbox == [] and summary.reminded == 0 and summary.bounced_meanwhile == 1
     assert summary.attempted == 1
     assert ReminderRun.objects.get().skipped_undeliverable == 1
@@ -291,6 +291,7 @@ def test_a_bounce_between_planning_and_sending_skips_that_reminder() -> None:
 
 def _provider_client(patient: Patient) -> Any:
     invoice = patient.invoices.first()
+    assert invoice is not None
     user = invoice.provider.user
     user.groups.add(Group.objects.get(name="Providers"))
     return signed_in(user)

@@ -79,7 +79,7 @@ def test_no_admin_page_shows_or_takes_raw_cents() -> None:
         for each in [model_admin, *model_admin.get_inline_instances(request)]:
             raw = [n for n in _shown_not_typed(each, request) if isinstance(n, str) and n.endswith("_cents")]
             assert not raw, f"{type(each).__name__} shows cents: {raw}"
-            form = each.get_formset(request).form if hasattr(each, "get_formset") else each.get_form(request)
+            form = each.get_formset(request).form if hasattr(each, "get_formset") else each.get_form(request)  # type: ignore[attr-defined]
             for name, field in form.base_fields.items():
                 if name.endswith("_cents"):
                     assert isinstance(field, DollarsField), f"{type(each).__name__}.{name} is typed in cents"

@@ -72,7 +72,7 @@ def save_card(setup_intent_id: str, number: str) -> Any:
     card = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
     intent = client().v1.setup_intents.confirm(
         setup_intent_id,
-        params={"payment_method_data": {"type": "card", "card": card}},  # type: ignore[typeddict-item]
+        params={"payment_method_data": {"type": "card", "card": card}},  # type: ignore[arg-type]
     )
     if intent.status == "requires_action":  # the 3-D Secure card asks once when saved: "Complete authentication"
         intent = client().v1.setup_intents.confirm(setup_intent_id)

@@ -48,14 +48,14 @@ def card(**kwargs: Any) -> Card:
         ({"issuer": "WEX Health / FSA"}, False, "benefits administrator"),
     ],
 )
-def test_p7_benefit_cards_are_recognized(kwargs: dict[str, str], declared: bool, why: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_p7_benefit_cards_are_recognized(kwargs: dict[str, str], declared: bool, why: str, settings) -> None:
     settings.BENEFIT_CARD_BIN_PREFIXES = ["4868"]
     reason = autopay.benefit_card_reason(card=card(**kwargs), declared=declared)
     assert reason is not None and why in reason
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"funding": "debit"}, {"iin": "42424242", "issuer": "Chase"}])
-def test_p7_ordinary_credit_and_debit_cards_are_not_benefit_cards(kwargs: dict[str, str], settings) -> None:  # type: ignore[no-untyped-def]
+def test_p7_ordinary_credit_and_debit_cards_are_not_benefit_cards(kwargs: dict[str, str], settings) -> None:
     settings.BENEFIT_CARD_BIN_PREFIXES = ["4868"]
     assert autopay.benefit_card_reason(card=card(**kwargs), declared=False) is None
 
@@ -96,7 +96,7 @@ def new_session_billed(
     return Invoice.objects.get(session=session)
 
 
-def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)
     page = client.get("/pay/autopay/").content.decode()
@@ -114,7 +114,7 @@ def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) ->
     assert invoice.status == Invoice.Status.OPEN  # enrollment alone does not charge what is already open
 
 
-def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)
 
@@ -128,14 +128,14 @@ def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) ->
     assert enroll(client)["status"] == "enrolled"  # a different card works
 
 
-def test_p6_practice_with_autopay_off_offers_nothing(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_practice_with_autopay_off_offers_nothing(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OFF)
     client = verified(invoice)
     assert "None of your providers' practices offer autopay" in client.get("/pay/autopay/").content.decode()
     assert "Set up autopay" not in client.get("/pay/invoices/").content.decode()
 
 
-def test_p6_required_policy_asks_to_enroll_but_the_invoice_can_still_be_paid(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_required_policy_asks_to_enroll_but_the_invoice_can_still_be_paid(stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.REQUIRED)
     page = verified(invoice).get("/pay/invoices/").content.decode()
     assert f"{provider.practice.name} asks patients to enroll in autopay" in page
@@ -144,7 +144,7 @@ def test_p6_required_policy_asks_to_enroll_but_the_invoice_can_still_be_paid(str
 
 def test_p6_new_invoice_of_an_enrolled_patient_is_announced_then_charged(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)
     enroll(client)
@@ -166,7 +166,7 @@ def test_p6_new_invoice_of_an_enrolled_patient_is_announced_then_charged(
     assert invoice.number not in [a.invoice.number for a in AutopayAttempt.objects.all()]
 
 
-def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_commit_callbacks) -> None:
     optional, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     off = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OFF)
     enroll(verified(invoice))
@@ -181,7 +181,7 @@ def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_comm
 
 def test_p6_a_decline_falls_back_to_the_link_then_retries_then_stops(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice), number=stripe_fake.DECLINED_AT_CHARGE)
     mail.outbox.clear()
@@ -209,7 +209,7 @@ def test_p6_a_decline_falls_back_to_the_link_then_retries_then_stops(
     assert not [i for i in stripe_fake.intents_for(customer) if i.status == "succeeded"]
 
 
-def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_capture_on_commit_callbacks) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice), number=stripe_fake.THREE_D_SECURE)
     mail.outbox.clear()
@@ -222,7 +222,7 @@ def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_
     assert "Your bank needs you to confirm this payment" in failed.body
 
 
-def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_capture_on_commit_callbacks) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
     attempt_invoice = InvoiceFactory(session__patient=invoice.patient, session__provider=provider, amount_cents=5_000)
@@ -241,7 +241,7 @@ def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_captu
 
 def test_p6_pay_open_now_charges_what_is_open_for_autopay_practices(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     with django_capture_on_commit_callbacks(execute=True):
         enroll(verified(invoice), pay_open_now=True)
@@ -251,7 +251,7 @@ def test_p6_pay_open_now_charges_what_is_open_for_autopay_practices(
 
 def test_p6_replacing_the_card_detaches_the_old_one_and_turning_off_stops_charges(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)
     with django_capture_on_commit_callbacks(execute=True):
@@ -275,7 +275,7 @@ def test_p6_replacing_the_card_detaches_the_old_one_and_turning_off_stops_charge
 
 
 @pytest.mark.django_db(transaction=True)
-def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
     attempt = AutopayAttempt.objects.create(
@@ -308,7 +308,7 @@ def _scheduled(invoice: Invoice) -> AutopayAttempt:
     )
 
 
-def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
     attempt = _scheduled(invoice)
@@ -322,7 +322,7 @@ def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api
     assert invoice.status == Invoice.Status.OPEN and not Payment.objects.exists()
 
 
-def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken(stripe_api) -> None:
     """invoices voids through its hook; payments cancels the charge (docs/architecture.md): no card is charged."""
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
@@ -339,7 +339,7 @@ def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken
     assert not Payment.objects.filter(allocations__invoice=invoice).exists()
 
 
-def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     client = verified(invoice)
     first = enroll(client)
@@ -352,7 +352,7 @@ def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type:
     assert stripe_fake.client().v1.payment_methods.retrieve(enrollment.stripe_payment_method_id).customer
 
 
-def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_succeeded(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_succeeded(stripe_api) -> None:
     from payments import services
 
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
@@ -386,7 +386,7 @@ def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_s
     assert Payment.objects.count() == 1
 
 
-def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, monkeypatch) -> None:
     from alma_billing.core.errors import TransportError
 
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
@@ -411,7 +411,7 @@ def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, mon
 
 
 @pytest.mark.django_db(transaction=True)
-def test_p6_turning_on_autopay_with_pay_now_while_a_pay_click_runs_fails_neither_and_charges_once(  # type: ignore[no-untyped-def]
+def test_p6_turning_on_autopay_with_pay_now_while_a_pay_click_runs_fails_neither_and_charges_once(
     postgres: None, stripe_api
 ) -> None:
     """Both lock the patient first, then the invoices (they used to deadlock: one of them answered 500)."""

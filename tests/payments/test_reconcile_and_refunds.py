@@ -449,7 +449,7 @@ def test_a_charge_whose_answer_was_lost_is_adopted_not_released(stripe_api: str,
 
 
 @pytest.mark.django_db
-def test_reconcile_payments_honours_v0_and_exits_1_when_a_payment_could_not_be_checked(  # type: ignore[no-untyped-def]
+def test_reconcile_payments_honours_v0_and_exits_1_when_a_payment_could_not_be_checked(
     stripe_api: str, patient, settings
 ) -> None:
     from django.core.management.base import CommandError

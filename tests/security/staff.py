@@ -15,4 +15,4 @@ def signed_in(user: Any) -> Client:
     except ImportError:
         client.force_login(user)
         return client
-    return staff.staff_login(client, user)  # type: ignore[no-any-return]
+    return staff.staff_login(client, user)

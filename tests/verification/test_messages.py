@@ -26,7 +26,7 @@ WRONG = "(617) 555-0100"
 RIGHT = "(202) 555-0143"
 
 
-def text(response) -> str:  # type: ignore[no-untyped-def]
+def text(response) -> str:
     return html.unescape(re.sub(r"\s+", " ", response.content.decode()))
 
 
@@ -161,7 +161,7 @@ def test_the_lock_message_and_tries_left_are_in_spanish(invoice: Invoice) -> Non
         "/pay/payments/999999/receipt.pdf",
     ],
 )
-def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, invoice: Invoice, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, invoice: Invoice, path: str) -> None:
     settings.SUPPORT_EMAIL = "help@alma.example"
     client = Client()
     verify(client, link_for(invoice))
