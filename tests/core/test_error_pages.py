@@ -45,11 +45,11 @@ handler500 = "alma_billing.core.error_pages.server_error"
 SUPPORT = {"SUPPORT_EMAIL": "help@alma.example", "SUPPORT_PHONE": "(800) 555-0199"}
 
 
-def text(response: TestResponse) -> str:
+def text(response: "TestResponse") -> str:
     return re.sub(r"\s+", " ", response.content.decode())
 
 
-def assert_patient_page(response: TestResponse, status: int, heading: str, *next_steps: str) -> str:
+def assert_patient_page(response: "TestResponse", status: int, heading: str, *next_steps: str) -> str:
     page = text(response)
     assert response.status_code == status
     assert f"<h1>{heading}</h1>" in page

@@ -75,7 +75,7 @@ def vnu_errors(vnu: list[str], folder: Path) -> dict[str, list[str]]:
     return errors
 
 
-def _html(response: HttpResponse | TestResponse) -> str:
+def _html(response: "HttpResponse | TestResponse") -> str:
     assert response["Content-Type"].startswith("text/html"), (response.status_code, response["Content-Type"])
     return response.content.decode()
 
