@@ -160,8 +160,8 @@ def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_
     from invoices import services
     from invoices.models import Practice
     from payments import autopay
-    from payments.models import AutopayAttempt, AutopayEnrollment
-    from tests.factories import ProviderFactory, insured_session
+    from payments.models import AutopayEnrollment
+    from tests.factories import AutopayAttemptFactory, ProviderFactory, insured_session
     from tests.payments.test_autopay import enroll
 
     provider = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OPTIONAL)
@@ -172,9 +172,7 @@ def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_
     claim = Claim.objects.get(session=session)
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
     assert enroll(verified_client(invoice))["http"] == 200
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     autopay.autopay_attempt_run(attempt_id=attempt.pk)
 
     customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id

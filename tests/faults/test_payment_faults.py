@@ -28,7 +28,7 @@ from invoices.tasks import invoices_sweep
 from payments import services
 from payments.models import CardToDetach, Payment
 from payments.reconcile import payments_reconcile
-from tests.factories import insured_session
+from tests.factories import PaymentAllocationFactory, PaymentFactory, insured_session
 from tests.faults.redis_server import PrivateRedis
 from tests.integration.test_autopay_worker import StripeProxy
 from tests.payments import stripe_fake
@@ -228,7 +228,7 @@ def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(
 
 def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_released(stripe_api: str, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=patient,
         amount_cents=7_000,
         attempt_key="wrong-account",
@@ -236,7 +236,7 @@ def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_rel
         stripe_payment_intent_id="pi_elsewhere00000000000000",
         charge_attempts=1,
     )
-    payment.allocations.create(invoice=invoice, amount_cents=7_000)
+    PaymentAllocationFactory(payment=payment, invoice=invoice, amount_cents=7_000)
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PROCESSING)
     patient.__class__.objects.filter(pk=patient.pk).update(stripe_customer_id="cus_unknownhere")
     age_everything()

@@ -23,13 +23,12 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from alma_billing.celery_app import app as celery_app
 from invoices.models import Invoice, Practice
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment
 from payments.tasks import autopay_attempt_task
-from tests.factories import InvoiceFactory
+from tests.factories import AutopayAttemptFactory, InvoiceFactory
 from tests.integration.workers import celery_worker, wait_for
 from tests.payments import stripe_fake
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401  (fixtures used here)
@@ -129,9 +128,7 @@ def enrolled_attempt() -> tuple[Invoice, AutopayAttempt]:
     provider, first = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     assert enroll(verified(first))["status"] == "enrolled"
     invoice = InvoiceFactory(session__patient=first.patient, session__provider=provider, amount_cents=5_000)
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     return invoice, attempt
 
 

@@ -11,7 +11,16 @@ from django.utils import timezone
 
 from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice, Patient, TherapySession
-from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory, TherapySessionFactory
+from tests.factories import (
+    AutopayAttemptFactory,
+    AutopayEnrollmentFactory,
+    InvoiceFactory,
+    PatientFactory,
+    PaymentAllocationFactory,
+    PaymentFactory,
+    ProviderFactory,
+    TherapySessionFactory,
+)
 from tests.staff import staff_login
 from verification.models import PayLink
 from verification.services import pay_link_create
@@ -220,28 +229,20 @@ def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:
 
 
 def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:
-    from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
+    from payments.models import Payment, PaymentAllocation
 
     mine, theirs, my_invoice, their_invoice = two_providers
     for invoice, key in ((my_invoice, "mine"), (their_invoice, "theirs")):
-        payment = Payment.objects.create(
+        payment = PaymentFactory(
             patient=invoice.patient,
             amount_cents=invoice.amount_cents,
             attempt_key=key,
             status=Payment.Status.SUCCEEDED,
             card_last4="4242",
         )
-        PaymentAllocation.objects.create(
-            payment=payment, invoice=invoice, amount_cents=invoice.amount_cents, state=PaymentAllocation.State.SETTLED
-        )
-        enrollment = AutopayEnrollment.objects.create(
-            patient=invoice.patient,
-            stripe_payment_method_id=f"pm_{key}",
-            card_brand="visa",
-            card_last4="4242",
-            consent_text="ok",
-        )
-        AutopayAttempt.objects.create(invoice=invoice, enrollment=enrollment, number=1, scheduled_for=timezone.now())
+        PaymentAllocationFactory(payment=payment, invoice=invoice, state=PaymentAllocation.State.SETTLED)
+        enrollment = AutopayEnrollmentFactory(patient=invoice.patient, stripe_payment_method_id=f"pm_{key}")
+        AutopayAttemptFactory(invoice=invoice, enrollment=enrollment)
     client = provider_client(mine)
     for url in ("/admin/payments/payment/", "/admin/payments/autopayenrollment/", "/admin/payments/autopayattempt/"):
         page = client.get(url).content.decode()
@@ -265,11 +266,11 @@ def test_a_payment_covering_two_providers_shows_each_only_their_share(two_provid
 
     mine, theirs, my_invoice, _ = two_providers
     other = InvoiceFactory(session__patient=my_invoice.patient, session__provider=theirs, number="INV-OTHER-DR")
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=my_invoice.patient, amount_cents=24_000, attempt_key="both", status=Payment.Status.SUCCEEDED
     )
     for invoice in (my_invoice, other):
-        PaymentAllocation.objects.create(
+        PaymentAllocationFactory(
             payment=payment, invoice=invoice, amount_cents=12_000, state=PaymentAllocation.State.SETTLED
         )
     page = provider_client(mine).get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()

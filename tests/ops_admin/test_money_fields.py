@@ -11,7 +11,14 @@ from django.test import Client, RequestFactory
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import DollarsError, DollarsField, parse_dollars
 from invoices.models import Invoice, TherapySession
-from tests.factories import EligibilitySnapshotFactory, InvoiceFactory, PatientFactory, TherapySessionFactory
+from tests.factories import (
+    EligibilitySnapshotFactory,
+    InvoiceFactory,
+    PatientFactory,
+    PaymentAllocationFactory,
+    PaymentFactory,
+    TherapySessionFactory,
+)
 from tests.ops_admin.conftest import signed_in
 
 pytestmark = pytest.mark.django_db
@@ -184,9 +191,9 @@ def test_audit_rows_have_no_save_button_even_for_a_superuser(superuser_client: C
 
 
 def _paid(invoice: Invoice) -> Any:
-    from payments.models import Payment, PaymentAllocation
+    from payments.models import Payment
 
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=invoice.patient,
         amount_cents=invoice.amount_cents,
         status=Payment.Status.SUCCEEDED,
@@ -195,7 +202,7 @@ def _paid(invoice: Invoice) -> Any:
         card_brand="visa",
         card_last4="4242",
     )
-    PaymentAllocation.objects.create(payment=payment, invoice=invoice, amount_cents=invoice.amount_cents)
+    PaymentAllocationFactory(payment=payment, invoice=invoice)
     return payment
 
 

@@ -18,7 +18,13 @@ from invoices.models import Invoice, Practice, TherapySession
 from payments import autopay
 from payments.gateways.stripe import Card
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment
-from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory, TherapySessionFactory
+from tests.factories import (
+    AutopayAttemptFactory,
+    InvoiceFactory,
+    PatientFactory,
+    ProviderFactory,
+    TherapySessionFactory,
+)
 from tests.payments import stripe_fake
 from tests.verification.helpers import link_for, verify
 
@@ -226,9 +232,7 @@ def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_captu
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
     attempt_invoice = InvoiceFactory(session__patient=invoice.patient, session__provider=provider, amount_cents=5_000)
-    attempt = AutopayAttempt.objects.create(
-        invoice=attempt_invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=attempt_invoice, enrollment=AutopayEnrollment.objects.get())
 
     autopay.autopay_attempt_run(attempt_id=attempt.pk)
     AutopayAttempt.objects.filter(pk=attempt.pk).update(status=AutopayAttempt.Status.SCHEDULED)  # a stale re-run
@@ -278,9 +282,7 @@ def test_p6_replacing_the_card_detaches_the_old_one_and_turning_off_stops_charge
 def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     enroll(verified(invoice))
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     barrier = threading.Barrier(2)
 
     def run() -> None:
@@ -303,9 +305,7 @@ def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, strip
 
 
 def _scheduled(invoice: Invoice) -> AutopayAttempt:
-    return AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(ended_at=None), number=1, scheduled_for=timezone.now()
-    )
+    return AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get(ended_at=None))
 
 
 def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:

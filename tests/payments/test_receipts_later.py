@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError
 from invoices.models import Invoice, Patient
 from payments import receipts
 from payments.models import Payment, PaymentAllocation, ReceiptLinkRequest
-from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
+from tests.factories import InvoiceFactory, PatientFactory, PaymentAllocationFactory, PaymentFactory, ProviderFactory
 from tests.payments.test_paying import pdf_text
 from tests.verification.helpers import link_for, verify
 from verification.models import PayLink
@@ -52,7 +52,7 @@ def paid(
     bill = InvoiceFactory(
         session__patient=patient, amount_cents=amount_cents, status=Invoice.Status.PAID, paid_at=when, **invoice
     )
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=patient,
         amount_cents=amount_cents,
         status=Payment.Status.SUCCEEDED,
@@ -62,9 +62,7 @@ def paid(
         card_last4="4242",
         succeeded_at=when,
     )
-    PaymentAllocation.objects.create(
-        payment=payment, invoice=bill, amount_cents=amount_cents, state=PaymentAllocation.State.SETTLED
-    )
+    PaymentAllocationFactory(payment=payment, invoice=bill, state=PaymentAllocation.State.SETTLED)
     return payment
 
 

@@ -24,7 +24,7 @@ from payments import services
 from payments.gateways import stripe as gateway
 from payments.models import Payment, PaymentAllocation, Refund
 from payments.tasks import surplus_refund_task
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, PaymentAllocationFactory, PaymentFactory, UserFactory
 from tests.payments import stripe_fake
 from tests.payments.conftest import open_invoices, pay, verified_client
 
@@ -412,14 +412,14 @@ def test_two_payments_started_at_once_for_overlapping_invoices_only_one_wins(pos
 def test_the_database_refuses_a_second_live_allocation_for_an_invoice(patient: Any) -> None:
     (invoice,) = open_invoices(patient, 2_200)
     start(patient, [invoice])
-    other = Payment.objects.create(patient=patient, amount_cents=2_200, attempt_key="second")
+    other = PaymentFactory(patient=patient, amount_cents=2_200, attempt_key="second")
 
     for state in (State.PENDING, State.SETTLED):
         with pytest.raises(IntegrityError), transaction.atomic():
-            PaymentAllocation.objects.create(payment=other, invoice=invoice, amount_cents=2_200, state=state)
+            PaymentAllocationFactory(payment=other, invoice=invoice, amount_cents=2_200, state=state)
 
     # A released share is history, not a hold: it may sit beside the live one.
-    PaymentAllocation.objects.create(payment=other, invoice=invoice, amount_cents=2_200, state=State.RELEASED)
+    PaymentAllocationFactory(payment=other, invoice=invoice, amount_cents=2_200, state=State.RELEASED)
     assert PaymentAllocation.objects.filter(invoice=invoice).count() == 2
 
 

@@ -19,6 +19,7 @@ from invoices.models import Invoice
 from payments import services
 from payments.gateways import stripe as gateway
 from payments.models import Payment, StripeEvent
+from tests.factories import AutopayEnrollmentFactory
 from tests.payments import stripe_fake
 from tests.payments.conftest import open_invoices
 from tests.payments.test_webhooks import deliver, new_event_id, post_raw, stripe_event
@@ -286,15 +287,11 @@ def test_a_signed_event_with_text_postgresql_cannot_store_answers_400(stripe_api
 
 
 def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:
-    from payments.models import AutopayEnrollment, CardToDetach
+    from payments.models import CardToDetach
 
     payment, _ = in_flight_without_intent(patient)
-    AutopayEnrollment.objects.create(
-        patient=patient,
-        stripe_payment_method_id=payment.stripe_payment_method_id,
-        card_brand="visa",
-        card_last4="4242",
-        consent_text="x",
+    AutopayEnrollmentFactory(
+        patient=patient, stripe_payment_method_id=payment.stripe_payment_method_id, consent_text="x"
     )
     services.card_forget_later(payment_method_id=payment.stripe_payment_method_id)
     services.card_detach(payment_method_id=payment.stripe_payment_method_id)

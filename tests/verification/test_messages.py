@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from invoices.models import Invoice
 from payments.models import Payment
-from tests.factories import InvoiceFactory, PatientFactory
+from tests.factories import InvoiceFactory, PatientFactory, PaymentFactory
 from tests.verification.helpers import link_for, texted_codes, verify
 from verification.models import AccessAttempt
 
@@ -174,7 +174,7 @@ def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, in
 
 def test_another_patients_invoice_and_payment_are_dead_ends_that_reveal_nothing(invoice: Invoice) -> None:
     other = InvoiceFactory(amount_cents=55_500, session__patient=PatientFactory(phone="+12025550188"))
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=other.patient, amount_cents=55_500, attempt_key="k" * 32, status=Payment.Status.SUCCEEDED
     )
     client = Client()
