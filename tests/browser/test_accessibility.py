@@ -27,7 +27,7 @@ from tests.browser.test_patient_access import TYPED_PHONE, _latest_code
 from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from verification.models import PayLink
 from verification.services import pay_link_create
 

@@ -19,7 +19,7 @@ from payments.models import Payment
 from tests.browser.test_paying import _fill_card, _verify
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -16,7 +16,7 @@ from tests.browser.test_patient_access import TYPED_PHONE, _latest_code, _submit
 from tests.browser.test_paying import _fill_card
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

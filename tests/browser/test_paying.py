@@ -27,7 +27,7 @@ from tests.browser.test_patient_access import (
 )
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

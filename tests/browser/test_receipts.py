@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.test_patient_access import TYPED_PHONE, _latest_code, _submit_code, _submit_phone
 from tests.factories import PatientFactory
-from tests.payments.test_receipts_later import paid
+from tests.payments.flows import paid
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

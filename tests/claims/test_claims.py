@@ -9,7 +9,7 @@ from claims.models import Claim
 from invoices import services
 from invoices.models import Invoice, TherapySession
 from tests.factories import TherapySessionFactory, insured_session
-from tests.payments.conftest import verified_client
+from tests.payments.flows import verified_client
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
@@ -78,8 +78,7 @@ def test_p13_ops_see_the_claim_number_on_the_session_and_invoice_pages(
 def test_p13_the_receipt_names_the_claim_number(stripe_api, django_capture_on_commit_callbacks) -> None:
     from payments.models import Payment
     from payments.receipts import receipt_pdf
-    from tests.payments.conftest import pay
-    from tests.payments.test_paying import pdf_text
+    from tests.payments.flows import pay, pdf_text
 
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
     invoice = bill(session, django_capture_on_commit_callbacks)

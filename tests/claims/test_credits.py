@@ -17,7 +17,7 @@ from payments.models import Payment, PaymentAllocation, Refund
 from tests.claims.conftest import ESTIMATE
 from tests.claims.test_remittances import reversal, run
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -162,7 +162,7 @@ def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_
     from payments import autopay
     from payments.models import AutopayEnrollment
     from tests.factories import AutopayAttemptFactory, ProviderFactory, insured_session
-    from tests.payments.test_autopay import enroll
+    from tests.payments.flows import enroll
 
     provider = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OPTIONAL)
     session = insured_session(provider=provider, allowed_amount_cents=15_000, plan_coinsurance_bp=2000)

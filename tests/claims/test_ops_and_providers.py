@@ -22,7 +22,7 @@ from tests.claims.conftest import ESTIMATE
 from tests.claims.test_remittances import run
 from tests.factories import ProviderFactory, UserFactory, insured_session
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 from tests.security.staff import signed_in
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,7 @@ from invoices.models import Invoice, Patient
 from payments.models import Payment
 from tests.claims.test_remittances import run
 from tests.payments import stripe_fake
-from tests.payments.conftest import confirm, pay, verified_client
-from tests.payments.test_one_page import offer_of, start
+from tests.payments.flows import confirm, offer_of, pay, start, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db

@@ -23,7 +23,7 @@ from payments.models import Refund
 from tests.claims.conftest import ESTIMATE
 from tests.factories import insured_session
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db

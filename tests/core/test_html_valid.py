@@ -26,7 +26,7 @@ from invoices.models import Invoice, Practice
 from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, checkout, confirm, open_invoices
+from tests.payments.flows import card_page, checkout, confirm, open_invoices
 from tests.verification.helpers import link_for, texted_codes
 from verification.models import PayLink
 

@@ -20,7 +20,7 @@ from alma_billing.log_privacy import PINNED_LOGGERS, RedactPathsFilter, logging_
 from payments.models import Payment
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay
+from tests.payments.flows import open_invoices, pay
 from tests.verification.helpers import link_for, verify
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,7 @@ from payments.gateways.stripe import failure_message_for
 from payments.models import Payment
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, open_invoices, pay
-from tests.payments.test_paying import pdf_text
+from tests.payments.flows import card_page, open_invoices, pay, pdf_text
 from tests.verification.helpers import link_for, texted_codes, verify
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +246,7 @@ def test_autopay_consent_refusals_and_the_failed_charge_email_are_in_spanish(
 ) -> None:
     from invoices.models import Practice
     from payments.models import AutopayEnrollment
-    from tests.payments.test_autopay import enroll, new_session_billed, practice_patient
+    from tests.payments.flows import enroll, new_session_billed, practice_patient
 
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     Patient.objects.filter(pk=invoice.patient_id).update(preferred_language="es")

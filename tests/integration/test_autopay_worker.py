@@ -32,7 +32,7 @@ from tests.factories import AutopayAttemptFactory, InvoiceFactory
 from tests.integration.workers import celery_worker, wait_for
 from tests.payments import stripe_fake
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401  (fixtures used here)
-from tests.payments.test_autopay import enroll, practice_patient, verified
+from tests.payments.flows import enroll, practice_patient, verified_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("stripe_api")]
 
@@ -126,7 +126,7 @@ def receipts(outbox: Path) -> list[email.message.EmailMessage]:
 def enrolled_attempt() -> tuple[Invoice, AutopayAttempt]:
     """A patient enrolled in autopay with a good card, a new open invoice, and its first attempt, due now."""
     provider, first = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    assert enroll(verified(first))["status"] == "enrolled"
+    assert enroll(verified_client(first))["status"] == "enrolled"
     invoice = InvoiceFactory(session__patient=first.patient, session__provider=provider, amount_cents=5_000)
     attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     return invoice, attempt

@@ -8,7 +8,7 @@ from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice
 from payments.models import Payment, Refund
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.payments.flows import open_invoices, pay, verified_client
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.payments.flows import card_page, checkout, confirm, open_invoices, pay, pdf_text, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -19,17 +19,6 @@ pytestmark = pytest.mark.django_db
 
 def statuses(invoices: list[Invoice]) -> list[str]:
     return [Invoice.objects.get(pk=i.pk).status for i in invoices]
-
-
-def pdf_text(pdf: bytes) -> str:
-    """The text drawn in a PDF, as a reader copies it (the receipt embeds a Unicode font: glyph ids plus a map back
-    to characters, so only a real PDF parser reads it)."""
-    import io
-
-    from pypdf import PdfReader
-
-    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    return re.sub(r"[ \t]+", " ", text)  # the parser widens the gaps between words of a wrapped paragraph
 
 
 def test_p10_one_open_invoice_prompts_for_the_amount_and_is_paid(

@@ -8,7 +8,6 @@ names Alma as the payee and follows the patient's language; no email names the p
 
 import re
 import threading
-import uuid
 from datetime import timedelta
 from html import unescape as html_unescape
 from pathlib import Path
@@ -24,11 +23,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from invoices.models import Invoice, Patient
+from invoices.models import Patient
 from payments import receipts
 from payments.models import Payment, PaymentAllocation, ReceiptLinkRequest
-from tests.factories import InvoiceFactory, PatientFactory, PaymentAllocationFactory, PaymentFactory, ProviderFactory
-from tests.payments.test_paying import pdf_text
+from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
+from tests.payments.flows import paid, pdf_text
 from tests.verification.helpers import link_for, verify
 from verification.models import PayLink
 from verification.services import pay_link_find
@@ -37,33 +36,6 @@ pytestmark = pytest.mark.django_db
 
 PAGE = "/pay/receipts/"
 LINK = re.compile(r"/pay/([A-Za-z0-9_-]{43})/")
-
-
-def paid(
-    patient: Patient,
-    amount_cents: int = 7_000,
-    *,
-    days_ago: int = 1,
-    source: str = Payment.Source.PATIENT,
-    **invoice: Any,
-) -> Payment:
-    """A payment that went through (as the webhook leaves it), for one invoice of the patient."""
-    when = timezone.now() - timedelta(days=days_ago)
-    bill = InvoiceFactory(
-        session__patient=patient, amount_cents=amount_cents, status=Invoice.Status.PAID, paid_at=when, **invoice
-    )
-    payment = PaymentFactory(
-        patient=patient,
-        amount_cents=amount_cents,
-        status=Payment.Status.SUCCEEDED,
-        source=source,
-        attempt_key=uuid.uuid4().hex,
-        card_brand="visa",
-        card_last4="4242",
-        succeeded_at=when,
-    )
-    PaymentAllocationFactory(payment=payment, invoice=bill, state=PaymentAllocation.State.SETTLED)
-    return payment
 
 
 def link_in(message: mail.EmailMessage) -> str:

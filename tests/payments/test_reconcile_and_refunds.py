@@ -26,7 +26,7 @@ from payments.models import Payment, PaymentAllocation, Refund
 from payments.tasks import surplus_refund_task
 from tests.factories import PatientFactory, PaymentAllocationFactory, PaymentFactory, UserFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.payments.flows import open_invoices, pay, verified_client
 
 WEBHOOK = "/stripe/webhook/"
 State = PaymentAllocation.State

@@ -21,8 +21,7 @@ from payments.gateways import stripe as gateway
 from payments.models import Payment, StripeEvent
 from tests.factories import AutopayEnrollmentFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
-from tests.payments.test_webhooks import deliver, new_event_id, post_raw, stripe_event
+from tests.payments.flows import deliver, new_event_id, open_invoices, post_raw, stripe_event
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
