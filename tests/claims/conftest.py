@@ -7,10 +7,9 @@ from alma_billing.core.audit import SYSTEM
 from claims.models import Claim
 from invoices import services
 from invoices.models import Invoice
+from tests.claims.flows import ESTIMATE
 from tests.factories import insured_session
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401
-
-ESTIMATE = 3_000  # 20% of the $150.00 allowed amount
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from claims.models import Claim, ClaimPayment
 from claims.samples import Clp, build_835
 from invoices import services
 from invoices.models import Invoice, TherapySession
-from tests.claims.test_remittances import reversal, run, run_failing
+from tests.claims.flows import reversal, run, run_failing
 from tests.factories import EapAuthorizationFactory, TherapySessionFactory, insured_session
 
 pytestmark = pytest.mark.django_db

@@ -14,8 +14,7 @@ from claims.samples import Clp, build_835
 from invoices.models import Invoice
 from invoices.reminders import reminders_run
 from payments.models import Payment, PaymentAllocation, Refund
-from tests.claims.conftest import ESTIMATE
-from tests.claims.test_remittances import reversal, run
+from tests.claims.flows import ESTIMATE, reversal, run
 from tests.payments import stripe_fake
 from tests.payments.flows import pay, verified_client
 
@@ -193,7 +192,7 @@ def test_p13_a_negative_patient_responsibility_changes_nothing_and_asks_a_person
 
 
 def test_p13_an_amount_too_large_for_any_visit_refuses_the_file_and_changes_nothing(billed, tmp_path: Path) -> None:
-    from tests.claims.test_remittances import run_failing
+    from tests.claims.flows import run_failing
 
     claim, original = billed
     huge = Clp(claim.claim_number, charge_cents=99_999_999_999_00, responsibility_cents=99_999_999_999_00)

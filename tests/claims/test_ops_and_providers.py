@@ -18,12 +18,11 @@ from claims.services import remittance_import
 from invoices import services
 from invoices.models import Invoice
 from payments.models import Refund
-from tests.claims.conftest import ESTIMATE
-from tests.claims.test_remittances import run
+from tests.claims.flows import ESTIMATE, run
 from tests.factories import ProviderFactory, UserFactory, insured_session
 from tests.payments import stripe_fake
 from tests.payments.flows import pay, verified_client
-from tests.security.staff import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.test import Client
 from claims.samples import Clp, build_835
 from invoices.models import Invoice, Patient
 from payments.models import Payment
-from tests.claims.test_remittances import run
+from tests.claims.flows import run
 from tests.payments import stripe_fake
 from tests.payments.flows import confirm, offer_of, pay, start, verified_client
 from tests.verification.helpers import link_for, verify

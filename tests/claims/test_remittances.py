@@ -2,13 +2,11 @@
 person; files are applied all or nothing and importing one twice changes nothing."""
 
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone, translation
 
@@ -20,30 +18,13 @@ from invoices import services
 from invoices.explain import explanation_lines
 from invoices.models import Invoice, TherapySession
 from payments.models import Refund
-from tests.claims.conftest import ESTIMATE
+from tests.claims.flows import ESTIMATE, reversal, run, run_failing
 from tests.factories import insured_session
 from tests.payments import stripe_fake
 from tests.payments.flows import pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
-
-
-def run(tmp_path: Path, text: str, *flags: str, name: str = "era.835") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    out = StringIO()
-    call_command("import_remittance", str(path), *flags, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
-def run_failing(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "bad.835"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("import_remittance", str(path), stdout=StringIO(), stderr=err)
-    return err.getvalue()
 
 
 def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_original(
@@ -163,17 +144,6 @@ def test_p13_a_zero_dollar_estimate_the_plan_bills_gets_an_adjustment_invoice(
     adjustment = Invoice.objects.get(session=session)
     assert adjustment.kind == Invoice.Kind.ADJUSTMENT and adjustment.adjusts is None
     assert adjustment.amount_cents == 2_500
-
-
-def reversal(claim: Claim, cents: int, payer_claim_number: str = "PCN0001") -> Clp:
-    return Clp(
-        claim.claim_number,
-        status="22",
-        charge_cents=-20_000,
-        paid_cents=-12_000,
-        responsibility_cents=-cents,
-        payer_claim_number=payer_claim_number,
-    )
 
 
 def open_owed(claim: Claim) -> int:

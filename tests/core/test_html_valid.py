@@ -23,8 +23,8 @@ from django.utils import timezone, translation
 from alma_billing.core import error_pages
 from alma_billing.core.mail import build_patient_email
 from invoices.models import Invoice, Practice
-from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
+from tests.needs import need
 from tests.payments import stripe_fake
 from tests.payments.flows import card_page, checkout, confirm, open_invoices
 from tests.verification.helpers import link_for, texted_codes

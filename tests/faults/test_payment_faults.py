@@ -30,9 +30,9 @@ from payments.models import CardToDetach, Payment
 from payments.reconcile import payments_reconcile
 from tests.factories import PaymentAllocationFactory, PaymentFactory, insured_session
 from tests.faults.redis_server import PrivateRedis
-from tests.integration.test_autopay_worker import StripeProxy
 from tests.payments import stripe_fake
 from tests.payments.flows import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.payments.stripe_fake import StripeProxy
 from tests.staff import staff_login
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]

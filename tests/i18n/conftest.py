@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.conftest import need
+from tests.needs import need
 from tests.payments.conftest import localstripe_url, patient, stripe_api  # noqa: F401  (fixtures)
 
 LOCALE = Path(settings.BASE_DIR) / "locale"

@@ -17,8 +17,8 @@ from invoices import services
 from invoices.models import EmailEvent, Invoice, Patient, ReminderLog, ReminderRun
 from invoices.reminders import reminders_run
 from tests.factories import InvoiceFactory, PatientFactory, UserFactory
-from tests.ops.conftest import complaint, delivered, permanent_failure, post, sign, temporary_failure
-from tests.security.staff import signed_in
+from tests.ops.flows import complaint, delivered, permanent_failure, post, sign, temporary_failure
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 

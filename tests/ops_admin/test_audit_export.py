@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from alma_billing.core.models import AuditEvent
 from tests.factories import CoverageFactory, InvoiceFactory, PatientFactory
-from tests.ops_admin.conftest import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 EXPORT = "/admin/core/auditevent/export/"

@@ -19,7 +19,7 @@ from tests.factories import (
     PaymentFactory,
     TherapySessionFactory,
 )
-from tests.ops_admin.conftest import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 

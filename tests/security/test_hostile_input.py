@@ -21,7 +21,7 @@ from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import InvoiceFactory, PatientFactory, PaymentAllocationFactory, PaymentFactory
-from tests.security.staff import signed_in
+from tests.staff import signed_in
 from tests.verification.helpers import link_for, verify
 from verification.models import AccessAttempt
 

@@ -34,7 +34,7 @@ from tests.factories import (
     ProviderFactory,
     UserFactory,
 )
-from tests.security.staff import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
