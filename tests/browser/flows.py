@@ -19,11 +19,7 @@ from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 PROFILE_PHONE = "+12025550143"  # PatientFactory's number
-
-
 TYPED_PHONE = "(202) 555-0143"
-
-
 PAY_PATH = re.compile(r"/pay/[A-Za-z0-9_-]{43}/")
 
 

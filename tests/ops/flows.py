@@ -11,8 +11,6 @@ from typing import Any
 from django.test import Client
 
 SIGNING_KEY = "key-test-mailgun-webhook-signing"
-
-
 URL = "/email/mailgun/tracking/"
 
 

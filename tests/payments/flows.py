@@ -25,6 +25,8 @@ from tests.factories import (
 from tests.payments import stripe_fake
 from tests.verification.helpers import link_for, verify
 
+WEBHOOK = "/stripe/webhook/"
+
 
 def open_invoices(patient: Any, *amounts: int) -> list[Invoice]:
     """Invoices oldest first, on consecutive days of service."""
@@ -127,9 +129,6 @@ def new_session_billed(
     with django_capture_on_commit_callbacks(execute=True):
         invoice_services.session_complete(session_id=session.pk, actor=SYSTEM)
     return Invoice.objects.get(session=session)
-
-
-WEBHOOK = "/stripe/webhook/"
 
 
 def post_raw(payload: bytes, signature: str | None) -> Any:
