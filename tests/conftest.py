@@ -1,4 +1,4 @@
-"""Shared fixtures: factories, and the rule for tests that need PostgreSQL, Redis, a worker or Chromium.
+"""Shared fixtures: the outbox, and the services some tests need (the rule itself is in tests/needs.py).
 
 On a laptop without those services such tests skip with a clear reason; with ALMA_REQUIRE_SERVICES=1 (CI) they fail.
 """
@@ -13,27 +13,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import translation
 
-REQUIRE_SERVICES = os.environ.get("ALMA_REQUIRE_SERVICES") == "1"
-
-
-def need(service: str, available: bool, why: str) -> None:
-    if available:
-        return
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{service} is required here (ALMA_REQUIRE_SERVICES=1) but {why}", pytrace=False)
-    pytest.skip(f"needs {service}: {why}")
-
-
-def redis_available() -> bool:
-    url = os.environ.get("REDIS_URL", "")
-    if not url:
-        return False
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+from tests.needs import REQUIRE_SERVICES, need, redis_available
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """factory_boy factories for the billing domain."""
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import factory
 from django.contrib.auth import get_user_model
@@ -17,9 +17,23 @@ from invoices.models import (
     Provider,
     TherapySession,
 )
+from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
+
+T = TypeVar("T")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class ModelFactory(factory.django.DjangoModelFactory[T]):
+    """A factory whose call mypy reads as the model it builds (`InvoiceFactory()` is an `Invoice`)."""
+
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+        # factory_boy builds through its metaclass; this only tells mypy what comes back.
+        def __new__(cls, *args: Any, **kwargs: Any) -> T: ...  # type: ignore[misc]
+
+
+class UserFactory(ModelFactory[Any]):
     class Meta:
         model = get_user_model()
 
@@ -27,7 +41,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
 
 
-class PracticeFactory(factory.django.DjangoModelFactory):
+class PracticeFactory(ModelFactory[Practice]):
     class Meta:
         model = Practice
 
@@ -38,7 +52,7 @@ def _npi(n: int) -> str:
     return f"{1000000000 + n:010d}"
 
 
-class ProviderFactory(factory.django.DjangoModelFactory):
+class ProviderFactory(ModelFactory[Provider]):
     class Meta:
         model = Provider
 
@@ -48,7 +62,7 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     npi = factory.Sequence(_npi)
 
 
-class PatientFactory(factory.django.DjangoModelFactory):
+class PatientFactory(ModelFactory[Patient]):
     class Meta:
         model = Patient
 
@@ -58,7 +72,7 @@ class PatientFactory(factory.django.DjangoModelFactory):
     phone = "+12025550143"
 
 
-class CoverageFactory(factory.django.DjangoModelFactory):
+class CoverageFactory(ModelFactory[Coverage]):
     class Meta:
         model = Coverage
 
@@ -67,7 +81,7 @@ class CoverageFactory(factory.django.DjangoModelFactory):
     member_id = factory.Sequence(lambda n: f"M{n:06d}")
 
 
-class EligibilitySnapshotFactory(factory.django.DjangoModelFactory):
+class EligibilitySnapshotFactory(ModelFactory[EligibilitySnapshot]):
     class Meta:
         model = EligibilitySnapshot
 
@@ -79,7 +93,7 @@ class EligibilitySnapshotFactory(factory.django.DjangoModelFactory):
     oop_max_remaining_cents = 500_000
 
 
-class EapAuthorizationFactory(factory.django.DjangoModelFactory):
+class EapAuthorizationFactory(ModelFactory[EapAuthorization]):
     class Meta:
         model = EapAuthorization
 
@@ -91,7 +105,7 @@ class EapAuthorizationFactory(factory.django.DjangoModelFactory):
     valid_until = factory.LazyFunction(lambda: date.today() + timedelta(days=60))
 
 
-class TherapySessionFactory(factory.django.DjangoModelFactory):
+class TherapySessionFactory(ModelFactory[TherapySession]):
     class Meta:
         model = TherapySession
 
@@ -111,7 +125,7 @@ def insured_session(**kwargs: Any) -> TherapySession:
     return session
 
 
-class InvoiceFactory(factory.django.DjangoModelFactory):
+class InvoiceFactory(ModelFactory[Invoice]):
     """An issued invoice without going through the service (for pages and queries)."""
 
     class Meta:
@@ -127,3 +141,50 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     calculation = factory.LazyAttribute(
         lambda o: {"method": "self_pay", "rate_cents": o.amount_cents, "amount_cents": o.amount_cents}
     )
+
+
+class PaymentFactory(ModelFactory[Payment]):
+    """A payment row as the state machine leaves it; pass `status` and the Stripe fields the test needs."""
+
+    class Meta:
+        model = Payment
+
+    patient = factory.SubFactory(PatientFactory)
+    amount_cents = 12_000
+    attempt_key = factory.Sequence(lambda n: f"attempt-t{n:06d}")
+
+
+class PaymentAllocationFactory(ModelFactory[PaymentAllocation]):
+    """The share of one payment that goes to one invoice (the whole invoice unless told otherwise)."""
+
+    class Meta:
+        model = PaymentAllocation
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    payment = factory.SubFactory(PaymentFactory, patient=factory.SelfAttribute("..invoice.patient"))
+    amount_cents = factory.SelfAttribute("invoice.amount_cents")
+
+
+class AutopayEnrollmentFactory(ModelFactory[AutopayEnrollment]):
+    """A card saved for autopay without going through Stripe (for pages and scoping; charging needs a real card)."""
+
+    class Meta:
+        model = AutopayEnrollment
+
+    patient = factory.SubFactory(PatientFactory)
+    stripe_payment_method_id = factory.Sequence(lambda n: f"pm_t{n:06d}")
+    card_brand = "visa"
+    card_last4 = "4242"
+    consent_text = "ok"
+
+
+class AutopayAttemptFactory(ModelFactory[AutopayAttempt]):
+    """The first scheduled charge of an invoice, due now."""
+
+    class Meta:
+        model = AutopayAttempt
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    enrollment = factory.SubFactory(AutopayEnrollmentFactory, patient=factory.SelfAttribute("..invoice.patient"))
+    number = 1
+    scheduled_for = factory.LazyFunction(timezone.now)

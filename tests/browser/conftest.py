@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import need
+from tests.needs import need
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401  (localstripe for the paying tests)
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls made by the tests are still synchronous.

@@ -19,15 +19,15 @@ from django.conf import settings
 from django.test import RequestFactory
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Page, Route, ViewportSize, expect
 
 from alma_billing.core import error_pages
 from invoices.models import Invoice, Practice
-from tests.browser.test_patient_access import TYPED_PHONE, _latest_code
-from tests.conftest import need
+from tests.browser.flows import TYPED_PHONE, fill_card, latest_code
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
+from tests.needs import need
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from verification.models import PayLink
 from verification.services import pay_link_create
 
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AXE_JS = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+SIZES: dict[str, ViewportSize] = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 WRONG_PHONE = "(202) 555-0199"
 
 
@@ -91,7 +91,7 @@ def _to_code_page(page: Page, url: str, invoice: Invoice) -> None:
 
 def _verified(page: Page, url: str, invoice: Invoice) -> None:
     _to_code_page(page, url, invoice)
-    page.locator("#id_code").fill(_latest_code())
+    page.locator("#id_code").fill(latest_code())
     page.locator("form[action='/pay/code/'] button[type=submit]").click()
     expect(page).to_have_url(url + "/pay/invoices/")
 
@@ -103,17 +103,6 @@ def _card_page(page: Page, url: str) -> None:
     page.locator("form[action='/pay/checkout/'] button[type=submit]").first.click()
     expect(page).to_have_url(re.compile(r"/pay/card/[0-9a-f]{16}/$"))
     expect(page.locator("#card-element input").first).to_be_visible()
-
-
-def _fill_card(page: Page, number: str) -> None:
-    for placeholder, value in (
-        ("number", number),
-        ("exp_month", "12"),
-        ("exp_year", "34"),
-        ("cvc", "123"),
-        ("postal_code", "10001"),
-    ):
-        page.locator("#card-element").get_by_placeholder(placeholder, exact=True).fill(value)
 
 
 def landing(page: Page, url: str) -> None:
@@ -150,7 +139,7 @@ def code(page: Page, url: str) -> None:
 
 def code_wrong(page: Page, url: str) -> None:
     _to_code_page(page, url, _patient_invoices(7_000)[0])
-    wrong = "000000" if _latest_code() != "000000" else "111111"
+    wrong = "000000" if latest_code() != "000000" else "111111"
     page.locator("#id_code").fill(wrong)
     page.locator("form[action='/pay/code/'] button[type=submit]").click()
     expect(page.get_by_role("alert").first).to_be_visible()
@@ -191,7 +180,7 @@ def card_page(page: Page, url: str) -> None:
 
 def card_declined_at_check(page: Page, url: str) -> None:
     _card_page(page, url)
-    _fill_card(page, stripe_fake.DECLINED_AT_SETUP)
+    fill_card(page, stripe_fake.DECLINED_AT_SETUP)
     page.locator("#pay-button").click()
     expect(page.locator("#card-errors")).not_to_be_empty()
     expect(page.locator("#pay-button")).to_be_enabled()
@@ -199,7 +188,7 @@ def card_declined_at_check(page: Page, url: str) -> None:
 
 def card_declined_at_charge(page: Page, url: str) -> None:
     _card_page(page, url)
-    _fill_card(page, stripe_fake.DECLINED_AT_CHARGE)
+    fill_card(page, stripe_fake.DECLINED_AT_CHARGE)
     page.locator("#pay-button").click()
     expect(page).to_have_url(re.compile(r"/pay/payments/\d+/$"))
     expect(page.get_by_role("alert").first).to_be_visible()
@@ -215,7 +204,7 @@ def confirming(page: Page, url: str) -> None:
 
 def payment_received(page: Page, url: str) -> None:
     _card_page(page, url)
-    _fill_card(page, stripe_fake.GOOD_CARD)
+    fill_card(page, stripe_fake.GOOD_CARD)
     page.locator("#pay-button").click()
     expect(page).to_have_url(re.compile(r"/pay/payments/\d+/$"))
     expect(page.locator("a[href$='receipt.pdf']").first).to_be_visible()

@@ -20,14 +20,13 @@ from alma_billing.core.models import AuditEvent
 from invoices import services as invoice_services
 from invoices.models import Invoice, Patient, Practice, TherapySession
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment
-from tests.browser.test_paying import _expect_received, _fill_card, _pay, _verify
+from tests.browser.flows import PAY_PATH, expect_received, fill_card, pay_on_page, verify_on_page
 from tests.factories import PatientFactory, ProviderFactory, TherapySessionFactory
 from tests.payments import stripe_fake
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 Shot = Callable[[Page, str], Path]
-PAY_PATH = re.compile(r"/pay/[A-Za-z0-9_-]{43}/")
 NEW_INVOICE = "You have a new invoice from Alma"
 NOTICE = "Autopay: an upcoming charge from Alma"
 RECEIPT = "Your payment to Alma was received"
@@ -63,12 +62,12 @@ def _optional_practice_patient() -> tuple[Any, Invoice]:
 
 
 def _subjects() -> list[str]:
-    return [m.subject for m in mail.outbox]
+    return [str(m.subject) for m in mail.outbox]
 
 
 def _link_in(subject: str) -> str:
     [message] = [m for m in mail.outbox if m.subject == subject]
-    match = PAY_PATH.search(message.body)
+    match = PAY_PATH.search(str(message.body))
     assert match, message.body
     return match.group(0)
 
@@ -97,7 +96,7 @@ def _open_autopay_page(page: Page, link: str) -> None:
 
 
 def _turn_on(page: Page, number: str) -> None:
-    _fill_card(page, number)
+    fill_card(page, number)
     page.get_by_role("button", name=TURN_ON).click()
 
 
@@ -125,7 +124,7 @@ def test_p6_enroll_then_a_new_session_is_charged_automatically(
 ) -> None:
     provider, first = _optional_practice_patient()
     page = phone_page
-    _verify(page, live_server.url + _link_in(NEW_INVOICE))
+    verify_on_page(page, live_server.url + _link_in(NEW_INVOICE))
     expect(_autopay_section(page)).to_contain_text("Autopay is off.")
     screenshot(page, "1-summary")
 
@@ -181,7 +180,7 @@ def test_p7_benefit_card_is_refused_with_a_way_forward(
 ) -> None:
     _, first = _optional_practice_patient()
     page = phone_page
-    _verify(page, live_server.url + _link_in(NEW_INVOICE))
+    verify_on_page(page, live_server.url + _link_in(NEW_INVOICE))
     _open_autopay_page(page, "Set up autopay")
     enrolls: list[Request] = []
     page.on("request", lambda request: enrolls.append(request) if "/pay/autopay/enroll/" in request.url else None)
@@ -205,8 +204,8 @@ def test_p7_benefit_card_is_refused_with_a_way_forward(
 
     _expect_on(page)
     screenshot(page, "2-enrolled-with-another-card")
-    assert [r.post_data_json["benefit_card"] for r in enrolls] == [True, False]
-    first_setup, second_setup = (r.post_data_json["setup_intent"] for r in enrolls)
+    assert [r.post_data_json["benefit_card"] for r in enrolls] == [True, False]  # type: ignore[index]
+    first_setup, second_setup = (r.post_data_json["setup_intent"] for r in enrolls)  # type: ignore[index]
     assert first_setup != second_setup  # the page used the fresh SetupIntent the server sent back
     enrollment = AutopayEnrollment.objects.get()
     assert enrollment.active and enrollment.card_last4 == "4242"
@@ -223,7 +222,7 @@ def test_p6_decline_falls_back_to_the_emailed_link(
 ) -> None:
     provider, first = _optional_practice_patient()
     page = phone_page
-    _verify(page, live_server.url + _link_in(NEW_INVOICE))
+    verify_on_page(page, live_server.url + _link_in(NEW_INVOICE))
     _enroll(page, stripe_fake.DECLINED_AT_CHARGE)  # the card saves fine; the bank declines it when charged
 
     mail.outbox.clear()
@@ -241,7 +240,7 @@ def test_p6_decline_falls_back_to_the_emailed_link(
 
     # Later, on the phone, the patient opens the link in that email.
     later = new_phone_context().new_page()
-    _verify(later, live_server.url + _link_in(FAILED))
+    verify_on_page(later, live_server.url + _link_in(FAILED))
     expect(later.get_by_text("You have 2 unpaid invoices totaling $160.00.")).to_be_visible()
     rows = _charge_row(later, new)
     expect(rows).to_have_count(2)  # the declined charge, and the retry the email promised
@@ -249,8 +248,8 @@ def test_p6_decline_falls_back_to_the_emailed_link(
     expect(rows.filter(has_text="Scheduled")).to_have_count(1)
     screenshot(later, "1-summary-after-decline")
     later.get_by_role("button", name="Pay most recent invoice").click()
-    _pay(later, "$90.00")
-    _expect_received(later)
+    pay_on_page(later, "$90.00")
+    expect_received(later)
     expect(later.get_by_text(new.number)).to_be_visible()
     expect(later.get_by_text("ending in 4242")).to_be_visible()
     screenshot(later, "2-paid-by-hand")
@@ -272,7 +271,7 @@ def test_p6_turn_off_autopay(
 ) -> None:
     provider, first = _optional_practice_patient()
     page = phone_page
-    _verify(page, live_server.url + _link_in(NEW_INVOICE))
+    verify_on_page(page, live_server.url + _link_in(NEW_INVOICE))
     _enroll(page)
     card = AutopayEnrollment.objects.get().stripe_payment_method_id
 
@@ -296,7 +295,7 @@ def test_p6_turn_off_autopay(
 
     assert _status(new) == Invoice.Status.OPEN
     assert _subjects() == [NEW_INVOICE]
-    assert PAY_PATH.search(mail.outbox[0].body)
+    assert PAY_PATH.search(str(mail.outbox[0].body))
     assert not new.autopay_attempts.exists()
     assert not Payment.objects.exists()
     assert stripe_fake.intents_for(_customer(new)) == []

@@ -16,10 +16,10 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from invoices.models import Practice
 from payments.models import Payment
-from tests.browser.test_paying import _fill_card, _verify
+from tests.browser.flows import fill_card, verify_on_page
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -43,7 +43,7 @@ def _no_usable_pay_button(page: Page) -> None:
 def _two_invoices_card_page(page: Page, live_server: Any) -> None:
     """Two open invoices (so the card page is a screen of its own), on the card page of the most recent."""
     invoices = open_invoices(PatientFactory(phone="+12025550143"), 4_000, 3_000)
-    _verify(page, live_server.url + link_for(invoices[-1]))
+    verify_on_page(page, live_server.url + link_for(invoices[-1]))
     page.get_by_role("button", name=re.compile("Pay most recent invoice")).click()
     expect(page.get_by_role("heading", name=re.compile(r"\$30\.00"), level=1)).to_be_visible()
 
@@ -72,7 +72,7 @@ def test_stripe_js_blocked_in_spanish(live_server: Any, stripe_api: str, phone_p
     page = phone_page
     _block_stripe_js(page)
     invoices = open_invoices(PatientFactory(phone="+12025550143"), 4_000, 3_000)
-    _verify(page, live_server.url + link_for(invoices[-1]))
+    verify_on_page(page, live_server.url + link_for(invoices[-1]))
     page.get_by_role("button", name="Español").click()
     page.get_by_role("button", name=re.compile("Pagar la factura más reciente")).click()
 
@@ -121,7 +121,7 @@ def test_without_javascript_in_spanish(
 ) -> None:
     page = _no_js_context(new_phone_context)
     invoices = open_invoices(PatientFactory(phone="+12025550143"), 4_000, 3_000)
-    _verify(page, live_server.url + link_for(invoices[-1]))
+    verify_on_page(page, live_server.url + link_for(invoices[-1]))
     page.get_by_role("button", name="Español").click()  # a plain form: works without JavaScript
     page.get_by_role("button", name=re.compile("Pagar la factura más reciente")).click()
     notice = page.get_by_role("alert").filter(has_text="JavaScript")
@@ -134,7 +134,7 @@ def _autopay_page(page: Page, live_server: Any) -> None:
     patient = PatientFactory(phone="+12025550143")
     invoices = open_invoices(patient, 4_000, 3_000)
     Practice.objects.filter(providers__sessions__patient=patient).update(autopay_policy=Practice.AutopayPolicy.OPTIONAL)
-    _verify(page, live_server.url + link_for(invoices[-1]))
+    verify_on_page(page, live_server.url + link_for(invoices[-1]))
     page.goto(live_server.url + "/pay/autopay/")
     expect(page.get_by_role("heading", name="Autopay", level=1)).to_be_visible()
 
@@ -163,7 +163,7 @@ def test_with_stripe_js_the_form_appears_and_a_decline_at_the_card_check_says_no
     pay = page.get_by_role("button", name="Pay $30.00", exact=True)
     expect(pay).to_be_enabled()
 
-    _fill_card(page, stripe_fake.DECLINED_AT_SETUP)
+    fill_card(page, stripe_fake.DECLINED_AT_SETUP)
     pay.click()
 
     errors = page.locator("#card-errors")

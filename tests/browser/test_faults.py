@@ -8,14 +8,14 @@ from playwright.sync_api import Page, expect
 
 from invoices.models import Invoice
 from payments.models import Payment
-from tests.browser.test_paying import _card_page_for_one_invoice, _expect_received, _pay
+from tests.browser.flows import card_page_for_one_invoice, expect_received, pay_on_page
 from tests.faults.conftest import broker  # noqa: F401  (fixture used here)
 from tests.faults.redis_server import PrivateRedis
 
 pytestmark = [pytest.mark.browser, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 
-def test_redis_down_the_patient_who_paid_reads_payment_received(  # type: ignore[no-untyped-def]
+def test_redis_down_the_patient_who_paid_reads_payment_received(
     broker: PrivateRedis,  # noqa: F811
     live_server: Any,
     stripe_api: str,
@@ -23,12 +23,12 @@ def test_redis_down_the_patient_who_paid_reads_payment_received(  # type: ignore
     screenshot,
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
+    invoice = card_page_for_one_invoice(page, live_server)
     broker.stop()  # the broker dies while the patient types their card
 
-    _pay(page, "$70.00")
+    pay_on_page(page, "$70.00")
 
-    _expect_received(page)
+    expect_received(page)
     expect(page.get_by_text("Nothing was charged")).to_have_count(0)
     screenshot(page, "redis-down-payment-received")
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID

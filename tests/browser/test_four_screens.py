@@ -12,11 +12,10 @@ from playwright.sync_api import Frame, Page, expect
 
 from invoices.models import Invoice
 from payments.models import Payment
-from tests.browser.test_patient_access import TYPED_PHONE, _latest_code, _submit_code, _submit_phone
-from tests.browser.test_paying import _fill_card
+from tests.browser.flows import TYPED_PHONE, fill_card, latest_code, submit_code, submit_phone
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
+from tests.payments.flows import open_invoices
 from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,19 +45,19 @@ def _one_invoice_to_received(page: Page, live_server: Any, screenshot: Shot, *, 
         screens.append("/pay/<token>/ (es)")
         page.get_by_label("Número de teléfono").fill(TYPED_PHONE)
         page.get_by_role("button", name="Continuar").click()
-        page.get_by_label("Código de verificación").fill(_latest_code())
+        page.get_by_label("Código de verificación").fill(latest_code())
         page.get_by_role("button", name="Verificar").click()
     else:
-        _submit_phone(page, TYPED_PHONE)
+        submit_phone(page, TYPED_PHONE)
         expect(page.get_by_label("Verification code")).to_be_visible()
-        _submit_code(page, _latest_code())
+        submit_code(page, latest_code())
 
     pay_label = "Pagar $70.00" if spanish else "Pay $70.00"
     pay = page.get_by_role("button", name=pay_label, exact=True)
     expect(pay).to_be_enabled()
     expect(page.get_by_role("button", name="Detalles" if spanish else "Details")).to_be_visible()
     screenshot(page, "summary-with-card-es" if spanish else "summary-with-card")
-    _fill_card(page, stripe_fake.GOOD_CARD)
+    fill_card(page, stripe_fake.GOOD_CARD)
     pay.click()
     expect(page.get_by_role("heading", name="Pago recibido" if spanish else "Payment received")).to_be_visible()
     screenshot(page, "received-es" if spanish else "received")
@@ -88,8 +87,8 @@ def test_several_open_invoices_keep_the_choice(live_server: Any, stripe_api: str
     page = phone_page
     invoices = open_invoices(PatientFactory(phone="+12025550143"), 4_000, 3_000)
     page.goto(live_server.url + link_for(invoices[-1]))
-    _submit_phone(page, TYPED_PHONE)
-    _submit_code(page, _latest_code())
+    submit_phone(page, TYPED_PHONE)
+    submit_code(page, latest_code())
     for name in ("Pay most recent invoice", "Pay all outstanding", "Details"):
         expect(page.get_by_role("button", name=re.compile(name))).to_be_visible()
     expect(page.locator("#card-form")).to_have_count(0)

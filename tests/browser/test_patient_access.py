@@ -3,78 +3,36 @@
 Elements are found by their accessible labels and roles only (the public contract in DESIGN.md).
 """
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.core import mail
 from django.utils import dateformat
 from playwright.sync_api import BrowserContext, Page, expect
 
-from alma_billing.core.audit import SYSTEM
-from invoices import services as invoice_services
 from invoices.models import Invoice
-from tests.factories import InvoiceFactory, insured_session
+from tests.browser.flows import (
+    TYPED_PHONE,
+    issue_insured_invoice,
+    latest_code,
+    link_path_from_email,
+    sms_files,
+    submit_code,
+    submit_phone,
+)
+from tests.factories import InvoiceFactory
 from verification.services import pay_link_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PROFILE_PHONE = "+12025550143"  # PatientFactory's number
-TYPED_PHONE = "(202) 555-0143"
-PAY_PATH = re.compile(r"/pay/[A-Za-z0-9_-]{43}/")
 MISMATCH = "doesn't match the phone number on your profile"
-
-
-def _issue_insured_invoice() -> Invoice:
-    """A session completed through the service: $150 allowed, $50 deductible left, 20% coinsurance = $70.00."""
-    session = insured_session(plan_deductible_remaining_cents=5_000, plan_coinsurance_bp=2_000)
-    invoice_services.session_complete(session_id=session.pk, actor=SYSTEM)  # commits; the task runs eagerly
-    invoice = Invoice.objects.select_related("patient", "provider", "session").get(session=session)
-    assert invoice.amount_cents == 7_000
-    return invoice
-
-
-def _link_path_from_email(invoice: Invoice) -> str:
-    [message] = [m for m in mail.outbox if m.to == [invoice.patient.email]]
-    match = PAY_PATH.search(message.body)
-    assert match, message.body
-    return match.group(0)
 
 
 def _link_path(invoice: Invoice) -> str:
     _, token = pay_link_create(patient=invoice.patient, invoice=invoice)
     return f"/pay/{token}/"
-
-
-def _sms_files() -> list[Path]:
-    folder = Path(settings.OUTBOX_DIR)
-    return sorted(folder.glob("*.sms.json")) if folder.exists() else []  # names start with time_ns
-
-
-def _latest_code() -> str:
-    files = _sms_files()
-    assert files, f"no SMS written to {settings.OUTBOX_DIR}"
-    sms = json.loads(files[-1].read_text())
-    assert sms["to"] == PROFILE_PHONE
-    match = re.search(r"\b(\d{6})\b", sms["body"])
-    assert match, sms["body"]
-    return match.group(1)
-
-
-def _submit_phone(page: Page, phone: str) -> None:
-    field = page.get_by_label("Phone number")
-    field.click()
-    field.press_sequentially(phone)
-    page.get_by_role("button", name="Continue").click()
-
-
-def _submit_code(page: Page, code: str) -> None:
-    page.get_by_label("Verification code").fill(code)
-    page.get_by_role("button", name="Verify").click()
 
 
 def _assert_nothing_private(page: Page, invoice: Invoice) -> None:
@@ -105,21 +63,21 @@ def _assert_summary(page: Page, invoice: Invoice) -> None:
 def test_p4_patient_reaches_summary_in_three_screens(
     live_server: Any, phone_page: Page, screenshot: Callable[[Page, str], Path]
 ) -> None:
-    invoice = _issue_insured_invoice()
+    invoice = issue_insured_invoice()
     page = phone_page
 
-    page.goto(live_server.url + _link_path_from_email(invoice))
+    page.goto(live_server.url + link_path_from_email(invoice))
     expect(page.get_by_label("Phone number")).to_be_visible()
     _assert_nothing_private(page, invoice)
     screenshot(page, "1-phone")
 
-    _submit_phone(page, TYPED_PHONE)
+    submit_phone(page, TYPED_PHONE)
     expect(page.get_by_label("Verification code")).to_be_visible()
     assert page.url == live_server.url + "/pay/code/"  # the token is no longer in the address bar
     _assert_nothing_private(page, invoice)
     screenshot(page, "2-code")
 
-    _submit_code(page, _latest_code())
+    submit_code(page, latest_code())
     expect(page).to_have_url(live_server.url + "/pay/invoices/")
     _assert_summary(page, invoice)
     screenshot(page, "3-summary")
@@ -132,7 +90,7 @@ def test_p4_wrong_phone_says_contact_provider(
     page = phone_page
     page.goto(live_server.url + _link_path(invoice))
 
-    _submit_phone(page, "(202) 555-0199")
+    submit_phone(page, "(202) 555-0199")
 
     field = page.get_by_label("Phone number")
     expect(field).to_have_attribute("aria-invalid", "true")
@@ -144,7 +102,7 @@ def test_p4_wrong_phone_says_contact_provider(
     expect(error).to_contain_text("contact your provider")
     expect(field).to_have_accessible_description(re.compile(MISMATCH))
     _assert_nothing_private(page, invoice)
-    assert _sms_files() == []
+    assert sms_files() == []
     screenshot(page, "wrong-phone")
 
 
@@ -154,11 +112,11 @@ def test_p4_wrong_code_then_right_code(
     invoice = InvoiceFactory(amount_cents=7_000)
     page = phone_page
     page.goto(live_server.url + _link_path(invoice))
-    _submit_phone(page, TYPED_PHONE)
+    submit_phone(page, TYPED_PHONE)
     expect(page.get_by_label("Verification code")).to_be_visible()
-    code = _latest_code()
+    code = latest_code()
 
-    _submit_code(page, f"{(int(code) + 1) % 1_000_000:06d}")
+    submit_code(page, f"{(int(code) + 1) % 1_000_000:06d}")
 
     field = page.get_by_label("Verification code")
     expect(page.get_by_text("That code isn't right")).to_be_visible()
@@ -167,7 +125,7 @@ def test_p4_wrong_code_then_right_code(
     _assert_nothing_private(page, invoice)
     screenshot(page, "wrong-code")
 
-    _submit_code(page, code)
+    submit_code(page, code)
     expect(page.get_by_role("heading", name="Your invoices", level=1)).to_be_visible()
     expect(page.get_by_text("You owe $70.00")).to_be_visible()
 
@@ -177,14 +135,14 @@ def test_p4_pages_work_without_javascript(
     new_phone_context: Callable[..., BrowserContext],
     screenshot: Callable[[Page, str], Path],
 ) -> None:
-    invoice = _issue_insured_invoice()
+    invoice = issue_insured_invoice()
     page = new_phone_context(java_script_enabled=False).new_page()
 
-    page.goto(live_server.url + _link_path_from_email(invoice))
+    page.goto(live_server.url + link_path_from_email(invoice))
     _assert_nothing_private(page, invoice)
-    _submit_phone(page, TYPED_PHONE)
+    submit_phone(page, TYPED_PHONE)
     expect(page.get_by_label("Verification code")).to_be_visible()
-    _submit_code(page, _latest_code())
+    submit_code(page, latest_code())
 
     expect(page).to_have_url(live_server.url + "/pay/invoices/")
     _assert_summary(page, invoice)

@@ -13,22 +13,22 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.utils import dateformat
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from invoices.models import Invoice, Patient
 from payments.models import Payment, PaymentAllocation
-from tests.browser.test_patient_access import (
-    TYPED_PHONE,
-    _issue_insured_invoice,
-    _latest_code,
-    _link_path_from_email,
-    _submit_code,
-    _submit_phone,
+from tests.browser.flows import (
+    card_page_for_one_invoice,
+    expect_received,
+    fill_card,
+    issue_insured_invoice,
+    link_path_from_email,
+    open_invoices_page,
+    pay_button,
+    pay_on_page,
+    verify_on_page,
 )
-from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
-from tests.verification.helpers import link_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,59 +38,6 @@ DIDNT_GO_THROUGH = "Your payment didn't go through"
 
 
 # --- steps -------------------------------------------------------------------------------------------------------
-
-
-def _verify(page: Page, url: str) -> None:
-    """From the emailed link through phone and code to the summary."""
-    page.goto(url)
-    _submit_phone(page, TYPED_PHONE)
-    expect(page.get_by_label("Verification code")).to_be_visible()
-    _submit_code(page, _latest_code())
-    expect(page.get_by_role("heading", name="Your invoices", level=1)).to_be_visible()
-
-
-def _open_invoices_page(page: Page, live_server: Any, *amounts: int) -> list[Invoice]:
-    """Open invoices (oldest first) for a patient with the profile phone, and a verified page on their summary."""
-    invoices = open_invoices(PatientFactory(phone="+12025550143"), *amounts)
-    _verify(page, live_server.url + link_for(invoices[-1]))
-    return invoices
-
-
-def _card_page_for_one_invoice(page: Page, live_server: Any) -> Invoice:
-    """Verified, one $70.00 invoice: the summary itself takes the card (P10, issue 11's four screens)."""
-    [invoice] = _open_invoices_page(page, live_server, 7_000)
-    return invoice
-
-
-def _fill_card(page: Page, number: str) -> None:
-    """The fake Stripe.js card element: five plain inputs named by their placeholders."""
-    card = page.locator("#card-element")
-    for placeholder, value in (
-        ("number", number),
-        ("exp_month", "12"),
-        ("exp_year", "34"),
-        ("cvc", "123"),
-        ("postal_code", "10001"),
-    ):
-        card.get_by_placeholder(placeholder, exact=True).fill(value)
-
-
-def _pay_button(page: Page, amount: str) -> Locator:
-    button = page.get_by_role("button", name=f"Pay {amount}", exact=True)
-    expect(button).to_be_enabled()
-    return button
-
-
-def _pay(page: Page, amount: str, number: str = stripe_fake.GOOD_CARD) -> None:
-    """On the card page, or on the summary of one open invoice (which takes the card itself)."""
-    expect(page.get_by_role("button", name=f"Pay {amount}", exact=True)).to_be_visible()
-    _fill_card(page, number)
-    _pay_button(page, amount).click()
-
-
-def _expect_received(page: Page) -> None:
-    expect(page.get_by_role("heading", name="Payment received", level=1)).to_be_visible()
-    expect(page.get_by_role("link", name="Download receipt")).to_be_visible()
 
 
 def _visit(invoice: Invoice) -> str:
@@ -129,19 +76,19 @@ def _paid_by_one_payment(invoices: list[Invoice]) -> Payment:
 def test_p10_one_invoice_from_email_to_receipt(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
-    invoice = _issue_insured_invoice()  # $70.00, emailed with its link
+    invoice = issue_insured_invoice()  # $70.00, emailed with its link
     page = phone_page
-    _verify(page, live_server.url + _link_path_from_email(invoice))
+    verify_on_page(page, live_server.url + link_path_from_email(invoice))
     expect(page.get_by_text("You owe $70.00")).to_be_visible()
     screenshot(page, "1-summary")
 
     # One open invoice: the card is entered on the summary itself.
     expect(page.get_by_role("heading", name=f"{_visit(invoice)} · $70.00", level=2)).to_be_visible()
-    _fill_card(page, stripe_fake.GOOD_CARD)
+    fill_card(page, stripe_fake.GOOD_CARD)
     screenshot(page, "2-card")
-    _pay_button(page, "$70.00").click()
+    pay_button(page, "$70.00").click()
 
-    _expect_received(page)
+    expect_received(page)
     expect(page.get_by_text("We received $70.00 from your Visa ending in 4242")).to_be_visible()
     expect(page.get_by_text(invoice.number)).to_be_visible()
     screenshot(page, "3-received")
@@ -164,15 +111,15 @@ def test_p11_pay_all_outstanding(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoices = _open_invoices_page(page, live_server, 4_000, 5_500, 7_000)
+    invoices = open_invoices_page(page, live_server, 4_000, 5_500, 7_000)
     expect(page.get_by_text("You have 3 unpaid invoices totaling $165.00.")).to_be_visible()
     screenshot(page, "1-summary")
 
     page.get_by_role("button", name="Pay all outstanding").click()
     expect(page.get_by_text("For 3 invoices:")).to_be_visible()
-    _pay(page, "$165.00")
+    pay_on_page(page, "$165.00")
 
-    _expect_received(page)
+    expect_received(page)
     for invoice in invoices:
         expect(page.get_by_text(invoice.number)).to_be_visible()
     screenshot(page, "2-received")
@@ -184,12 +131,12 @@ def test_p11_pay_most_recent_then_p12_pay_the_oldest_from_details(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    oldest, middle, newest = invoices = _open_invoices_page(page, live_server, 4_000, 5_500, 7_000)
+    oldest, middle, newest = invoices = open_invoices_page(page, live_server, 4_000, 5_500, 7_000)
 
     page.get_by_role("button", name="Pay most recent invoice").click()
     expect(page.get_by_text(f"For your {_visit(newest).lower()}")).to_be_visible()
-    _pay(page, "$70.00")
-    _expect_received(page)
+    pay_on_page(page, "$70.00")
+    expect_received(page)
     assert _statuses(invoices) == [Invoice.Status.OPEN, Invoice.Status.OPEN, Invoice.Status.PAID]
 
     page.get_by_role("link", name="Back to your invoices").click()
@@ -201,8 +148,8 @@ def test_p11_pay_most_recent_then_p12_pay_the_oldest_from_details(
     screenshot(page, "1-details")
 
     page.get_by_role("region", name=f"{_visit(oldest)} · $40.00").get_by_role("button").click()
-    _pay(page, "$40.00")
-    _expect_received(page)
+    pay_on_page(page, "$40.00")
+    expect_received(page)
     screenshot(page, "2-received")
     assert _statuses(invoices) == [Invoice.Status.PAID, Invoice.Status.OPEN, Invoice.Status.PAID]
 
@@ -219,8 +166,8 @@ def test_p5_declined_card_then_a_good_one(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
-    _pay(page, "$70.00", stripe_fake.DECLINED_AT_CHARGE)
+    invoice = card_page_for_one_invoice(page, live_server)
+    pay_on_page(page, "$70.00", stripe_fake.DECLINED_AT_CHARGE)
 
     expect(page.get_by_role("heading", name=DIDNT_GO_THROUGH, level=1)).to_be_visible()
     alert = page.get_by_role("alert")
@@ -230,8 +177,8 @@ def test_p5_declined_card_then_a_good_one(
     assert _statuses([invoice]) == [Invoice.Status.OPEN]
 
     page.get_by_role("link", name="Try another card").click()
-    _pay(page, "$70.00")
-    _expect_received(page)
+    pay_on_page(page, "$70.00")
+    expect_received(page)
     expect(page.get_by_text("ending in 4242")).to_be_visible()
 
     assert _statuses([invoice]) == [Invoice.Status.PAID]
@@ -246,13 +193,13 @@ def test_declined_at_setup_shows_the_reason_in_the_page(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
-    _pay(page, "$70.00", stripe_fake.DECLINED_AT_SETUP)
+    invoice = card_page_for_one_invoice(page, live_server)
+    pay_on_page(page, "$70.00", stripe_fake.DECLINED_AT_SETUP)
 
     errors = page.locator("#card-errors")
     expect(errors).to_have_attribute("role", "alert")
     expect(errors).to_contain_text("declined")
-    expect(_pay_button(page, "$70.00")).to_be_enabled()  # ready for another card
+    expect(pay_button(page, "$70.00")).to_be_enabled()  # ready for another card
     expect(page).to_have_url(re.compile(re.escape(live_server.url) + r"/pay/invoices/$"))
     screenshot(page, "declined-at-setup")
 
@@ -275,12 +222,12 @@ def test_3d_secure_completed_in_the_page(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
-    _pay(page, "$70.00", stripe_fake.THREE_D_SECURE)
+    invoice = card_page_for_one_invoice(page, live_server)
+    pay_on_page(page, "$70.00", stripe_fake.THREE_D_SECURE)
 
     _authenticate(page, "Complete authentication", screenshot)  # saving the card
     _authenticate(page, "Complete authentication")  # charging it
-    _expect_received(page)
+    expect_received(page)
     assert _statuses([invoice]) == [Invoice.Status.PAID]
     _paid_by_one_payment([invoice])
 
@@ -289,8 +236,8 @@ def test_3d_secure_failed_does_not_pay(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
-    _pay(page, "$70.00", stripe_fake.THREE_D_SECURE)
+    invoice = card_page_for_one_invoice(page, live_server)
+    pay_on_page(page, "$70.00", stripe_fake.THREE_D_SECURE)
 
     _authenticate(page, "Complete authentication")  # saving the card
     _authenticate(page, "Fail authentication")  # charging it
@@ -306,14 +253,14 @@ def test_double_click_on_pay_charges_once(
     live_server: Any, stripe_api: str, phone_page: Page, browser_log: list[str], screenshot: Shot
 ) -> None:
     page = phone_page
-    invoice = _card_page_for_one_invoice(page, live_server)
+    invoice = card_page_for_one_invoice(page, live_server)
     expect(page.get_by_role("button", name="Pay $70.00", exact=True)).to_be_enabled()
-    _fill_card(page, stripe_fake.GOOD_CARD)
+    fill_card(page, stripe_fake.GOOD_CARD)
     confirms: list[str] = []
     page.on("request", lambda request: confirms.append(request.url) if "/pay/card/confirm/" in request.url else None)
 
-    _pay_button(page, "$70.00").dblclick()
-    _expect_received(page)
+    pay_button(page, "$70.00").dblclick()
+    expect_received(page)
 
     assert len(confirms) == 1  # one Pay press is one attempt: the button is disabled while it runs
     assert Payment.objects.count() == 1

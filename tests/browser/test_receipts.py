@@ -9,9 +9,9 @@ import pytest
 from django.core import mail
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_patient_access import TYPED_PHONE, _latest_code, _submit_code, _submit_phone
+from tests.browser.flows import TYPED_PHONE, latest_code, submit_code, submit_phone
 from tests.factories import PatientFactory
-from tests.payments.test_receipts_later import paid
+from tests.payments.flows import paid
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,11 +35,11 @@ def test_a_patient_with_nothing_open_gets_last_years_receipt(
     screenshot(page, "sent")
 
     [message] = mail.outbox
-    match = re.search(r"/pay/[A-Za-z0-9_-]{43}/", message.body)
+    match = re.search(r"/pay/[A-Za-z0-9_-]{43}/", str(message.body))
     assert match, message.body
     page.goto(live_server.url + match.group(0))
-    _submit_phone(page, TYPED_PHONE)
-    _submit_code(page, _latest_code())
+    submit_phone(page, TYPED_PHONE)
+    submit_code(page, latest_code())
     expect(page.get_by_text("You have no unpaid invoices.")).to_be_visible()
     expect(page.get_by_role("heading", name="Recent payments")).to_be_visible()
     screenshot(page, "receipts")

@@ -13,7 +13,7 @@ from django.utils import dateformat, translation
 from playwright.sync_api import Page, expect
 
 from invoices.models import Patient
-from tests.browser.test_patient_access import _issue_insured_invoice, _latest_code, _link_path_from_email
+from tests.browser.flows import issue_insured_invoice, latest_code, link_path_from_email
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_a_patient_switches_to_spanish_on_the_phone_page_and_sees_the_summary_in_spanish(
     live_server: Any, phone_page: Page, screenshot: Callable[[Page, str], Path]
 ) -> None:
-    invoice = _issue_insured_invoice()
+    invoice = issue_insured_invoice()
     page = phone_page
-    page.goto(live_server.url + _link_path_from_email(invoice))
+    page.goto(live_server.url + link_path_from_email(invoice))
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
     page.get_by_role("button", name="Español").click()
@@ -39,7 +39,7 @@ def test_a_patient_switches_to_spanish_on_the_phone_page_and_sees_the_summary_in
     expect(page.get_by_label("Código de verificación")).to_be_visible()
     expect(page.locator("html")).to_have_attribute("lang", "es")
 
-    page.get_by_label("Código de verificación").fill(_latest_code())
+    page.get_by_label("Código de verificación").fill(latest_code())
     page.get_by_role("button", name="Verificar").click()
     expect(page).to_have_url(live_server.url + "/pay/invoices/")
     expect(page.locator("html")).to_have_attribute("lang", "es")

@@ -7,14 +7,13 @@ from alma_billing.core.audit import SYSTEM
 from claims.models import Claim
 from invoices import services
 from invoices.models import Invoice
+from tests.claims.flows import ESTIMATE
 from tests.factories import insured_session
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401
 
-ESTIMATE = 3_000  # 20% of the $150.00 allowed amount
-
 
 @pytest.fixture
-def billed(django_capture_on_commit_callbacks) -> tuple[Claim, Invoice]:  # type: ignore[no-untyped-def]
+def billed(django_capture_on_commit_callbacks) -> tuple[Claim, Invoice]:
     """A completed insurance session billed at the $30.00 estimate, with its claim."""
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
     with django_capture_on_commit_callbacks(execute=True):

@@ -12,7 +12,7 @@ from claims.models import Claim, ClaimPayment
 from claims.samples import Clp, build_835
 from invoices import services
 from invoices.models import Invoice, TherapySession
-from tests.claims.test_remittances import reversal, run, run_failing
+from tests.claims.flows import reversal, run, run_failing
 from tests.factories import EapAuthorizationFactory, TherapySessionFactory, insured_session
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def second_visit(first: Invoice) -> Invoice | None:
     return bill(TherapySessionFactory(patient=first.patient, provider=first.provider, allowed_amount_cents=15_000))
 
 
-def test_p13_the_plans_deductible_corrects_the_next_visits_estimate(first_visit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_plans_deductible_corrects_the_next_visits_estimate(first_visit, tmp_path: Path) -> None:
     claim, first = first_visit
     # The plan applied only $40.00 to the deductible (another provider's claim used the rest), then 20% of $110.00.
     decision = Clp(claim.claim_number, responsibility_cents=6_200, adjustments=[("PR", "1", 4_000), ("PR", "2", 2_200)])
@@ -58,7 +58,7 @@ def test_p13_the_plans_deductible_corrects_the_next_visits_estimate(first_visit,
     assert AuditEvent.objects.filter(action="claim.accumulators_updated").count() == 1
 
 
-def test_p13_a_reversal_gives_the_next_estimate_back_the_estimates_figures(first_visit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_reversal_gives_the_next_estimate_back_the_estimates_figures(first_visit, tmp_path: Path) -> None:
     claim, first = first_visit
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=2_000, adjustments=[("PR", "2", 2_000)])]))
     run(tmp_path, build_835([reversal(claim, 2_000)], trace="EFT2"))
@@ -90,7 +90,7 @@ def covered_eap() -> TherapySession:
     return session
 
 
-def test_p9_an_eap_session_the_plan_agrees_on_is_confirmed_at_zero(covered_eap, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p9_an_eap_session_the_plan_agrees_on_is_confirmed_at_zero(covered_eap, tmp_path: Path) -> None:
     number = f"ALMA{covered_eap.pk:08d}"
     out = run(tmp_path, build_835([Clp(number, responsibility_cents=0)]))
     assert "1 claims matched" in out and "1 confirmed" in out and "0 unmatched" in out
@@ -100,7 +100,7 @@ def test_p9_an_eap_session_the_plan_agrees_on_is_confirmed_at_zero(covered_eap, 
 
 
 @pytest.mark.parametrize(("status", "cents", "said"), [("1", 4_000, "owes $40.00"), ("4", 0, "denied the claim")])
-def test_p9_an_eap_session_the_plan_bills_stays_free_and_is_flagged(  # type: ignore[no-untyped-def]
+def test_p9_an_eap_session_the_plan_bills_stays_free_and_is_flagged(
     covered_eap, tmp_path: Path, status: str, cents: int, said: str
 ) -> None:
     number = f"ALMA{covered_eap.pk:08d}"

@@ -9,20 +9,20 @@ from claims.models import Claim
 from invoices import services
 from invoices.models import Invoice, TherapySession
 from tests.factories import TherapySessionFactory, insured_session
-from tests.payments.conftest import verified_client
+from tests.payments.flows import verified_client
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
 
-def bill(session: TherapySession, django_capture_on_commit_callbacks) -> Invoice | None:  # type: ignore[no-untyped-def]
+def bill(session: TherapySession, django_capture_on_commit_callbacks) -> Invoice | None:
     with django_capture_on_commit_callbacks(execute=True):
         services.session_complete(session_id=session.pk, actor=SYSTEM)
     session.refresh_from_db()
     return Invoice.objects.filter(session=session).first()
 
 
-def test_p13_an_insurance_session_gets_one_claim_when_billed(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p13_an_insurance_session_gets_one_claim_when_billed(django_capture_on_commit_callbacks) -> None:
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
     assert bill(session, django_capture_on_commit_callbacks) is not None
     services.invoice_issue(session_id=session.pk)  # billed again: still one claim
@@ -30,14 +30,14 @@ def test_p13_an_insurance_session_gets_one_claim_when_billed(django_capture_on_c
     assert claim.claim_number == f"ALMA{session.pk:08d}" and claim.status == Claim.Status.SUBMITTED
 
 
-def test_p13_a_zero_dollar_estimate_still_has_a_claim(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_zero_dollar_estimate_still_has_a_claim(django_capture_on_commit_callbacks) -> None:
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=0, plan_copay_cents=None)
     assert bill(session, django_capture_on_commit_callbacks) is None
     assert session.billing_outcome == TherapySession.Outcome.NO_CHARGE
     assert Claim.objects.filter(session=session).exists()
 
 
-def test_p13_self_pay_and_flagged_sessions_have_no_claim(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p13_self_pay_and_flagged_sessions_have_no_claim(django_capture_on_commit_callbacks) -> None:
     self_pay = TherapySessionFactory(billing_type=TherapySession.BillingType.SELF_PAY, self_pay_rate_cents=9_000)
     no_plan = TherapySessionFactory()  # no coverage on file: flagged, not sent to a plan
     bill(self_pay, django_capture_on_commit_callbacks)
@@ -45,7 +45,7 @@ def test_p13_self_pay_and_flagged_sessions_have_no_claim(django_capture_on_commi
     assert not Claim.objects.exists()
 
 
-def test_p13_the_patient_sees_the_claim_number_on_the_summary_and_the_invoice(  # type: ignore[no-untyped-def]
+def test_p13_the_patient_sees_the_claim_number_on_the_summary_and_the_invoice(
     django_capture_on_commit_callbacks,
 ) -> None:
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
@@ -57,7 +57,7 @@ def test_p13_the_patient_sees_the_claim_number_on_the_summary_and_the_invoice(  
     assert f"Claim number {number}" in client.get(f"/pay/invoices/{invoice.number}/").content.decode()
 
 
-def test_p13_ops_see_the_claim_number_on_the_session_and_invoice_pages(  # type: ignore[no-untyped-def]
+def test_p13_ops_see_the_claim_number_on_the_session_and_invoice_pages(
     django_capture_on_commit_callbacks,
 ) -> None:
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
@@ -75,11 +75,10 @@ def test_p13_ops_see_the_claim_number_on_the_session_and_invoice_pages(  # type:
         assert number in page, url
 
 
-def test_p13_the_receipt_names_the_claim_number(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_receipt_names_the_claim_number(stripe_api, django_capture_on_commit_callbacks) -> None:
     from payments.models import Payment
     from payments.receipts import receipt_pdf
-    from tests.payments.conftest import pay
-    from tests.payments.test_paying import pdf_text
+    from tests.payments.flows import pay, pdf_text
 
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
     invoice = bill(session, django_capture_on_commit_callbacks)

@@ -14,10 +14,9 @@ from claims.samples import Clp, build_835
 from invoices.models import Invoice
 from invoices.reminders import reminders_run
 from payments.models import Payment, PaymentAllocation, Refund
-from tests.claims.conftest import ESTIMATE
-from tests.claims.test_remittances import reversal, run
+from tests.claims.flows import ESTIMATE, reversal, run
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +29,7 @@ def paid_plus_owed(claim: Claim) -> int:
     return paid + sum(i.owed_cents for i in invoices.filter(status=Invoice.Status.OPEN))
 
 
-def test_p13_a_credit_lowers_the_summary_and_the_card_is_charged_only_what_is_owed(  # type: ignore[no-untyped-def]
+def test_p13_a_credit_lowers_the_summary_and_the_card_is_charged_only_what_is_owed(
     billed, tmp_path: Path, stripe_api, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -48,13 +47,13 @@ def test_p13_a_credit_lowers_the_summary_and_the_card_is_charged_only_what_is_ow
     assert result["status"] == "succeeded"
     payment = Payment.objects.get()
     assert payment.amount_cents == 1_000
-    assert stripe_fake.client().v1.payment_intents.retrieve(payment.stripe_payment_intent_id).amount == 1_000
+    assert stripe_fake.client().v1.payment_intents.retrieve(str(payment.stripe_payment_intent_id)).amount == 1_000
     original.refresh_from_db()
     assert original.status == Invoice.Status.PAID and original.amount_cents == ESTIMATE
     assert paid_plus_owed(claim) == 1_000
 
 
-def test_p13_a_reversal_undoes_the_credit_and_the_patient_owes_the_estimate_again(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_reversal_undoes_the_credit_and_the_patient_owes_the_estimate_again(billed, tmp_path: Path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)], trace="EFT1"))
     out = run(tmp_path, build_835([reversal(claim, 1_000)], trace="EFT2"))
@@ -74,7 +73,7 @@ def test_p13_a_reversal_undoes_the_credit_and_the_patient_owes_the_estimate_agai
     assert original.owed_cents == 2_500 and paid_plus_owed(claim) == 2_500
 
 
-def test_p13_nothing_owed_on_an_open_invoice_voids_it_and_a_reversal_bills_the_estimate_again(  # type: ignore[no-untyped-def]
+def test_p13_nothing_owed_on_an_open_invoice_voids_it_and_a_reversal_bills_the_estimate_again(
     billed, tmp_path: Path, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -93,7 +92,7 @@ def test_p13_nothing_owed_on_an_open_invoice_voids_it_and_a_reversal_bills_the_e
     assert any(m.subject == "You have a new invoice from Alma" for m in mail.outbox)
 
 
-def test_p13_less_when_part_is_paid_credits_the_open_invoice_and_refunds_the_rest(  # type: ignore[no-untyped-def]
+def test_p13_less_when_part_is_paid_credits_the_open_invoice_and_refunds_the_rest(
     billed, tmp_path: Path, stripe_api, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -113,12 +112,12 @@ def test_p13_less_when_part_is_paid_credits_the_open_invoice_and_refunds_the_res
     assert original.status == Invoice.Status.VOID and original.credited_cents == ESTIMATE
     refund = Refund.objects.get()
     assert refund.amount_cents == 1_000 and refund.invoice == adjustment
-    assert stripe_fake.client().v1.refunds.retrieve(refund.stripe_refund_id).amount == 1_000
+    assert stripe_fake.client().v1.refunds.retrieve(str(refund.stripe_refund_id)).amount == 1_000
     assert paid_plus_owed(claim) == 1_000
     assert [m.subject for m in mail.outbox] == ["A refund from Alma"]
 
 
-def test_p13_less_with_a_payment_in_flight_changes_nothing_and_asks_a_person(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_less_with_a_payment_in_flight_changes_nothing_and_asks_a_person(billed, tmp_path: Path) -> None:
     claim, original = billed
     Invoice.objects.filter(pk=original.pk).update(status=Invoice.Status.PROCESSING)  # the patient is paying now
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
@@ -130,7 +129,7 @@ def test_p13_less_with_a_payment_in_flight_changes_nothing_and_asks_a_person(bil
     assert "being paid right now" in claim.attention
 
 
-def test_p13_reminders_list_what_is_owed_after_the_credit(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_reminders_list_what_is_owed_after_the_credit(billed, tmp_path: Path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_250)]))
     Invoice.objects.filter(pk=original.pk).update(issued_at=timezone.now() - timedelta(days=3))
@@ -140,9 +139,7 @@ def test_p13_reminders_list_what_is_owed_after_the_credit(billed, tmp_path: Path
     assert "$12.50" in reminder.body and "$30.00" not in reminder.body
 
 
-def test_p13_a_credit_for_another_patients_claim_number_touches_only_that_claim(  # type: ignore[no-untyped-def]
-    billed, tmp_path: Path
-) -> None:
+def test_p13_a_credit_for_another_patients_claim_number_touches_only_that_claim(billed, tmp_path: Path) -> None:
     from alma_billing.core.audit import SYSTEM
     from invoices import services
     from tests.factories import insured_session
@@ -157,14 +154,14 @@ def test_p13_a_credit_for_another_patients_claim_number_touches_only_that_claim(
     assert InvoiceCredit.objects.get().invoice == original
 
 
-def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_api) -> None:
     from alma_billing.core.audit import SYSTEM
     from invoices import services
     from invoices.models import Practice
     from payments import autopay
-    from payments.models import AutopayAttempt, AutopayEnrollment
-    from tests.factories import ProviderFactory, insured_session
-    from tests.payments.test_autopay import enroll
+    from payments.models import AutopayEnrollment
+    from tests.factories import AutopayAttemptFactory, ProviderFactory, insured_session
+    from tests.payments.flows import enroll
 
     provider = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OPTIONAL)
     session = insured_session(provider=provider, allowed_amount_cents=15_000, plan_coinsurance_bp=2000)
@@ -174,9 +171,7 @@ def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_
     claim = Claim.objects.get(session=session)
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
     assert enroll(verified_client(invoice))["http"] == 200
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     autopay.autopay_attempt_run(attempt_id=attempt.pk)
 
     customer = invoice.patient.__class__.objects.get(pk=invoice.patient_id).stripe_customer_id
@@ -185,7 +180,7 @@ def test_p13_autopay_charges_what_is_owed_after_a_credit(tmp_path: Path, stripe_
     assert invoice.status == Invoice.Status.PAID and paid_plus_owed(claim) == 1_000
 
 
-def test_p13_a_negative_patient_responsibility_changes_nothing_and_asks_a_person(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_negative_patient_responsibility_changes_nothing_and_asks_a_person(billed, tmp_path: Path) -> None:
     claim, original = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=-500)]))
     assert "1 need a person" in out and "0 refunded" in out and "0 reduced" in out
@@ -196,8 +191,8 @@ def test_p13_a_negative_patient_responsibility_changes_nothing_and_asks_a_person
     assert "negative" in claim.attention and claim.plan_responsibility_cents is None
 
 
-def test_p13_an_amount_too_large_for_any_visit_refuses_the_file_and_changes_nothing(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.claims.test_remittances import run_failing
+def test_p13_an_amount_too_large_for_any_visit_refuses_the_file_and_changes_nothing(billed, tmp_path: Path) -> None:
+    from tests.claims.flows import run_failing
 
     claim, original = billed
     huge = Clp(claim.claim_number, charge_cents=99_999_999_999_00, responsibility_cents=99_999_999_999_00)

@@ -18,12 +18,11 @@ from claims.services import remittance_import
 from invoices import services
 from invoices.models import Invoice
 from payments.models import Refund
-from tests.claims.conftest import ESTIMATE
-from tests.claims.test_remittances import run
+from tests.claims.flows import ESTIMATE, run
 from tests.factories import ProviderFactory, UserFactory, insured_session
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
-from tests.security.staff import signed_in
+from tests.payments.flows import pay, verified_client
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +39,7 @@ def ops_client() -> Client:
     return signed_in(get_user_model().objects.create_superuser("ops-claims", "ops@example.com", "pw"))
 
 
-def test_p13_the_dashboard_counts_what_waits_and_a_refund_stripe_missed_is_made_by_the_next_import(  # type: ignore[no-untyped-def]
+def test_p13_the_dashboard_counts_what_waits_and_a_refund_stripe_missed_is_made_by_the_next_import(
     billed, tmp_path: Path, stripe_api, settings, django_capture_on_commit_callbacks
 ) -> None:
     paid_claim, paid_invoice = billed
@@ -82,13 +81,13 @@ def test_p13_the_dashboard_counts_what_waits_and_a_refund_stripe_missed_is_made_
     assert later.refunds_waiting == 0
     refund = Refund.objects.get()
     assert refund.amount_cents == 2_000 and ClaimPayment.objects.get(claim=paid_claim).refund == refund
-    assert stripe_fake.client().v1.refunds.retrieve(refund.stripe_refund_id).amount == 2_000
+    assert stripe_fake.client().v1.refunds.retrieve(str(refund.stripe_refund_id)).amount == 2_000
     assert "0 refund(s) of $0.00 decided and waiting" in ops.get("/admin/dashboard/").content.decode()
     page = verified_client(paid_invoice).get("/pay/invoices/").content.decode()
     assert "Refunded to your card: $20.00." in page
 
 
-def test_p13_the_remittance_list_gives_each_claims_outcome(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_remittance_list_gives_each_claims_outcome(billed, tmp_path: Path) -> None:
     claim, _ = billed
     run(
         tmp_path,

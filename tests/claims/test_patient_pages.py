@@ -13,10 +13,9 @@ from django.test import Client
 from claims.samples import Clp, build_835
 from invoices.models import Invoice, Patient
 from payments.models import Payment
-from tests.claims.test_remittances import run
+from tests.claims.flows import run
 from tests.payments import stripe_fake
-from tests.payments.conftest import confirm, pay, verified_client
-from tests.payments.test_one_page import offer_of, start
+from tests.payments.flows import confirm, offer_of, pay, start, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +34,7 @@ def spanish(invoice: Invoice) -> Client:
     return client
 
 
-def test_p13_the_adjustment_shows_the_estimate_the_plans_lines_and_the_difference(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_adjustment_shows_the_estimate_the_plans_lines_and_the_difference(billed, tmp_path: Path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000, adjustments=MORE)]))
     adjustment = Invoice.objects.get(kind=Invoice.Kind.ADJUSTMENT)
@@ -54,7 +53,7 @@ def test_p13_the_adjustment_shows_the_estimate_the_plans_lines_and_the_differenc
         assert english not in page, english
 
 
-def test_p13_a_credited_invoice_says_what_came_off_and_what_is_owed(billed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_credited_invoice_says_what_came_off_and_what_is_owed(billed, tmp_path: Path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000, adjustments=[("PR", "3", 1_000)])]))
     page = text(verified_client(original).get("/pay/invoices/").content.decode())
@@ -68,14 +67,14 @@ def test_p13_a_credited_invoice_says_what_came_off_and_what_is_owed(billed, tmp_
     assert "Your plan decided" not in page
 
 
-def test_p13_before_the_plan_decides_the_page_says_it_is_an_estimate(billed) -> None:  # type: ignore[no-untyped-def]
+def test_p13_before_the_plan_decides_the_page_says_it_is_an_estimate(billed) -> None:
     _, original = billed
     page = text(verified_client(original).get("/pay/invoices/").content.decode())
     assert "Estimated on" in page and "Your plan has not decided this claim yet" in page
     assert "Confirmed by your plan" not in page
 
 
-def test_p13_a_refund_shows_under_recent_payments_with_its_receipt_and_a_spanish_notice(  # type: ignore[no-untyped-def]
+def test_p13_a_refund_shows_under_recent_payments_with_its_receipt_and_a_spanish_notice(
     billed, tmp_path: Path, stripe_api, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -96,7 +95,7 @@ def test_p13_a_refund_shows_under_recent_payments_with_its_receipt_and_a_spanish
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
 
 
-def test_p13_a_credited_single_invoice_is_paid_from_the_summary_at_what_is_owed(  # type: ignore[no-untyped-def]
+def test_p13_a_credited_single_invoice_is_paid_from_the_summary_at_what_is_owed(
     billed, tmp_path: Path, stripe_api: str
 ) -> None:
     claim, original = billed

@@ -2,13 +2,11 @@
 person; files are applied all or nothing and importing one twice changes nothing."""
 
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone, translation
 
@@ -20,33 +18,16 @@ from invoices import services
 from invoices.explain import explanation_lines
 from invoices.models import Invoice, TherapySession
 from payments.models import Refund
-from tests.claims.conftest import ESTIMATE
+from tests.claims.flows import ESTIMATE, reversal, run, run_failing
 from tests.factories import insured_session
 from tests.payments import stripe_fake
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
 
 
-def run(tmp_path: Path, text: str, *flags: str, name: str = "era.835") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    out = StringIO()
-    call_command("import_remittance", str(path), *flags, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
-def run_failing(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "bad.835"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("import_remittance", str(path), stdout=StringIO(), stderr=err)
-    return err.getvalue()
-
-
-def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_original(  # type: ignore[no-untyped-def]
+def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_original(
     billed, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -84,7 +65,7 @@ def test_p13_the_plan_says_more_bills_an_adjustment_invoice_linked_to_the_origin
     assert (line.charge_cents, line.paid_cents, line.payer_claim_number) == (20_000, 12_000, "PCN0001")
 
 
-def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> None:
     claim, original = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=ESTIMATE)]))
     assert "1 claims matched, 0 adjusted up, 0 reduced, 0 refunded, 1 confirmed" in out
@@ -98,7 +79,7 @@ def test_p13_the_plan_agrees_and_the_claim_is_confirmed(billed, tmp_path) -> Non
     assert f"Estimated on {issued}" in summary and f"Confirmed by your plan on {day}" in summary
 
 
-def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type: ignore[no-untyped-def]
+def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(
     billed, tmp_path, stripe_api, django_capture_on_commit_callbacks
 ) -> None:
     claim, original = billed
@@ -113,7 +94,7 @@ def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type
     assert "1 claims matched, 0 adjusted up, 0 reduced, 1 refunded" in out
     refund = Refund.objects.get()
     assert refund.amount_cents == 2_000 and refund.reason == Refund.Reason.CLAIM and refund.invoice == original
-    at_stripe = stripe_fake.client().v1.refunds.retrieve(refund.stripe_refund_id)
+    at_stripe = stripe_fake.client().v1.refunds.retrieve(str(refund.stripe_refund_id))
     assert at_stripe.amount == 2_000
     original.refresh_from_db()
     assert original.status == Invoice.Status.PAID and original.amount_cents == ESTIMATE
@@ -126,9 +107,7 @@ def test_p13_the_plan_says_less_after_the_patient_paid_refunds_the_card(  # type
     assert Refund.objects.count() == 1
 
 
-def test_p13_less_on_an_open_invoice_is_reduced_by_a_credit_and_the_issued_amount_stays(  # type: ignore[no-untyped-def]
-    billed, tmp_path
-) -> None:
+def test_p13_less_on_an_open_invoice_is_reduced_by_a_credit_and_the_issued_amount_stays(billed, tmp_path) -> None:
     claim, original = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=1_000)]))
     assert "1 reduced, 0 refunded" in out and "0 need a person" in out
@@ -139,7 +118,7 @@ def test_p13_less_on_an_open_invoice_is_reduced_by_a_credit_and_the_issued_amoun
     assert claim.status == Claim.Status.ADJUSTED and not claim.attention
 
 
-def test_p13_a_denied_claim_bills_nothing_and_is_flagged_with_the_plans_reasons(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_denied_claim_bills_nothing_and_is_flagged_with_the_plans_reasons(billed, tmp_path) -> None:
     claim, original = billed
     denial = Clp(
         claim.claim_number, status="4", paid_cents=0, responsibility_cents=0, adjustments=[("CO", "50", 20_000)]
@@ -151,7 +130,7 @@ def test_p13_a_denied_claim_bills_nothing_and_is_flagged_with_the_plans_reasons(
     assert Invoice.objects.count() == 1 and not Refund.objects.exists()
 
 
-def test_p13_a_zero_dollar_estimate_the_plan_bills_gets_an_adjustment_invoice(  # type: ignore[no-untyped-def]
+def test_p13_a_zero_dollar_estimate_the_plan_bills_gets_an_adjustment_invoice(
     tmp_path, django_capture_on_commit_callbacks
 ) -> None:
     session = insured_session(allowed_amount_cents=15_000, plan_coinsurance_bp=0)
@@ -167,23 +146,12 @@ def test_p13_a_zero_dollar_estimate_the_plan_bills_gets_an_adjustment_invoice(  
     assert adjustment.amount_cents == 2_500
 
 
-def reversal(claim: Claim, cents: int, payer_claim_number: str = "PCN0001") -> Clp:
-    return Clp(
-        claim.claim_number,
-        status="22",
-        charge_cents=-20_000,
-        paid_cents=-12_000,
-        responsibility_cents=-cents,
-        payer_claim_number=payer_claim_number,
-    )
-
-
 def open_owed(claim: Claim) -> int:
     """What the patient still owes for the claim: open invoices less the plan's credits."""
     return sum(i.owed_cents for i in Invoice.objects.filter(session=claim.session, status=Invoice.Status.OPEN))
 
 
-def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(billed, tmp_path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000)], trace="EFT1"))
     out = run(tmp_path, build_835([reversal(claim, 5_000)], trace="EFT2"))
@@ -207,7 +175,7 @@ def test_p13_a_reversal_undoes_the_open_adjustment_and_the_correction_applies(bi
         ("correction", "reversal", "original"),
     ],
 )
-def test_p13_reversal_and_correction_end_the_same_whatever_order_the_files_arrive_in(  # type: ignore[no-untyped-def]
+def test_p13_reversal_and_correction_end_the_same_whatever_order_the_files_arrive_in(
     billed, tmp_path, order: tuple[str, ...]
 ) -> None:
     claim, _ = billed
@@ -225,7 +193,7 @@ def test_p13_reversal_and_correction_end_the_same_whatever_order_the_files_arriv
     assert claim.plan_responsibility_cents == 4_000 and not claim.attention
 
 
-def test_p13_a_lower_second_decision_reduces_the_open_adjustment_by_void_and_reissue(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_lower_second_decision_reduces_the_open_adjustment_by_void_and_reissue(billed, tmp_path) -> None:
     claim, original = billed
     run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000)], trace="EFT1"))
     out = run(
@@ -241,14 +209,14 @@ def test_p13_a_lower_second_decision_reduces_the_open_adjustment_by_void_and_rei
     assert original.amount_cents == ESTIMATE and original.status == Invoice.Status.OPEN
 
 
-def test_p13_unknown_claims_are_counted_unmatched_and_kept(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_unknown_claims_are_counted_unmatched_and_kept(billed, tmp_path) -> None:
     claim, _ = billed
     out = run(tmp_path, build_835([Clp("NOTOURS0001"), Clp(claim.claim_number, responsibility_cents=ESTIMATE)]))
     assert "1 claims matched" in out and "1 unmatched" in out and "1 confirmed" in out
     assert ClaimPayment.objects.get(claim=None).outcome == ClaimPayment.Outcome.UNMATCHED
 
 
-def test_p13_the_same_file_twice_changes_nothing_the_second_time(  # type: ignore[no-untyped-def]
+def test_p13_the_same_file_twice_changes_nothing_the_second_time(
     billed, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
     claim, _ = billed
@@ -263,7 +231,7 @@ def test_p13_the_same_file_twice_changes_nothing_the_second_time(  # type: ignor
     assert Remittance.objects.count() == 1 and ClaimPayment.objects.count() == 1
 
 
-def test_p13_dry_run_says_what_would_happen_and_changes_nothing(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_dry_run_says_what_would_happen_and_changes_nothing(billed, tmp_path) -> None:
     claim, _ = billed
     out = run(tmp_path, build_835([Clp(claim.claim_number, responsibility_cents=5_000)]), "--dry-run")
     assert "dry run" in out and "1 adjusted up" in out
@@ -285,7 +253,7 @@ def test_p13_dry_run_says_what_would_happen_and_changes_nothing(billed, tmp_path
         (lambda text: text.replace("ST*835", "ST*837"), "ST"),
     ],
 )
-def test_p13_a_malformed_file_exits_non_zero_names_the_segment_and_changes_nothing(  # type: ignore[no-untyped-def]
+def test_p13_a_malformed_file_exits_non_zero_names_the_segment_and_changes_nothing(
     billed, tmp_path, broken: Any, named: str
 ) -> None:
     claim, _ = billed
@@ -298,12 +266,12 @@ def test_p13_a_malformed_file_exits_non_zero_names_the_segment_and_changes_nothi
     assert claim.status == Claim.Status.SUBMITTED
 
 
-def test_p13_a_session_never_billed_to_a_plan_is_unmatched(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_a_session_never_billed_to_a_plan_is_unmatched(tmp_path) -> None:
     assert not TherapySession.objects.exists()
     assert "1 unmatched" in run(tmp_path, build_835([Clp("ALMA00000001")]))
 
 
-def test_p13_the_demo_remittance_shows_each_outcome_on_the_seeded_claims(  # type: ignore[no-untyped-def]
+def test_p13_the_demo_remittance_shows_each_outcome_on_the_seeded_claims(
     settings, tmp_path, stripe_api, django_capture_on_commit_callbacks, capsys
 ) -> None:
     settings.DEBUG, settings.VAR_DIR = True, tmp_path
@@ -330,7 +298,7 @@ def test_p13_the_demo_remittance_shows_each_outcome_on_the_seeded_claims(  # typ
     assert Refund.objects.get().amount_cents == 1_000
 
 
-def test_p13_ops_upload_a_remittance_in_the_admin_and_see_its_lines(billed) -> None:  # type: ignore[no-untyped-def]
+def test_p13_ops_upload_a_remittance_in_the_admin_and_see_its_lines(billed) -> None:
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -354,7 +322,7 @@ def test_p13_ops_upload_a_remittance_in_the_admin_and_see_its_lines(billed) -> N
     assert "Import a remittance (835)" in ops.get("/admin/claims/remittance/").content.decode()
 
 
-def test_p13_the_ops_dashboard_counts_claims_for_a_person(billed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_p13_the_ops_dashboard_counts_claims_for_a_person(billed, tmp_path) -> None:
     from django.contrib.auth import get_user_model
 
     from tests.staff import staff_login
@@ -402,7 +370,7 @@ def test_p13_the_same_file_imported_twice_at_once_settles_once(postgres: None) -
     assert Invoice.objects.filter(kind=Invoice.Kind.ADJUSTMENT).count() == 1 and ClaimPayment.objects.count() == 1
 
 
-def test_p13_the_demo_remittance_reduces_sams_open_first_visit_by_a_credit(  # type: ignore[no-untyped-def]
+def test_p13_the_demo_remittance_reduces_sams_open_first_visit_by_a_credit(
     settings, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
     settings.DEBUG, settings.VAR_DIR = True, tmp_path

@@ -19,7 +19,7 @@ from invoices import services
 from invoices.models import Invoice
 from payments.models import PaymentAllocation
 from tests.factories import insured_session
-from tests.payments.conftest import pay, verified_client
+from tests.payments.flows import pay, verified_client
 
 pytestmark = pytest.mark.django_db
 

@@ -39,7 +39,7 @@ def test_bin_web_uses_the_same_timeout_the_settings_check(tmp_path: Path) -> Non
     assert '--timeout "${GUNICORN_TIMEOUT:-30}"' in script
 
 
-def test_in_production_a_failing_in_process_task_is_logged_not_raised(settings, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_in_production_a_failing_in_process_task_is_logged_not_raised(settings, caplog) -> None:
     """Without Redis tasks run in-process after the commit; a failure there must not turn a paid patient's page into
     a 500 (the sweeps retry it). The test settings raise instead, so tests see task bugs."""
     import logging

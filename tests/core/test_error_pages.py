@@ -2,6 +2,7 @@
 the support contact when SUPPORT_EMAIL / SUPPORT_PHONE are set. Never Django's bare pages, never cached."""
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.exceptions import BadRequest, PermissionDenied
@@ -10,6 +11,9 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from alma_billing.urls import urlpatterns as site_urls
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse  # what the test Client answers
 
 pytestmark = pytest.mark.django_db
 
@@ -41,11 +45,11 @@ handler500 = "alma_billing.core.error_pages.server_error"
 SUPPORT = {"SUPPORT_EMAIL": "help@alma.example", "SUPPORT_PHONE": "(800) 555-0199"}
 
 
-def text(response: HttpResponse) -> str:
+def text(response: "TestResponse") -> str:
     return re.sub(r"\s+", " ", response.content.decode())
 
 
-def assert_patient_page(response: HttpResponse, status: int, heading: str, *next_steps: str) -> str:
+def assert_patient_page(response: "TestResponse", status: int, heading: str, *next_steps: str) -> str:
     page = text(response)
     assert response.status_code == status
     assert f"<h1>{heading}</h1>" in page

@@ -16,7 +16,7 @@ from verification.models import AccessAttempt, LocalVerification
 pytestmark = pytest.mark.django_db
 
 
-def attempt(patient, age: timedelta, *, kind: str = AccessAttempt.Kind.CODE, ok: bool = False) -> AccessAttempt:  # type: ignore[no-untyped-def]
+def attempt(patient, age: timedelta, *, kind: str = AccessAttempt.Kind.CODE, ok: bool = False) -> AccessAttempt:
     return AccessAttempt.objects.create(
         kind=kind, succeeded=ok, patient=patient, ip_address="198.51.100.7", created_at=timezone.now() - age
     )
@@ -30,7 +30,7 @@ def session(expires_in: timedelta) -> str:
     return store.session_key  # type: ignore[return-value]
 
 
-def test_old_rows_go_and_rows_still_counting_toward_a_limit_stay(settings) -> None:  # type: ignore[no-untyped-def]
+def test_old_rows_go_and_rows_still_counting_toward_a_limit_stay(settings) -> None:
     patient = PatientFactory()
     retention = attempt_retention()
     assert retention == timedelta(days=7)
@@ -55,7 +55,7 @@ def test_old_rows_go_and_rows_still_counting_toward_a_limit_stay(settings) -> No
     assert list(LocalVerification.objects.values_list("pk", flat=True)) == [pending.pk]
 
 
-def test_a_short_retention_never_cuts_into_a_lockout(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_retention_never_cuts_into_a_lockout(settings) -> None:
     settings.ACCESS_ATTEMPT_RETENTION = timedelta(minutes=1)
     settings.VERIFY_LOCKOUT = timedelta(hours=3)
     assert attempt_retention() == timedelta(hours=3)

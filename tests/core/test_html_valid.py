@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.conf import settings
@@ -23,12 +23,15 @@ from django.utils import timezone, translation
 from alma_billing.core import error_pages
 from alma_billing.core.mail import build_patient_email
 from invoices.models import Invoice, Practice
-from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory
+from tests.needs import need
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, checkout, confirm, open_invoices
+from tests.payments.flows import card_page, checkout, confirm, open_invoices
 from tests.verification.helpers import link_for, texted_codes
 from verification.models import PayLink
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse  # what the test Client answers
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +75,7 @@ def vnu_errors(vnu: list[str], folder: Path) -> dict[str, list[str]]:
     return errors
 
 
-def _html(response: HttpResponse) -> str:
+def _html(response: "HttpResponse | TestResponse") -> str:
     assert response["Content-Type"].startswith("text/html"), (response.status_code, response["Content-Type"])
     return response.content.decode()
 

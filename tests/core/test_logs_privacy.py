@@ -20,7 +20,7 @@ from alma_billing.log_privacy import PINNED_LOGGERS, RedactPathsFilter, logging_
 from payments.models import Payment
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay
+from tests.payments.flows import open_invoices, pay
 from tests.verification.helpers import link_for, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_a_whole_patient_journey_at_debug_logs_no_patient_data(
     debug_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
-    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    django_capture_on_commit_callbacks,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger propagating to the root, at DEBUG
     caplog.set_level(logging.DEBUG, logger="django")  # Django's own default is INFO: open it up too

@@ -15,7 +15,7 @@ def test_healthz_reports_the_database(client: Client) -> None:
     assert response.json()["database"] == "ok"
 
 
-def test_healthz_says_degraded_but_stays_up_when_redis_is_down(client: Client, settings, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_says_degraded_but_stays_up_when_redis_is_down(client: Client, settings, redis_url: str) -> None:
     settings.REDIS_URL = redis_url
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
@@ -28,7 +28,7 @@ def test_healthz_says_degraded_but_stays_up_when_redis_is_down(client: Client, s
 
 def test_seed_demo_is_idempotent_and_dev_outbox_lists_the_links(
     settings, capsys, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.DEBUG = True
     settings.EMAIL_BACKEND = "alma_billing.core.mail.OutboxEmailBackend"
     with django_capture_on_commit_callbacks(execute=True):

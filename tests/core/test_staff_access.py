@@ -284,7 +284,7 @@ def test_login_logout_and_failures_are_audited_with_the_forwarded_address(
 
     settings.TRUSTED_PROXY_COUNT = 1
     # The client claims an address; the one proxy we trust appends the real one, which is what counts.
-    via_proxy = {"HTTP_X_FORWARDED_FOR": "10.9.9.9, 198.51.100.23", "REMOTE_ADDR": "10.0.0.2"}
+    via_proxy: dict[str, Any] = {"HTTP_X_FORWARDED_FOR": "10.9.9.9, 198.51.100.23", "REMOTE_ADDR": "10.0.0.2"}
     client = Client()
     log_in(client, ops_user.username, "not-the-password", **via_proxy)
     log_in(client, "nobody-by-this-name", "also-not", **via_proxy)

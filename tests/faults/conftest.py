@@ -21,12 +21,12 @@ def broker(tmp_path: Path, settings: Any) -> Iterator[PrivateRedis]:
         settings.REDIS_URL = server.url
         _reset_pool()
         celery_app.conf.task_always_eager = False
-        celery_app.conf.broker_url = server.url
+        celery_app.conf.broker_url = server.url  # type: ignore[misc]  # the stubs miss its setter
         try:
             yield server
         finally:
             _reset_pool()
-            celery_app.conf.task_always_eager, celery_app.conf.broker_url = eager, broker_url
+            celery_app.conf.task_always_eager, celery_app.conf.broker_url = eager, broker_url  # type: ignore[misc]
 
 
 def _reset_pool() -> None:
@@ -34,5 +34,5 @@ def _reset_pool() -> None:
     enqueue back-off of an earlier test must not carry over."""
     queue._broker_down_until = 0.0
     kombu_pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.conftest import need
+from tests.needs import need
 from tests.payments.stripe_fake import free_port
 
 OS_USER = "almafault"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import need
+from tests.needs import need
 from tests.payments.stripe_fake import free_port
 
 

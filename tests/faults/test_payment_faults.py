@@ -29,11 +29,11 @@ from invoices.tasks import invoices_sweep
 from payments import services
 from payments.models import CardToDetach, Payment
 from payments.reconcile import payments_reconcile
-from tests.factories import insured_session
+from tests.factories import PaymentAllocationFactory, PaymentFactory, insured_session
 from tests.faults.redis_server import PrivateRedis
-from tests.integration.test_autopay_worker import StripeProxy
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.payments.flows import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.payments.stripe_fake import StripeProxy
 from tests.staff import staff_login
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -53,7 +53,7 @@ def receipts() -> list[mail.EmailMessage]:
     return [m for m in mail.outbox if m.subject == RECEIPT]
 
 
-def test_redis_down_a_patient_who_paid_reads_payment_received_and_gets_one_receipt_when_it_is_back(  # type: ignore[no-untyped-def]
+def test_redis_down_a_patient_who_paid_reads_payment_received_and_gets_one_receipt_when_it_is_back(
     broker: PrivateRedis, stripe_api: str, patient, caplog
 ) -> None:
     (invoice,) = open_invoices(patient, 7_000)
@@ -86,7 +86,7 @@ def test_redis_down_a_patient_who_paid_reads_payment_received_and_gets_one_recei
     assert len(stripe_fake.intents_for(customer)) == 1  # one charge
 
 
-def test_redis_down_a_provider_completes_twenty_sessions_and_each_is_billed_once_when_it_is_back(  # type: ignore[no-untyped-def]
+def test_redis_down_a_provider_completes_twenty_sessions_and_each_is_billed_once_when_it_is_back(
     broker: PrivateRedis, settings
 ) -> None:
     sessions = [insured_session() for _ in range(20)]
@@ -121,7 +121,7 @@ def test_redis_down_a_provider_completes_twenty_sessions_and_each_is_billed_once
     assert len({m.to[0] for m in invoice_emails}) == 20  # one each
 
 
-def test_redis_down_pages_do_not_fail_and_healthz_says_degraded(broker: PrivateRedis, stripe_api: str, patient) -> None:  # type: ignore[no-untyped-def]
+def test_redis_down_pages_do_not_fail_and_healthz_says_degraded(broker: PrivateRedis, stripe_api: str, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     broker.stop()
@@ -142,7 +142,7 @@ def slow_stripe(stripe_api: str, settings: Any) -> Iterator[StripeProxy]:
         yield proxy
 
 
-def test_stripe_hanging_on_the_charge_is_said_as_unknown_within_the_budget_then_settled_once(  # type: ignore[no-untyped-def]
+def test_stripe_hanging_on_the_charge_is_said_as_unknown_within_the_budget_then_settled_once(
     slow_stripe: StripeProxy, patient
 ) -> None:
     (invoice,) = open_invoices(patient, 7_000)
@@ -170,9 +170,7 @@ def test_stripe_hanging_on_the_charge_is_said_as_unknown_within_the_budget_then_
     assert "Payment received" in client.get(result["redirect"]).content.decode()
 
 
-def test_stripe_not_answering_at_all_keeps_pages_inside_the_budget(  # type: ignore[no-untyped-def]
-    stripe_api: str, patient, settings
-) -> None:
+def test_stripe_not_answering_at_all_keeps_pages_inside_the_budget(stripe_api: str, patient, settings) -> None:
     settings.STRIPE_TIMEOUT_SECONDS = 1.0
     settings.OUTSIDE_CALL_BUDGET_SECONDS = 3.0
     (invoice,) = open_invoices(patient, 7_000)
@@ -193,9 +191,7 @@ def test_stripe_not_answering_at_all_keeps_pages_inside_the_budget(  # type: ign
     assert not Payment.objects.exists()
 
 
-def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(  # type: ignore[no-untyped-def]
-    stripe_api: str, patient
-) -> None:
+def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(stripe_api: str, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     fields = card_page(client, checkout(client, "all"))
@@ -231,11 +227,9 @@ def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(
     assert pay(client, "all")["status"] == "succeeded"
 
 
-def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_released(  # type: ignore[no-untyped-def]
-    stripe_api: str, patient
-) -> None:
+def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_released(stripe_api: str, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=patient,
         amount_cents=7_000,
         attempt_key="wrong-account",
@@ -243,7 +237,7 @@ def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_rel
         stripe_payment_intent_id="pi_elsewhere00000000000000",
         charge_attempts=1,
     )
-    payment.allocations.create(invoice=invoice, amount_cents=7_000)
+    PaymentAllocationFactory(payment=payment, invoice=invoice, amount_cents=7_000)
     Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PROCESSING)
     patient.__class__.objects.filter(pk=patient.pk).update(stripe_customer_id="cus_unknownhere")
     age_everything()
@@ -257,7 +251,7 @@ def test_a_payment_whose_customer_stripe_does_not_know_either_is_flagged_not_rel
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PROCESSING
 
 
-def test_localstripe_stopped_mid_payment_the_result_page_answers_within_the_budget_then_settles(  # type: ignore[no-untyped-def]
+def test_localstripe_stopped_mid_payment_the_result_page_answers_within_the_budget_then_settles(
     patient, settings
 ) -> None:
     """A card processor process frozen (SIGSTOP) after taking the charge: pages answer within the budget and say

@@ -167,7 +167,7 @@ class Db:
         )
 
     def run_reminders(self, **env: str) -> Result:
-        return self.send_reminders("--as-of", AS_OF, **env)
+        return self.send_reminders("--as-of", AS_OF, started=None, **env)
 
     def sql(self, statement: str, *params: object) -> list[tuple]:
         return self.cluster.sql(statement, params, dbname=self.name)
@@ -282,7 +282,7 @@ def test_postgres_down_past_the_retry_budget_interrupts_then_rerun_sends_the_res
 
 def test_one_dropped_connection_costs_nothing_and_a_rerun_sends_nothing_more(db: Db, inbox: Inbox) -> None:
     dropped: list[int] = []
-    inbox.hook = lambda k: dropped.append(db.cluster.terminate_backends(db.name)) if k == K else None  # type: ignore[func-returns-value]
+    inbox.hook = lambda k: dropped.append(db.cluster.terminate_backends(db.name)) if k == K else None
 
     result = db.run_reminders()
 
@@ -301,7 +301,7 @@ def test_one_dropped_connection_costs_nothing_and_a_rerun_sends_nothing_more(db:
 
 def test_sigkill_mid_send_then_rerun_sends_the_rest_once_and_leaves_the_doubt_to_ops(db: Db, inbox: Inbox) -> None:
     pid: list[int] = []
-    inbox.hook = lambda k: os.kill(pid[0], signal.SIGKILL) if k == K else None  # type: ignore[func-returns-value]
+    inbox.hook = lambda k: os.kill(pid[0], signal.SIGKILL) if k == K else None
 
     killed = db.send_reminders("--as-of", AS_OF, started=pid.append)
 

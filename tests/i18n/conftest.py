@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.conftest import need
+from tests.needs import need
 from tests.payments.conftest import localstripe_url, patient, stripe_api  # noqa: F401  (fixtures)
 
 LOCALE = Path(settings.BASE_DIR) / "locale"
@@ -22,8 +22,8 @@ def _compiled_catalogs() -> Iterator[None]:
         call_command("compilemessages", ignore_patterns=[".venv"], verbosity=0)
         from django.utils.translation import trans_real
 
-        trans_real._translations = {}  # catalogs loaded before the build are dropped
-        trans_real._active = trans_real.Local()
+        trans_real._translations = {}  # type: ignore[attr-defined]  # catalogs loaded before the build are dropped
+        trans_real._active = trans_real.Local()  # type: ignore[attr-defined]
     yield
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.conftest import need
+from tests.needs import need
 
 ROOT = Path(settings.BASE_DIR)
 SKIP = [".venv", ".git", "var", "staticfiles", "test-artifacts", "__pycache__", ".mypy_cache", ".ruff_cache"]

@@ -17,8 +17,7 @@ from payments.gateways.stripe import failure_message_for
 from payments.models import Payment
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, open_invoices, pay
-from tests.payments.test_paying import pdf_text
+from tests.payments.flows import card_page, open_invoices, pay, pdf_text
 from tests.verification.helpers import link_for, texted_codes, verify
 
 pytestmark = pytest.mark.django_db
@@ -161,7 +160,7 @@ def test_the_receipt_email_and_pdf_follow_the_patients_language(
         result = pay(client, "all")
     assert result["status"] == "succeeded"
     [receipt] = [m for m in mail.outbox if "Recibimos su pago" in m.subject]
-    assert_spanish(receipt.body, "Hola, Jordan:", "Recibimos su pago de $70.00", "Visa que termina en 4242")
+    assert_spanish(str(receipt.body), "Hola, Jordan:", "Recibimos su pago de $70.00", "Visa que termina en 4242")
     assert receipt.extra_headers["Content-Language"] == "es"
     payment = Payment.objects.get()
     pdf = pdf_text(client.get(f"/pay/payments/{payment.pk}/receipt.pdf").content)
@@ -195,10 +194,10 @@ def test_every_email_is_in_the_patients_language(template: str) -> None:
     context = {"first_name": "Jordan", "url": "https://pay.example/x/", "expires_at": timezone.now(), **extra}
     send_patient_email(to="p@example.com", subject="s", template=template, context=context, language="es")
     [message] = mail.outbox
-    html = text(message.alternatives[0][0])  # type: ignore[index]
+    html = text(str(message.alternatives[0][0]))  # type: ignore[union-attr]
     assert '<html lang="es">' in html
     assert_spanish(html, "Hola, Jordan:", *spanish)
-    assert_spanish(message.body, "Hola, Jordan:")
+    assert_spanish(str(message.body), "Hola, Jordan:")
 
 
 def test_the_invoice_email_uses_the_preferred_language() -> None:
@@ -247,7 +246,7 @@ def test_autopay_consent_refusals_and_the_failed_charge_email_are_in_spanish(
 ) -> None:
     from invoices.models import Practice
     from payments.models import AutopayEnrollment
-    from tests.payments.test_autopay import enroll, new_session_billed, practice_patient
+    from tests.payments.flows import enroll, new_session_billed, practice_patient
 
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     Patient.objects.filter(pk=invoice.patient_id).update(preferred_language="es")
@@ -273,4 +272,4 @@ def test_autopay_consent_refusals_and_the_failed_charge_email_are_in_spanish(
     mail.outbox.clear()
     new_session_billed(provider, invoice.patient, django_capture_on_commit_callbacks)
     [failed] = [m for m in mail.outbox if m.subject == "El pago automático de su factura de Alma no se realizó"]
-    assert_spanish(failed.body, "Hola, Jordan:", "Volveremos a intentarlo el", "Pruebe con otra tarjeta")
+    assert_spanish(str(failed.body), "Hola, Jordan:", "Volveremos a intentarlo el", "Pruebe con otra tarjeta")

@@ -11,97 +11,28 @@ import email.policy
 import os
 import signal
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from alma_billing.celery_app import app as celery_app
 from invoices.models import Invoice, Practice
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment
 from payments.tasks import autopay_attempt_task
-from tests.factories import InvoiceFactory
+from tests.factories import AutopayAttemptFactory, InvoiceFactory
 from tests.integration.workers import celery_worker, wait_for
 from tests.payments import stripe_fake
 from tests.payments.conftest import localstripe_url, stripe_api  # noqa: F401  (fixtures used here)
-from tests.payments.test_autopay import enroll, practice_patient, verified
+from tests.payments.flows import enroll, practice_patient, verified_client
+from tests.payments.stripe_fake import StripeProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("stripe_api")]
 
 RECEIPT = "Your payment to Alma was received"
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
-
-
-class StripeProxy:
-    """Forwards every request to localstripe, one at a time (so whatever it has sent on is done at "Stripe" before
-    a later request is looked at). `POST /v1/payment_intents` is held for `hold_seconds` first; `create_seen` is
-    set when the first one arrives, `create_sent` once it has been sent on to localstripe."""
-
-    def __init__(self, upstream: str, *, hold_seconds: float) -> None:
-        self.upstream = upstream
-        self.hold_seconds = hold_seconds
-        self.create_seen = threading.Event()
-        self.create_sent = threading.Event()
-        self.creates = 0
-        self.lines: list[str] = []
-        self._order = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                with proxy._order:
-                    proxy.lines.append(f"{self.command} {self.path}")
-                    if self.command == "POST" and self.path.split("?")[0] == "/v1/payment_intents":
-                        proxy.creates += 1
-                        proxy.create_seen.set()
-                        time.sleep(proxy.hold_seconds)  # the client may be dead by now; Stripe carries on
-                    upstream = requests.request(
-                        self.command, proxy.upstream + self.path, headers=headers, data=body, timeout=30
-                    )
-                    if proxy.create_seen.is_set():
-                        proxy.create_sent.set()
-                try:
-                    self.send_response(upstream.status_code)
-                    for key, value in upstream.headers.items():
-                        if key.lower() not in HOP_BY_HOP:
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(upstream.content)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(upstream.content)
-                except OSError:  # BrokenPipeError, ConnectionResetError: the worker that asked was killed
-                    self.close_connection = True
-
-            do_GET = do_POST = do_DELETE = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @contextmanager
-    def running(self) -> Iterator["StripeProxy"]:
-        thread = threading.Thread(target=self.server.serve_forever, name="stripe-proxy", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
-            thread.join(timeout=10)
 
 
 def children_of(pid: int) -> list[int]:
@@ -121,17 +52,15 @@ def receipts(outbox: Path) -> list[email.message.EmailMessage]:
     messages = [
         email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in outbox.glob("*.eml")
     ]
-    return [m for m in messages if m["Subject"] == RECEIPT]  # type: ignore[misc]
+    return [m for m in messages if m["Subject"] == RECEIPT]
 
 
 def enrolled_attempt() -> tuple[Invoice, AutopayAttempt]:
     """A patient enrolled in autopay with a good card, a new open invoice, and its first attempt, due now."""
     provider, first = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    assert enroll(verified(first))["status"] == "enrolled"
+    assert enroll(verified_client(first))["status"] == "enrolled"
     invoice = InvoiceFactory(session__patient=first.patient, session__provider=provider, amount_cents=5_000)
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     return invoice, attempt
 
 
@@ -192,7 +121,7 @@ def test_p6_the_same_autopay_task_queued_twice_charges_once(
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [test_db]
             )
-            return bool(cursor.fetchone()[0])  # type: ignore[index]
+            return bool(cursor.fetchone()[0])
 
     with StripeProxy(settings.STRIPE_API_BASE, hold_seconds=1.5).running() as proxy:
         monkeypatch.setenv("STRIPE_API_BASE", proxy.url)

@@ -27,7 +27,7 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def test_p1_invoice_email_goes_out_over_smtp_with_text_and_html(settings, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p1_invoice_email_goes_out_over_smtp_with_text_and_html(settings, django_capture_on_commit_callbacks) -> None:
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()

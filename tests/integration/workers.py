@@ -37,7 +37,7 @@ def celery_worker(*, redis_url: str, outbox_dir: Path, log_path: Path) -> Iterat
         "CONN_MAX_AGE": "0",
     }
     celery_app.conf.task_always_eager = False
-    celery_app.conf.broker_url = redis_url
+    celery_app.conf.broker_url = redis_url  # type: ignore[misc]  # the stubs miss its setter
     celery_app.control.purge()  # leftovers from an earlier run would only confuse the worker
     log = log_path.open("wb")
     worker = subprocess.Popen(
@@ -119,7 +119,7 @@ def bin_web(tmp_path: Path, **extra_env: str) -> Iterator[str]:
         err.close()
 
 
-def wait_for(predicate, *, timeout: float = 30, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, *, timeout: float = 30, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -11,7 +11,16 @@ from django.utils import timezone
 
 from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice, Patient, TherapySession
-from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory, TherapySessionFactory
+from tests.factories import (
+    AutopayAttemptFactory,
+    AutopayEnrollmentFactory,
+    InvoiceFactory,
+    PatientFactory,
+    PaymentAllocationFactory,
+    PaymentFactory,
+    ProviderFactory,
+    TherapySessionFactory,
+)
 from tests.staff import staff_login
 from verification.models import PayLink
 from verification.services import pay_link_create
@@ -19,7 +28,7 @@ from verification.services import pay_link_create
 pytestmark = pytest.mark.django_db
 
 
-def provider_client(provider) -> Client:  # type: ignore[no-untyped-def]
+def provider_client(provider) -> Client:
     provider.user.groups.add(Group.objects.get(name="Providers"))
     client = Client()
     staff_login(client, provider.user)
@@ -36,7 +45,7 @@ def ops() -> Client:
 
 
 @pytest.fixture
-def two_providers():  # type: ignore[no-untyped-def]
+def two_providers():
     mine, theirs = ProviderFactory(display_name="Dr. Mine"), ProviderFactory(display_name="Dr. Theirs")
     my_invoice = InvoiceFactory(session__provider=mine, session__patient=PatientFactory(last_name="Mineson"))
     their_invoice = InvoiceFactory(session__provider=theirs, session__patient=PatientFactory(last_name="Theirson"))
@@ -44,7 +53,7 @@ def two_providers():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("page", ["invoice", "patient", "therapysession"])
-def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None:
     mine, _, my_invoice, their_invoice = two_providers
     client = provider_client(mine)
     listing = client.get(f"/admin/invoices/{page}/").content.decode()
@@ -52,7 +61,7 @@ def test_a_provider_sees_only_their_own_rows(two_providers, page: str) -> None: 
     assert "Theirson" not in listing
 
 
-def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_providers) -> None:
     mine, _, my_invoice, their_invoice = two_providers
     client = provider_client(mine)
     assert client.get(f"/admin/invoices/invoice/{my_invoice.pk}/change/").status_code == 200
@@ -61,12 +70,12 @@ def test_a_provider_cannot_open_another_providers_invoice_or_patient(two_provide
     assert "0 results" in client.get("/admin/invoices/invoice/?q=Theirson").content.decode()
 
 
-def test_ops_see_everyone(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_ops_see_everyone(two_providers, ops) -> None:
     listing = ops.get("/admin/invoices/invoice/").content.decode()
     assert "Mineson" in listing and "Theirson" in listing
 
 
-def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) -> None:
     mine, *_ = two_providers
     client = provider_client(mine)
     response = client.post(
@@ -87,7 +96,7 @@ def test_a_provider_adds_a_patient_and_books_a_session_with_them(two_providers) 
     assert "New Person" in add_page and "Theirson" not in add_page
 
 
-def test_money_is_read_only_once_issued(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_money_is_read_only_once_issued(two_providers, ops) -> None:
     _, _, my_invoice, _ = two_providers
     ops.post(f"/admin/invoices/invoice/{my_invoice.pk}/change/", {"amount_cents": 1, "status": "paid"})
     my_invoice.refresh_from_db()
@@ -95,7 +104,7 @@ def test_money_is_read_only_once_issued(two_providers, ops) -> None:  # type: ig
     assert ops.get("/admin/invoices/invoice/add/").status_code == 403
 
 
-def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_flagged(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_flagged(two_providers, ops) -> None:
     mine, _, my_invoice, _ = two_providers
     client = provider_client(mine)
     client.post(
@@ -115,7 +124,7 @@ def test_p3_provider_records_an_outside_payment_the_invoice_stays_open_and_is_fl
     assert event.actor == mine.user
 
 
-def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, ops) -> None:  # type: ignore[no-untyped-def]
+def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, ops) -> None:
     mine, _, my_invoice, _ = two_providers
     Invoice.objects.filter(pk=my_invoice.pk).update(outside_payment_reported_at=timezone.now())
     ops.post("/admin/invoices/invoice/", {"action": "void_invoices", "_selected_action": [my_invoice.pk], "note": ""})
@@ -133,7 +142,7 @@ def test_p3_ops_resolve_a_discrepancy_by_voiding_with_a_reason(two_providers, op
     assert f">{my_invoice.number}</a>" not in ops.get("/admin/invoices/invoice/?discrepancy=open").content.decode()
 
 
-def test_a_provider_cannot_void(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_cannot_void(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     provider_client(mine).post(
         "/admin/invoices/invoice/",
@@ -147,7 +156,7 @@ def test_a_provider_cannot_void(two_providers) -> None:  # type: ignore[no-untyp
     assert my_invoice.status == Invoice.Status.OPEN
 
 
-def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     old_link, _ = pay_link_create(patient=my_invoice.patient, invoice=my_invoice)
     client = provider_client(mine)
@@ -174,7 +183,7 @@ def test_changing_a_patients_phone_is_audited_and_resets_their_links(two_provide
 
 def test_a_provider_completes_a_session_and_the_invoice_is_issued(
     two_providers, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     mine, *_ = two_providers
     session = TherapySessionFactory(
         provider=mine, billing_type=TherapySession.BillingType.SELF_PAY, self_pay_rate_cents=15_000
@@ -187,7 +196,7 @@ def test_a_provider_completes_a_session_and_the_invoice_is_issued(
     assert AuditEvent.objects.get(action="session.completed").actor == mine.user
 
 
-def test_resend_link_emails_a_fresh_link(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_resend_link_emails_a_fresh_link(two_providers) -> None:
     mine, _, my_invoice, _ = two_providers
     provider_client(mine).post(
         "/admin/invoices/invoice/", {"action": "resend_link", "_selected_action": [my_invoice.pk]}
@@ -196,9 +205,9 @@ def test_resend_link_emails_a_fresh_link(two_providers) -> None:  # type: ignore
     assert AuditEvent.objects.filter(action="invoice.link_resent").exists()
 
 
-def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:  # type: ignore[no-untyped-def]
-    for days, amount in [(5, 1_000), (45, 2_000), (75, 3_000), (120, 4_000), (130, 500)]:
-        invoice = InvoiceFactory(amount_cents=amount)
+def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:
+    for days, cents in [(5, 1_000), (45, 2_000), (75, 3_000), (120, 4_000), (130, 500)]:
+        invoice = InvoiceFactory(amount_cents=cents)
         Invoice.objects.filter(pk=invoice.pk).update(issued_at=timezone.now() - timedelta(days=days))
 
     page = ops.get("/admin/dashboard/").content.decode()
@@ -214,34 +223,26 @@ def test_ops_dashboard_shows_open_balance_by_age(ops) -> None:  # type: ignore[n
     assert "<svg" in page
 
 
-def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_providers_cannot_open_the_ops_dashboard(two_providers) -> None:
     mine, *_ = two_providers
     assert provider_client(mine).get("/admin/dashboard/").status_code == 403
 
 
-def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:  # type: ignore[no-untyped-def]
-    from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
+def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_providers) -> None:
+    from payments.models import Payment, PaymentAllocation
 
     mine, theirs, my_invoice, their_invoice = two_providers
     for invoice, key in ((my_invoice, "mine"), (their_invoice, "theirs")):
-        payment = Payment.objects.create(
+        payment = PaymentFactory(
             patient=invoice.patient,
             amount_cents=invoice.amount_cents,
             attempt_key=key,
             status=Payment.Status.SUCCEEDED,
             card_last4="4242",
         )
-        PaymentAllocation.objects.create(
-            payment=payment, invoice=invoice, amount_cents=invoice.amount_cents, state=PaymentAllocation.State.SETTLED
-        )
-        enrollment = AutopayEnrollment.objects.create(
-            patient=invoice.patient,
-            stripe_payment_method_id=f"pm_{key}",
-            card_brand="visa",
-            card_last4="4242",
-            consent_text="ok",
-        )
-        AutopayAttempt.objects.create(invoice=invoice, enrollment=enrollment, number=1, scheduled_for=timezone.now())
+        PaymentAllocationFactory(payment=payment, invoice=invoice, state=PaymentAllocation.State.SETTLED)
+        enrollment = AutopayEnrollmentFactory(patient=invoice.patient, stripe_payment_method_id=f"pm_{key}")
+        AutopayAttemptFactory(invoice=invoice, enrollment=enrollment)
     client = provider_client(mine)
     for url in ("/admin/payments/payment/", "/admin/payments/autopayenrollment/", "/admin/payments/autopayattempt/"):
         page = client.get(url).content.decode()
@@ -249,7 +250,7 @@ def test_a_provider_sees_only_payments_and_autopay_of_their_own_patients(two_pro
 
 
 @pytest.mark.parametrize("page", ["eapauthorization", "eligibilitysnapshot", "therapysession"])
-def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page: str) -> None:
     from tests.factories import CoverageFactory
 
     mine, _, my_invoice, their_invoice = two_providers
@@ -260,16 +261,16 @@ def test_a_providers_add_forms_offer_only_their_own_patients(two_providers, page
     assert "Mineson" in form or "MINE-1" in form
 
 
-def test_a_payment_covering_two_providers_shows_each_only_their_share(two_providers) -> None:  # type: ignore[no-untyped-def]
+def test_a_payment_covering_two_providers_shows_each_only_their_share(two_providers) -> None:
     from payments.models import Payment, PaymentAllocation
 
     mine, theirs, my_invoice, _ = two_providers
     other = InvoiceFactory(session__patient=my_invoice.patient, session__provider=theirs, number="INV-OTHER-DR")
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=my_invoice.patient, amount_cents=24_000, attempt_key="both", status=Payment.Status.SUCCEEDED
     )
     for invoice in (my_invoice, other):
-        PaymentAllocation.objects.create(
+        PaymentAllocationFactory(
             payment=payment, invoice=invoice, amount_cents=12_000, state=PaymentAllocation.State.SETTLED
         )
     page = provider_client(mine).get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
@@ -277,7 +278,7 @@ def test_a_payment_covering_two_providers_shows_each_only_their_share(two_provid
     assert "INV-OTHER-DR" not in page and "$240.00" not in page
 
 
-def test_ops_filter_invoices_by_the_dashboards_age_buckets_and_see_patient_balances(ops) -> None:  # type: ignore[no-untyped-def]
+def test_ops_filter_invoices_by_the_dashboards_age_buckets_and_see_patient_balances(ops) -> None:
     fresh = InvoiceFactory(amount_cents=1_000, session__patient=PatientFactory(last_name="Freshly"))
     old = InvoiceFactory(amount_cents=2_500, session__patient=PatientFactory(last_name="Oldham"))
     Invoice.objects.filter(pk=old.pk).update(issued_at=timezone.now() - timedelta(days=120))

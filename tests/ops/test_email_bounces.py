@@ -17,8 +17,8 @@ from invoices import services
 from invoices.models import EmailEvent, Invoice, Patient, ReminderLog, ReminderRun
 from invoices.reminders import reminders_run
 from tests.factories import InvoiceFactory, PatientFactory, UserFactory
-from tests.ops.conftest import complaint, delivered, permanent_failure, post, sign, temporary_failure
-from tests.security.staff import signed_in
+from tests.ops.flows import complaint, delivered, permanent_failure, post, sign, temporary_failure
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -276,11 +276,11 @@ def test_a_bounce_between_planning_and_sending_skips_that_reminder() -> None:
         return result
 
     mail.outbox.clear()
-    reminders.reminders_plan = plan_then_bounce  # type: ignore[assignment]
+    reminders.reminders_plan = plan_then_bounce
     try:
         summary = reminders_run(as_of=timezone.localdate())
     finally:
-        reminders.reminders_plan = original  # type: ignore[assignment]
+        reminders.reminders_plan = original
     assert mail.outbox == [] and summary.reminded == 0 and summary.bounced_meanwhile == 1
     assert summary.attempted == 1
     assert ReminderRun.objects.get().skipped_undeliverable == 1
@@ -291,6 +291,7 @@ def test_a_bounce_between_planning_and_sending_skips_that_reminder() -> None:
 
 def _provider_client(patient: Patient) -> Any:
     invoice = patient.invoices.first()
+    assert invoice is not None
     user = invoice.provider.user
     user.groups.add(Group.objects.get(name="Providers"))
     return signed_in(user)

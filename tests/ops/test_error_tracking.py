@@ -108,7 +108,7 @@ def _wsgi_post(url: str, body: bytes, headers: dict[str, str]) -> str:
         **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
     }
     statuses: list[str] = []
-    chunks = get_wsgi_application()(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    chunks = get_wsgi_application()(environ, lambda status, headers, exc_info=None: statuses.append(status))  # type: ignore[arg-type]
     b"".join(chunks)
     return statuses[0]
 

@@ -9,11 +9,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from tests.factories import ProviderFactory
-from tests.staff import staff_login
-
-
-def signed_in(user: Any) -> Client:
-    return staff_login(Client(), user)
+from tests.staff import signed_in
 
 
 @pytest.fixture

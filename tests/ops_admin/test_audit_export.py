@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from alma_billing.core.models import AuditEvent
 from tests.factories import CoverageFactory, InvoiceFactory, PatientFactory
-from tests.ops_admin.conftest import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 EXPORT = "/admin/core/auditevent/export/"
@@ -107,7 +107,7 @@ def test_another_patients_events_stay_out_of_a_patients_export(ops: Client) -> N
     patient, other = PatientFactory(), PatientFactory()
     _event("invoices.patient", other.pk, "patient.phone_changed")
     _event("invoices.patient", patient.pk, "mine", actor_label=f"patient:{patient.pk}")
-    assert [row[1] for row in _rows(ops.get(EXPORT, {"export": "1", "patient": patient.pk}))[1:]] == ["mine"]
+    assert [row[1] for row in _rows(ops.get(EXPORT, {"export": "1", "patient": str(patient.pk)}))[1:]] == ["mine"]
 
 
 def test_only_ops_may_export(provider_client: Client, ops: Client) -> None:

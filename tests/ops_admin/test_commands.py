@@ -20,8 +20,8 @@ from django_otp import user_has_device
 
 from claims.samples import demo_835
 from invoices.models import Invoice, Patient, ReminderLog
-from tests.conftest import need
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.needs import need
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,15 @@ from django.test import Client, RequestFactory
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import DollarsError, DollarsField, parse_dollars
 from invoices.models import Invoice, TherapySession
-from tests.factories import EligibilitySnapshotFactory, InvoiceFactory, PatientFactory, TherapySessionFactory
-from tests.ops_admin.conftest import signed_in
+from tests.factories import (
+    EligibilitySnapshotFactory,
+    InvoiceFactory,
+    PatientFactory,
+    PaymentAllocationFactory,
+    PaymentFactory,
+    TherapySessionFactory,
+)
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +86,7 @@ def test_no_admin_page_shows_or_takes_raw_cents() -> None:
         for each in [model_admin, *model_admin.get_inline_instances(request)]:
             raw = [n for n in _shown_not_typed(each, request) if isinstance(n, str) and n.endswith("_cents")]
             assert not raw, f"{type(each).__name__} shows cents: {raw}"
-            form = each.get_formset(request).form if hasattr(each, "get_formset") else each.get_form(request)
+            form = each.get_formset(request).form if hasattr(each, "get_formset") else each.get_form(request)  # type: ignore[attr-defined]
             for name, field in form.base_fields.items():
                 if name.endswith("_cents"):
                     assert isinstance(field, DollarsField), f"{type(each).__name__}.{name} is typed in cents"
@@ -184,9 +191,9 @@ def test_audit_rows_have_no_save_button_even_for_a_superuser(superuser_client: C
 
 
 def _paid(invoice: Invoice) -> Any:
-    from payments.models import Payment, PaymentAllocation
+    from payments.models import Payment
 
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=invoice.patient,
         amount_cents=invoice.amount_cents,
         status=Payment.Status.SUCCEEDED,
@@ -195,7 +202,7 @@ def _paid(invoice: Invoice) -> Any:
         card_brand="visa",
         card_last4="4242",
     )
-    PaymentAllocation.objects.create(payment=payment, invoice=invoice, amount_cents=invoice.amount_cents)
+    PaymentAllocationFactory(payment=payment, invoice=invoice)
     return payment
 
 

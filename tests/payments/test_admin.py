@@ -8,7 +8,7 @@ from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice
 from payments.models import Payment, Refund
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.payments.flows import open_invoices, pay, verified_client
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def ops_client() -> Client:
     return client
 
 
-def test_ops_see_a_payment_with_its_invoices_and_stripe_id(stripe_api, patient, ops_client) -> None:  # type: ignore[no-untyped-def]
+def test_ops_see_a_payment_with_its_invoices_and_stripe_id(stripe_api, patient, ops_client) -> None:
     invoices = open_invoices(patient, 4_000, 7_000)
     pay(verified_client(invoices[0]), "all")
     payment = Payment.objects.get()
@@ -34,7 +34,7 @@ def test_ops_see_a_payment_with_its_invoices_and_stripe_id(stripe_api, patient, 
     assert "$110.00" in page and "Refund…" in page
 
 
-def test_ops_refund_one_invoices_share_through_stripe(stripe_api, patient, ops_client) -> None:  # type: ignore[no-untyped-def]
+def test_ops_refund_one_invoices_share_through_stripe(stripe_api, patient, ops_client) -> None:
     invoices = open_invoices(patient, 4_000, 7_000)
     pay(verified_client(invoices[0]), "all")
     payment = Payment.objects.get()
@@ -55,7 +55,7 @@ def test_ops_refund_one_invoices_share_through_stripe(stripe_api, patient, ops_c
     assert event.actor is not None and event.actor.username == "ops-test"
 
 
-def test_a_provider_cannot_refund(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_provider_cannot_refund(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     pay(verified_client(invoice), "all")
     payment = Payment.objects.get()

@@ -8,19 +8,22 @@ import pytest
 import time_machine
 from django.core import mail
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from alma_billing.core.audit import SYSTEM
 from alma_billing.core.models import AuditEvent
 from invoices import services as invoice_services
-from invoices.models import Invoice, Practice, TherapySession
+from invoices.models import Invoice, Practice
 from payments import autopay
 from payments.gateways.stripe import Card
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment
-from tests.factories import InvoiceFactory, PatientFactory, ProviderFactory, TherapySessionFactory
+from tests.factories import (
+    AutopayAttemptFactory,
+    InvoiceFactory,
+    ProviderFactory,
+)
 from tests.payments import stripe_fake
-from tests.verification.helpers import link_for, verify
+from tests.payments.flows import enroll, new_session_billed, practice_patient, verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -48,57 +51,21 @@ def card(**kwargs: Any) -> Card:
         ({"issuer": "WEX Health / FSA"}, False, "benefits administrator"),
     ],
 )
-def test_p7_benefit_cards_are_recognized(kwargs: dict[str, str], declared: bool, why: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_p7_benefit_cards_are_recognized(kwargs: dict[str, str], declared: bool, why: str, settings) -> None:
     settings.BENEFIT_CARD_BIN_PREFIXES = ["4868"]
     reason = autopay.benefit_card_reason(card=card(**kwargs), declared=declared)
     assert reason is not None and why in reason
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"funding": "debit"}, {"iin": "42424242", "issuer": "Chase"}])
-def test_p7_ordinary_credit_and_debit_cards_are_not_benefit_cards(kwargs: dict[str, str], settings) -> None:  # type: ignore[no-untyped-def]
+def test_p7_ordinary_credit_and_debit_cards_are_not_benefit_cards(kwargs: dict[str, str], settings) -> None:
     settings.BENEFIT_CARD_BIN_PREFIXES = ["4868"]
     assert autopay.benefit_card_reason(card=card(**kwargs), declared=False) is None
 
 
-def practice_patient(policy: str) -> tuple[Any, Any]:
-    provider = ProviderFactory(practice__autopay_policy=policy)
-    patient = PatientFactory(phone="+12025550143")
-    invoice = InvoiceFactory(session__patient=patient, session__provider=provider, amount_cents=7_000)
-    return provider, invoice
-
-
-def verified(invoice: Invoice) -> Client:
-    client = Client()
-    verify(client, link_for(invoice))
-    return client
-
-
-def enroll(client: Client, number: str = stripe_fake.GOOD_CARD, **choices: bool) -> dict[str, Any]:
-    import re
-
-    page = client.get("/pay/autopay/").content.decode()
-    setup_id = re.search(r'data-setup-id="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    stripe_fake.save_card(setup_id, number)
-    response = client.post(
-        "/pay/autopay/enroll/", {"setup_intent": setup_id, **choices}, content_type="application/json"
-    )
-    return {"http": response.status_code, **response.json()}
-
-
-def new_session_billed(
-    provider: Any, patient: Any, django_capture_on_commit_callbacks: Any, amount: int = 9_000
-) -> Invoice:
-    session = TherapySessionFactory(
-        patient=patient, provider=provider, billing_type=TherapySession.BillingType.SELF_PAY, self_pay_rate_cents=amount
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        invoice_services.session_complete(session_id=session.pk, actor=SYSTEM)
-    return Invoice.objects.get(session=session)
-
-
-def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    client = verified(invoice)
+    client = verified_client(invoice)
     page = client.get("/pay/autopay/").content.decode()
     assert "I authorize Alma to charge the card I am adding" in page and "turn autopay off" in page
 
@@ -114,9 +81,9 @@ def test_p6_enrolling_shows_consent_saves_the_card_and_is_audited(stripe_api) ->
     assert invoice.status == Invoice.Status.OPEN  # enrollment alone does not charge what is already open
 
 
-def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    client = verified(invoice)
+    client = verified_client(invoice)
 
     result = enroll(client, benefit_card=True)
 
@@ -128,25 +95,25 @@ def test_p7_a_declared_benefit_card_is_refused_with_a_way_forward(stripe_api) ->
     assert enroll(client)["status"] == "enrolled"  # a different card works
 
 
-def test_p6_practice_with_autopay_off_offers_nothing(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_practice_with_autopay_off_offers_nothing(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OFF)
-    client = verified(invoice)
+    client = verified_client(invoice)
     assert "None of your providers' practices offer autopay" in client.get("/pay/autopay/").content.decode()
     assert "Set up autopay" not in client.get("/pay/invoices/").content.decode()
 
 
-def test_p6_required_policy_asks_to_enroll_but_the_invoice_can_still_be_paid(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_required_policy_asks_to_enroll_but_the_invoice_can_still_be_paid(stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.REQUIRED)
-    page = verified(invoice).get("/pay/invoices/").content.decode()
+    page = verified_client(invoice).get("/pay/invoices/").content.decode()
     assert f"{provider.practice.name} asks patients to enroll in autopay" in page
     assert "Enter payment details" in page
 
 
 def test_p6_new_invoice_of_an_enrolled_patient_is_announced_then_charged(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    client = verified(invoice)
+    client = verified_client(invoice)
     enroll(client)
     mail.outbox.clear()
 
@@ -166,10 +133,10 @@ def test_p6_new_invoice_of_an_enrolled_patient_is_announced_then_charged(
     assert invoice.number not in [a.invoice.number for a in AutopayAttempt.objects.all()]
 
 
-def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_commit_callbacks) -> None:
     optional, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     off = ProviderFactory(practice__autopay_policy=Practice.AutopayPolicy.OFF)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     mail.outbox.clear()
 
     other = new_session_billed(off, invoice.patient, django_capture_on_commit_callbacks)
@@ -181,9 +148,9 @@ def test_p6_each_practice_gets_what_it_allows(stripe_api, django_capture_on_comm
 
 def test_p6_a_decline_falls_back_to_the_link_then_retries_then_stops(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice), number=stripe_fake.DECLINED_AT_CHARGE)
+    enroll(verified_client(invoice), number=stripe_fake.DECLINED_AT_CHARGE)
     mail.outbox.clear()
 
     new = new_session_billed(provider, invoice.patient, django_capture_on_commit_callbacks)
@@ -209,9 +176,9 @@ def test_p6_a_decline_falls_back_to_the_link_then_retries_then_stops(
     assert not [i for i in stripe_fake.intents_for(customer) if i.status == "succeeded"]
 
 
-def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_capture_on_commit_callbacks) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice), number=stripe_fake.THREE_D_SECURE)
+    enroll(verified_client(invoice), number=stripe_fake.THREE_D_SECURE)
     mail.outbox.clear()
 
     new = new_session_billed(provider, invoice.patient, django_capture_on_commit_callbacks)
@@ -222,13 +189,11 @@ def test_p6_authentication_required_falls_back_with_a_reason(stripe_api, django_
     assert "Your bank needs you to confirm this payment" in failed.body
 
 
-def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_capture_on_commit_callbacks) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     attempt_invoice = InvoiceFactory(session__patient=invoice.patient, session__provider=provider, amount_cents=5_000)
-    attempt = AutopayAttempt.objects.create(
-        invoice=attempt_invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    attempt = AutopayAttemptFactory(invoice=attempt_invoice, enrollment=AutopayEnrollment.objects.get())
 
     autopay.autopay_attempt_run(attempt_id=attempt.pk)
     AutopayAttempt.objects.filter(pk=attempt.pk).update(status=AutopayAttempt.Status.SCHEDULED)  # a stale re-run
@@ -241,19 +206,19 @@ def test_p6_running_the_same_attempt_twice_charges_once(stripe_api, django_captu
 
 def test_p6_pay_open_now_charges_what_is_open_for_autopay_practices(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
     with django_capture_on_commit_callbacks(execute=True):
-        enroll(verified(invoice), pay_open_now=True)
+        enroll(verified_client(invoice), pay_open_now=True)
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
 
 
 def test_p6_replacing_the_card_detaches_the_old_one_and_turning_off_stops_charges(
     stripe_api, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    client = verified(invoice)
+    client = verified_client(invoice)
     with django_capture_on_commit_callbacks(execute=True):
         enroll(client)
     first = AutopayEnrollment.objects.get()
@@ -275,12 +240,10 @@ def test_p6_replacing_the_card_detaches_the_old_one_and_turning_off_stops_charge
 
 
 @pytest.mark.django_db(transaction=True)
-def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
-    attempt = AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(), number=1, scheduled_for=timezone.now()
-    )
+    enroll(verified_client(invoice))
+    attempt = AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get())
     barrier = threading.Barrier(2)
 
     def run() -> None:
@@ -303,14 +266,12 @@ def test_p6_the_same_attempt_run_concurrently_charges_once(postgres: None, strip
 
 
 def _scheduled(invoice: Invoice) -> AutopayAttempt:
-    return AutopayAttempt.objects.create(
-        invoice=invoice, enrollment=AutopayEnrollment.objects.get(ended_at=None), number=1, scheduled_for=timezone.now()
-    )
+    return AutopayAttemptFactory(invoice=invoice, enrollment=AutopayEnrollment.objects.get(ended_at=None))
 
 
-def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api) -> None:
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     attempt = _scheduled(invoice)
     Practice.objects.filter(pk=provider.practice_id).update(autopay_policy=Practice.AutopayPolicy.OFF)
 
@@ -322,10 +283,10 @@ def test_p6_a_practice_that_turns_autopay_off_stops_scheduled_charges(stripe_api
     assert invoice.status == Invoice.Status.OPEN and not Payment.objects.exists()
 
 
-def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken(stripe_api) -> None:
     """invoices voids through its hook; payments cancels the charge (docs/architecture.md): no card is charged."""
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     attempt = _scheduled(invoice)
     other = _scheduled(InvoiceFactory(session__patient=invoice.patient, amount_cents=3_000))
 
@@ -339,9 +300,9 @@ def test_p6_voiding_an_invoice_cancels_its_scheduled_charge_and_nothing_is_taken
     assert not Payment.objects.filter(allocations__invoice=invoice).exists()
 
 
-def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    client = verified(invoice)
+    client = verified_client(invoice)
     first = enroll(client)
     assert first["status"] == "enrolled"
     enrollment = AutopayEnrollment.objects.get()
@@ -352,11 +313,11 @@ def test_p6_enrolling_the_same_card_twice_keeps_it(stripe_api) -> None:  # type:
     assert stripe_fake.client().v1.payment_methods.retrieve(enrollment.stripe_payment_method_id).customer
 
 
-def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_succeeded(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_succeeded(stripe_api) -> None:
     from payments import services
 
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     attempt = _scheduled(invoice)
     enrollment = attempt.enrollment
     card = Card(
@@ -386,11 +347,11 @@ def test_p6_a_charge_settled_by_a_webhook_after_its_worker_died_is_recorded_as_s
     assert Payment.objects.count() == 1
 
 
-def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, monkeypatch) -> None:
     from alma_billing.core.errors import TransportError
 
     provider, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    enroll(verified(invoice))
+    enroll(verified_client(invoice))
     second = InvoiceFactory(session__patient=invoice.patient, session__provider=provider, amount_cents=5_000)
     broken = _scheduled(invoice)
     _scheduled(second)
@@ -411,19 +372,19 @@ def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, mon
 
 
 @pytest.mark.django_db(transaction=True)
-def test_p6_turning_on_autopay_with_pay_now_while_a_pay_click_runs_fails_neither_and_charges_once(  # type: ignore[no-untyped-def]
+def test_p6_turning_on_autopay_with_pay_now_while_a_pay_click_runs_fails_neither_and_charges_once(
     postgres: None, stripe_api
 ) -> None:
     """Both lock the patient first, then the invoices (they used to deadlock: one of them answered 500)."""
     import re
 
-    from tests.payments.conftest import card_page, checkout
+    from tests.payments.flows import card_page, checkout
 
     _, invoice = practice_patient(Practice.AutopayPolicy.OPTIONAL)
-    tab = verified(invoice)
+    tab = verified_client(invoice)
     fields = card_page(tab, checkout(tab, "all"))
     stripe_fake.save_card(fields["setup-id"], stripe_fake.GOOD_CARD)
-    other_tab = verified(invoice)
+    other_tab = verified_client(invoice)
     setup_id = re.search(r'data-setup-id="([^"]+)"', other_tab.get("/pay/autopay/").content.decode()).group(1)  # type: ignore[union-attr]
     stripe_fake.save_card(setup_id, stripe_fake.GOOD_CARD)
     barrier = threading.Barrier(2)

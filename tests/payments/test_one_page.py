@@ -2,7 +2,6 @@
 /pay/checkout/start/, which pays exactly what the page offered (signed) or nothing, and is as safe as the card page:
 server-computed amount, signed checkout, one attempt key per click."""
 
-import re
 from typing import Any
 
 import pytest
@@ -14,21 +13,9 @@ from payments.models import Payment
 from payments.views import OFFER_SALT
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import confirm, open_invoices, verified_client
+from tests.payments.flows import confirm, offer_of, open_invoices, start, verified_client
 
 pytestmark = pytest.mark.django_db
-
-
-def offer_of(client: Client) -> str:
-    page = client.get("/pay/invoices/").content.decode()
-    match = re.search(r'data-offer="([^"]+)"', page)
-    assert match, "the one-invoice summary carries no card form"
-    return match.group(1)
-
-
-def start(client: Client, offer: Any) -> Any:
-    response = client.post("/pay/checkout/start/", {"offer": offer}, content_type="application/json")
-    return response.status_code, response.json()
 
 
 def test_one_invoice_is_paid_from_the_summary(stripe_api: str, patient: Any) -> None:

@@ -11,7 +11,7 @@ from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import card_page, checkout, confirm, open_invoices, pay, verified_client
+from tests.payments.flows import card_page, checkout, confirm, open_invoices, pay, pdf_text, verified_client
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db
@@ -21,20 +21,9 @@ def statuses(invoices: list[Invoice]) -> list[str]:
     return [Invoice.objects.get(pk=i.pk).status for i in invoices]
 
 
-def pdf_text(pdf: bytes) -> str:
-    """The text drawn in a PDF, as a reader copies it (the receipt embeds a Unicode font: glyph ids plus a map back
-    to characters, so only a real PDF parser reads it)."""
-    import io
-
-    from pypdf import PdfReader
-
-    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    return re.sub(r"[ \t]+", " ", text)  # the parser widens the gaps between words of a wrapped paragraph
-
-
 def test_p10_one_open_invoice_prompts_for_the_amount_and_is_paid(
     stripe_api, patient, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
 
@@ -61,7 +50,7 @@ def test_p10_one_open_invoice_prompts_for_the_amount_and_is_paid(
 
 def test_p8_receipt_email_is_discreet_and_the_pdf_is_itemized_for_fsa(
     stripe_api, patient, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     older, newer = open_invoices(patient, 4_000, 7_000)
     client = verified_client(older)
     with django_capture_on_commit_callbacks(execute=True):
@@ -96,7 +85,7 @@ def test_p8_receipt_email_is_discreet_and_the_pdf_is_itemized_for_fsa(
     assert result["redirect"] == f"/pay/payments/{payment.pk}/"
 
 
-def test_p11_several_invoices_offer_most_recent_and_all_with_amounts(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p11_several_invoices_offer_most_recent_and_all_with_amounts(stripe_api, patient) -> None:
     invoices = open_invoices(patient, 4_000, 5_500, 7_000)
     client = verified_client(invoices[0])
 
@@ -115,7 +104,7 @@ def test_p11_several_invoices_offer_most_recent_and_all_with_amounts(stripe_api,
     assert Payment.objects.order_by("id").last().amount_cents == 9_500  # type: ignore[union-attr]
 
 
-def test_p12_details_lists_oldest_first_and_pays_the_chosen_one(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p12_details_lists_oldest_first_and_pays_the_chosen_one(stripe_api, patient) -> None:
     invoices = open_invoices(patient, 4_000, 5_500, 7_000)
     client = verified_client(invoices[0])
 
@@ -129,7 +118,7 @@ def test_p12_details_lists_oldest_first_and_pays_the_chosen_one(stripe_api, pati
     assert client.get("/pay/invoices/details/").content.decode().count("Pay this invoice") == 2
 
 
-def test_p11_paid_and_processing_invoices_are_never_offered(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p11_paid_and_processing_invoices_are_never_offered(stripe_api, patient) -> None:
     invoices = open_invoices(patient, 4_000, 7_000)
     client = verified_client(invoices[0])
     result = pay(client, "recent", card=stripe_fake.THREE_D_SECURE)  # waits for the card check
@@ -145,7 +134,7 @@ def test_p11_paid_and_processing_invoices_are_never_offered(stripe_api, patient)
     assert Payment.objects.count() == 1
 
 
-def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(  # type: ignore[no-untyped-def]
+def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(
     stripe_api, patient, django_capture_on_commit_callbacks
 ) -> None:
     (invoice,) = open_invoices(patient, 7_000)
@@ -178,7 +167,7 @@ def test_p5_declined_card_says_why_changes_nothing_and_another_card_works(  # ty
     assert [i.status for i in stripe_fake.intents_for(customer)].count("succeeded") == 1
 
 
-def test_p5_three_d_secure_is_completed_then_confirmed_with_stripe(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p5_three_d_secure_is_completed_then_confirmed_with_stripe(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
@@ -188,18 +177,18 @@ def test_p5_three_d_secure_is_completed_then_confirmed_with_stripe(stripe_api, p
 
     # Nothing is marked paid until Stripe says succeeded: a refresh before authentication changes nothing.
     assert client.post(result["refresh"]).json()["status"] == "requires_action"
-    stripe_fake.authenticate(payment.stripe_payment_intent_id, success=True)
+    stripe_fake.authenticate(str(payment.stripe_payment_intent_id), success=True)
     assert client.post(result["refresh"]).json()["status"] == "succeeded"
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
 
 
-def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
     payment = Payment.objects.get()
-    stripe_fake.authenticate(payment.stripe_payment_intent_id, success=False)
+    stripe_fake.authenticate(str(payment.stripe_payment_intent_id), success=False)
 
     refreshed = client.post(result["refresh"]).json()
 
@@ -208,7 +197,7 @@ def test_p5_failed_authentication_releases_the_invoice(stripe_api, patient) -> N
     assert invoice.status == Invoice.Status.OPEN
 
 
-def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     fields = card_page(client, checkout(client, "all"))
@@ -226,7 +215,7 @@ def test_double_click_on_pay_makes_one_payment_and_one_charge(stripe_api, patien
     assert response.status_code == 302 and response["Location"] == first["redirect"]
 
 
-def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     fields = card_page(client, checkout(client, "all"))
@@ -238,7 +227,7 @@ def test_the_amount_comes_from_the_server_not_the_page(stripe_api, patient) -> N
     assert Payment.objects.get().amount_cents == 7_000
 
 
-def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     old_link = link_for(invoice)
     pay(verified_client(invoice), "all")
@@ -251,7 +240,7 @@ def test_a_reminder_link_used_after_payment_offers_nothing_to_pay(stripe_api, pa
     assert Payment.objects.count() == 1
 
 
-def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     tab_one = verified_client(invoice)
     stale = card_page(tab_one, checkout(tab_one, "all"))
@@ -266,7 +255,7 @@ def test_a_card_page_left_open_while_another_tab_paid_does_not_charge_again(stri
     assert len(stripe_fake.intents_for(customer)) == 1
 
 
-def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(stripe_api, patient) -> None:
     (mine,) = open_invoices(patient, 7_000)
     other_patient = PatientFactory(phone="+16175550100")
     (theirs,) = open_invoices(other_patient, 9_999)
@@ -283,14 +272,14 @@ def test_a_patient_cannot_see_or_pay_another_patients_invoices_or_receipts(strip
     assert "99.99" not in client.get("/pay/invoices/").content.decode()
 
 
-def test_pay_pages_need_verification(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_pay_pages_need_verification(stripe_api) -> None:
     client = Client()
     for url in ("/pay/invoices/", "/pay/invoices/details/", "/pay/card/0123456789abcdef/", "/pay/payments/1/"):
         assert client.get(url).status_code == 401
     assert client.post("/pay/checkout/", {"choice": "all"}).status_code == 401
 
 
-def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     response = client.get(checkout(client, "all"))
@@ -305,7 +294,7 @@ def test_card_page_allows_stripe_js_and_nothing_else(stripe_api, patient) -> Non
 
 
 @pytest.mark.parametrize("body", [b"[]", b"1", b"not json", b'"x"'])
-def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, body: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, body: bytes) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     card_page(client, checkout(client, "all"))
@@ -316,7 +305,7 @@ def test_odd_request_bodies_get_a_clear_answer_not_a_500(stripe_api, patient, bo
     assert not Payment.objects.exists()
 
 
-def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     fields = card_page(client, checkout(client, "all"))
@@ -331,11 +320,11 @@ def test_a_card_that_was_not_saved_gets_a_fresh_setup_to_try_again(stripe_api, p
 
 def test_stripe_unreachable_after_the_card_check_never_claims_nothing_was_charged(
     stripe_api, patient, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     result = pay(client, "all", card=stripe_fake.THREE_D_SECURE)
-    stripe_fake.authenticate(Payment.objects.get().stripe_payment_intent_id, success=True)
+    stripe_fake.authenticate(str(Payment.objects.get().stripe_payment_intent_id), success=True)
     settings.STRIPE_API_BASE = "http://127.0.0.1:1"  # the card processor stops answering
     settings.STRIPE_TIMEOUT_SECONDS = 1
 
@@ -347,7 +336,7 @@ def test_stripe_unreachable_after_the_card_check_never_claims_nothing_was_charge
     assert "Nothing was charged" not in page
 
 
-def test_two_tabs_of_one_browser_pay_two_different_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_two_tabs_of_one_browser_pay_two_different_invoices(stripe_api, patient) -> None:
     older, newer = open_invoices(patient, 4_000, 5_000)
     client = verified_client(newer)
     tab_one = card_page(client, checkout(client, f"invoice:{older.number}"))
@@ -362,7 +351,7 @@ def test_two_tabs_of_one_browser_pay_two_different_invoices(stripe_api, patient)
     assert set(Invoice.objects.values_list("status", flat=True)) == {Invoice.Status.PAID}
 
 
-def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_api, patient) -> None:
     older, newer = open_invoices(patient, 4_000, 5_000)
     client = verified_client(newer)
     loser = card_page(client, checkout(client, "all"))
@@ -380,7 +369,7 @@ def test_the_tab_that_loses_a_race_says_why_and_shows_what_is_still_owed(stripe_
     assert Payment.objects.count() == 1
 
 
-def test_a_lost_answer_to_pay_says_confirming_until_the_request_cannot_still_be_running(  # type: ignore[no-untyped-def]
+def test_a_lost_answer_to_pay_says_confirming_until_the_request_cannot_still_be_running(
     stripe_api, patient, time_machine
 ) -> None:
     import datetime
@@ -407,7 +396,7 @@ def test_a_lost_answer_to_pay_says_confirming_until_the_request_cannot_still_be_
     assert "Payment received" in client.get(again["attempt-url"], follow=True).content.decode()
 
 
-def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_or_expired_card_page_leads_back_to_the_invoices(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     response = client.get("/pay/card/ffffffffffffffff/", follow=True)
@@ -430,14 +419,14 @@ def card_page_whose_session_lost_its_checkout(patient: Any) -> tuple[Client, dic
     return client, fields
 
 
-def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_pay_click_does_not_depend_on_the_session_still_holding_its_checkout(stripe_api, patient) -> None:
     """Another tab's request saved the session over this tab's checkout: the page's signed checkout still pays."""
     client, fields = card_page_whose_session_lost_its_checkout(patient)
 
     assert confirm(client, fields, checkout=fields["checkout"])["status"] == "succeeded"
 
 
-def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_card(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_card(stripe_api, patient) -> None:
     from payments.models import CardToDetach
 
     client, fields = card_page_whose_session_lost_its_checkout(patient)
@@ -453,7 +442,7 @@ def test_a_pay_click_from_an_expired_page_says_nothing_was_charged_and_keeps_no_
     assert "expired" not in client.get("/pay/invoices/").content.decode()
 
 
-def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     card_page(client, checkout(client, "all"))
@@ -461,14 +450,14 @@ def test_a_json_body_with_a_lone_surrogate_is_refused_not_a_500(stripe_api, pati
     assert response.status_code == 409
 
 
-def test_a_notice_in_the_summary_url_is_only_one_of_ours(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_a_notice_in_the_summary_url_is_only_one_of_ours(stripe_api, patient) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     page = client.get("/pay/invoices/?notice=<script>alert(1)</script>").content.decode()
     assert "<script>alert(1)" not in page and "just paid" not in page
 
 
-def test_every_patient_page_offers_alma_support_for_a_card_or_page_problem(stripe_api, patient, settings) -> None:  # type: ignore[no-untyped-def]
+def test_every_patient_page_offers_alma_support_for_a_card_or_page_problem(stripe_api, patient, settings) -> None:
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)
     assert "Alma billing support" not in client.get("/pay/invoices/").content.decode()  # none configured: none shown
@@ -478,7 +467,7 @@ def test_every_patient_page_offers_alma_support_for_a_card_or_page_problem(strip
         assert 'href="mailto:billing-help@alma.invalid"' in page and 'href="tel:8885550100"' in page, url
 
 
-def test_a_pay_click_with_too_little_time_left_holds_nothing_and_says_so(stripe_api, patient, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_pay_click_with_too_little_time_left_holds_nothing_and_says_so(stripe_api, patient, settings) -> None:
     settings.OUTSIDE_CALL_BUDGET_SECONDS, settings.STRIPE_TIMEOUT_SECONDS = 5.0, 8.0  # less than one Stripe call
     (invoice,) = open_invoices(patient, 7_000)
     client = verified_client(invoice)

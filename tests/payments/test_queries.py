@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
-from tests.factories import InvoiceFactory
+from tests.factories import InvoiceFactory, PaymentAllocationFactory, PaymentFactory
 from tests.verification.helpers import link_for, verify
 
 SIZES = (1, 10, 100)
@@ -38,7 +38,7 @@ def _invoice(patient: Any, days_ago: int, amount_cents: int, status: str = Invoi
 
 def _payment(patient: Any, invoices: list[Invoice], status: str, state: str) -> Payment:
     n = next(_serial)
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=patient,
         amount_cents=sum(i.amount_cents for i in invoices),
         status=status,
@@ -49,9 +49,7 @@ def _payment(patient: Any, invoices: list[Invoice], status: str, state: str) -> 
         succeeded_at=timezone.now() if status == Payment.Status.SUCCEEDED else None,
     )
     for invoice in invoices:
-        PaymentAllocation.objects.create(
-            payment=payment, invoice=invoice, amount_cents=invoice.amount_cents, state=state
-        )
+        PaymentAllocationFactory(payment=payment, invoice=invoice, state=state)
     return payment
 
 

@@ -24,9 +24,9 @@ from payments import services
 from payments.gateways import stripe as gateway
 from payments.models import Payment, PaymentAllocation, Refund
 from payments.tasks import surplus_refund_task
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, PaymentAllocationFactory, PaymentFactory, UserFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.payments.flows import open_invoices, pay, verified_client
 
 WEBHOOK = "/stripe/webhook/"
 State = PaymentAllocation.State
@@ -412,14 +412,14 @@ def test_two_payments_started_at_once_for_overlapping_invoices_only_one_wins(pos
 def test_the_database_refuses_a_second_live_allocation_for_an_invoice(patient: Any) -> None:
     (invoice,) = open_invoices(patient, 2_200)
     start(patient, [invoice])
-    other = Payment.objects.create(patient=patient, amount_cents=2_200, attempt_key="second")
+    other = PaymentFactory(patient=patient, amount_cents=2_200, attempt_key="second")
 
     for state in (State.PENDING, State.SETTLED):
         with pytest.raises(IntegrityError), transaction.atomic():
-            PaymentAllocation.objects.create(payment=other, invoice=invoice, amount_cents=2_200, state=state)
+            PaymentAllocationFactory(payment=other, invoice=invoice, amount_cents=2_200, state=state)
 
     # A released share is history, not a hold: it may sit beside the live one.
-    PaymentAllocation.objects.create(payment=other, invoice=invoice, amount_cents=2_200, state=State.RELEASED)
+    PaymentAllocationFactory(payment=other, invoice=invoice, amount_cents=2_200, state=State.RELEASED)
     assert PaymentAllocation.objects.filter(invoice=invoice).count() == 2
 
 
@@ -449,7 +449,7 @@ def test_a_charge_whose_answer_was_lost_is_adopted_not_released(stripe_api: str,
 
 
 @pytest.mark.django_db
-def test_reconcile_payments_honours_v0_and_exits_1_when_a_payment_could_not_be_checked(  # type: ignore[no-untyped-def]
+def test_reconcile_payments_honours_v0_and_exits_1_when_a_payment_could_not_be_checked(
     stripe_api: str, patient, settings
 ) -> None:
     from django.core.management.base import CommandError

@@ -20,9 +20,9 @@ from invoices.models import Invoice
 from payments import services
 from payments.gateways import stripe as gateway
 from payments.models import Payment, StripeEvent
+from tests.factories import AutopayEnrollmentFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices
-from tests.payments.test_webhooks import deliver, new_event_id, post_raw, stripe_event
+from tests.payments.flows import deliver, new_event_id, open_invoices, post_raw, stripe_event
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +87,7 @@ def foreign_intent(*, payment: Payment, **overrides: Any) -> Any:
         "another customer",
     ],
 )
-def test_a_signed_event_for_an_intent_we_did_not_create_changes_nothing(  # type: ignore[no-untyped-def]
+def test_a_signed_event_for_an_intent_we_did_not_create_changes_nothing(
     case: str, stripe_api, patient, django_capture_on_commit_callbacks
 ) -> None:
     payment, invoice = in_flight_without_intent(patient)
@@ -131,7 +131,7 @@ def test_a_signed_event_for_an_intent_we_did_not_create_changes_nothing(  # type
     )
 
 
-def test_the_lost_answer_to_our_own_create_is_adopted(stripe_api, patient, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_the_lost_answer_to_our_own_create_is_adopted(stripe_api, patient, django_capture_on_commit_callbacks) -> None:
     payment, invoice = in_flight_without_intent(patient)
     ours = our_create(payment)
     raw = stripe_fake.client().v1.payment_intents.retrieve(ours.id).to_dict()
@@ -144,7 +144,7 @@ def test_the_lost_answer_to_our_own_create_is_adopted(stripe_api, patient, djang
     assert StripeEvent.objects.get().outcome == StripeEvent.Outcome.APPLIED
 
 
-def test_an_event_for_another_intent_than_the_one_we_recorded_changes_nothing(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_for_another_intent_than_the_one_we_recorded_changes_nothing(stripe_api, patient) -> None:
     payment, invoice = in_flight_without_intent(patient)
     Payment.objects.filter(pk=payment.pk).update(
         stripe_payment_intent_id="pi_ourrecordedone000000", status="processing"
@@ -188,7 +188,7 @@ MALFORMED: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_a_signed_event_of_an_unexpected_shape_answers_400_and_stores_nothing(case: str, stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_event_of_an_unexpected_shape_answers_400_and_stores_nothing(case: str, stripe_api) -> None:
     payload = json.dumps(MALFORMED[case]).encode()
     response = post_raw(payload, _sign(payload))
     assert response.status_code == 400
@@ -249,7 +249,7 @@ event_like = st.fixed_dictionaries(
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=event_like | json_values)
-def test_property_no_signed_body_makes_the_webhook_fail_or_pay_anything(body: Any, stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
+def test_property_no_signed_body_makes_the_webhook_fail_or_pay_anything(body: Any, stripe_api, patient) -> None:
     payload = json.dumps(body).encode()
     response = post_raw(payload, _sign(payload))
     assert response.status_code in (200, 400), response.content
@@ -259,7 +259,7 @@ def test_property_no_signed_body_makes_the_webhook_fail_or_pay_anything(body: An
     )
 
 
-def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(  # type: ignore[no-untyped-def]
+def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(
     stripe_api, patient, django_capture_on_commit_callbacks
 ) -> None:
     """Our create timed out, reconciliation found no intent and released the payment; then Stripe's success arrives."""
@@ -280,22 +280,18 @@ def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(  # t
     assert StripeEvent.objects.get().outcome == StripeEvent.Outcome.APPLIED
 
 
-def test_a_signed_event_with_text_postgresql_cannot_store_answers_400(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_event_with_text_postgresql_cannot_store_answers_400(stripe_api) -> None:
     payload = b'{"id": "evt_s", "type": "payment_intent.succeeded", "data": {"object": {"note": "\\ud800"}}}'
     assert post_raw(payload, _sign(payload)).status_code == 400
     assert not StripeEvent.objects.exists()
 
 
-def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:  # type: ignore[no-untyped-def]
-    from payments.models import AutopayEnrollment, CardToDetach
+def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:
+    from payments.models import CardToDetach
 
     payment, _ = in_flight_without_intent(patient)
-    AutopayEnrollment.objects.create(
-        patient=patient,
-        stripe_payment_method_id=payment.stripe_payment_method_id,
-        card_brand="visa",
-        card_last4="4242",
-        consent_text="x",
+    AutopayEnrollmentFactory(
+        patient=patient, stripe_payment_method_id=payment.stripe_payment_method_id, consent_text="x"
     )
     services.card_forget_later(payment_method_id=payment.stripe_payment_method_id)
     services.card_detach(payment_method_id=payment.stripe_payment_method_id)
@@ -312,12 +308,12 @@ def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:  
     ],
     ids=["NaN", "a number too large", "nested 3000 deep"],
 )
-def test_a_signed_event_postgresql_could_not_store_answers_400(payload: bytes, stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_event_postgresql_could_not_store_answers_400(payload: bytes, stripe_api) -> None:
     assert post_raw(payload, _sign(payload)).status_code == 400
     assert not StripeEvent.objects.exists()
 
 
-def test_a_signature_from_the_future_is_refused(stripe_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_signature_from_the_future_is_refused(stripe_api) -> None:
     import hashlib
     import hmac
     import time
@@ -333,7 +329,7 @@ def test_a_signature_from_the_future_is_refused(stripe_api) -> None:  # type: ig
     assert not StripeEvent.objects.exists()
 
 
-def test_an_intent_naming_our_unanswered_payment_that_is_not_ours_flags_it_and_keeps_it_held(  # type: ignore[no-untyped-def]
+def test_an_intent_naming_our_unanswered_payment_that_is_not_ours_flags_it_and_keeps_it_held(
     stripe_api, patient
 ) -> None:
     """Reconciliation looks for the intent our lost create made and finds one without our signature: it may be

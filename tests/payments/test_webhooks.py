@@ -24,34 +24,10 @@ from payments.gateways import stripe as gateway
 from payments.models import Payment, PaymentAllocation, Refund, StripeEvent
 from tests.factories import PatientFactory
 from tests.payments import stripe_fake
-from tests.payments.conftest import open_invoices, pay, verified_client
+from tests.payments.flows import deliver, new_event_id, open_invoices, pay, post_raw, stripe_event, verified_client
 from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
-
-WEBHOOK = "/stripe/webhook/"
-
-
-def post_raw(payload: bytes, signature: str | None) -> Any:
-    headers: dict[str, Any] = {} if signature is None else {"HTTP_STRIPE_SIGNATURE": signature}
-    return Client().post(WEBHOOK, payload, content_type="application/json", **headers)
-
-
-def deliver(event: dict[str, Any], capture: Callable[..., Any] | None = None) -> Any:
-    """POST a correctly signed event, running on_commit work (receipts, refunds) when `capture` is given."""
-    payload, signature = stripe_fake.signed_event(event)
-    if capture is None:
-        return post_raw(payload, signature)
-    with capture(execute=True):
-        return post_raw(payload, signature)
-
-
-def stripe_event(event_id: str, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "object": "event", "type": event_type, "data": {"object": obj}}
-
-
-def new_event_id() -> str:
-    return f"evt_{uuid.uuid4().hex[:24]}"
 
 
 def intent_dict(intent_id: str) -> dict[str, Any]:

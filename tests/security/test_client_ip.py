@@ -1,6 +1,7 @@
 """client_ip behind a proxy: whatever X-Forwarded-For says, the answer is a valid address or None, never garbage."""
 
 import ipaddress
+from typing import Any
 
 import pytest
 from django.test import RequestFactory, override_settings
@@ -11,7 +12,7 @@ from alma_billing.core.http import client_ip
 
 
 def _ip(xff: str | None, remote: str = "10.0.0.9", hops: int = 1) -> str | None:
-    meta = {"REMOTE_ADDR": remote}
+    meta: dict[str, Any] = {"REMOTE_ADDR": remote}
     if xff is not None:
         meta["HTTP_X_FORWARDED_FOR"] = xff
     with override_settings(TRUSTED_PROXY_COUNT=hops):

@@ -6,7 +6,7 @@ from django.test import Client
 
 from invoices.models import Invoice, Patient
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.security.staff import signed_in
+from tests.staff import signed_in
 from tests.verification.helpers import link_for, verify
 
 pytestmark = pytest.mark.django_db

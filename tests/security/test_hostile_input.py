@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from alma_billing.core.models import AuditEvent
 from invoices.models import Invoice
 from payments.models import Payment, PaymentAllocation
-from tests.factories import InvoiceFactory, PatientFactory
-from tests.security.staff import signed_in
+from tests.factories import InvoiceFactory, PatientFactory, PaymentAllocationFactory, PaymentFactory
+from tests.staff import signed_in
 from tests.verification.helpers import link_for, verify
 from verification.models import AccessAttempt
 
@@ -119,12 +119,10 @@ def verified(invoice: Invoice) -> Client:
 
 @pytest.fixture
 def paid(invoice: Invoice) -> Payment:
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=invoice.patient, amount_cents=invoice.amount_cents, attempt_key="paid", status=Payment.Status.SUCCEEDED
     )
-    PaymentAllocation.objects.create(
-        payment=payment, invoice=invoice, amount_cents=invoice.amount_cents, state=PaymentAllocation.State.SETTLED
-    )
+    PaymentAllocationFactory(payment=payment, invoice=invoice, state=PaymentAllocation.State.SETTLED)
     return payment
 
 

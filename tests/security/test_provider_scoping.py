@@ -23,14 +23,18 @@ from invoices.models import Invoice, Patient, Practice, Provider, ReminderLog, T
 from payments.autopay import consent_text
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation
 from tests.factories import (
+    AutopayAttemptFactory,
+    AutopayEnrollmentFactory,
     EapAuthorizationFactory,
     InvoiceFactory,
     PatientFactory,
+    PaymentAllocationFactory,
+    PaymentFactory,
     PracticeFactory,
     ProviderFactory,
     UserFactory,
 )
-from tests.security.staff import signed_in
+from tests.staff import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +119,7 @@ def shared() -> Shared:
     b_paid = invoice(b, "INV-BRAVO02", 7_700, 25)
     Invoice.objects.filter(pk__in=[a_paid.pk, b_paid.pk]).update(status=Invoice.Status.PAID, paid_at=timezone.now())
 
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=patient,
         amount_cents=12_700,
         attempt_key="shared-payment",
@@ -125,9 +129,7 @@ def shared() -> Shared:
         card_last4="4242",
     )
     for paid in (a_paid, b_paid):
-        PaymentAllocation.objects.create(
-            payment=payment, invoice=paid, amount_cents=paid.amount_cents, state=PaymentAllocation.State.SETTLED
-        )
+        PaymentAllocationFactory(payment=payment, invoice=paid, state=PaymentAllocation.State.SETTLED)
 
     mixed_log = ReminderLog.objects.create(
         patient=patient,
@@ -146,18 +148,14 @@ def shared() -> Shared:
         sent_at=timezone.now(),
     )
 
-    enrollment = AutopayEnrollment.objects.create(
+    enrollment = AutopayEnrollmentFactory(
         patient=patient,
         stripe_payment_method_id="pm_shared",
-        card_brand="visa",
-        card_last4="4242",
         consent_text=consent_text(practices=[a.practice, b.practice]),
     )
-    AutopayAttempt.objects.create(
+    AutopayAttemptFactory(
         invoice=b_open,
         enrollment=enrollment,
-        number=1,
-        scheduled_for=timezone.now(),
         status=AutopayAttempt.Status.FAILED,
         failure_message="Your card was declined.",
         finished_at=timezone.now(),

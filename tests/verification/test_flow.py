@@ -90,7 +90,7 @@ def test_p4_five_wrong_phones_lock_the_patient_across_links_and_ips(invoice: Inv
         verify(Client(), first_link)
 
 
-def test_p4_one_ip_guessing_across_many_patients_is_blocked(settings) -> None:  # type: ignore[no-untyped-def]
+def test_p4_one_ip_guessing_across_many_patients_is_blocked(settings) -> None:
     settings.VERIFY_MAX_FAILURES_PER_IP = 6
     victims = [InvoiceFactory(session__patient=PatientFactory(phone=f"+1202555{i:04d}")) for i in range(150, 156)]
     for victim in victims:  # one wrong guess per patient: no patient reaches their own limit
@@ -103,7 +103,7 @@ def test_p4_one_ip_guessing_across_many_patients_is_blocked(settings) -> None:  
     verify(Client(), link_for(target), phone="(202) 555-0199", ip="203.0.113.5")  # other networks are fine
 
 
-def test_p4_an_ipv6_client_rotating_through_its_own_64_is_still_one_network(settings) -> None:  # type: ignore[no-untyped-def]
+def test_p4_an_ipv6_client_rotating_through_its_own_64_is_still_one_network(settings) -> None:
     settings.VERIFY_MAX_FAILURES_PER_IP = 6
     victims = [InvoiceFactory(session__patient=PatientFactory(phone=f"+1202555{i:04d}")) for i in range(160, 166)]
     for n, victim in enumerate(victims, start=1):  # a new address for every guess, all in 2001:db8:aa:bb::/64
@@ -176,6 +176,7 @@ def test_p4_session_key_rotates_on_success(invoice: Invoice) -> None:
     url = link_for(invoice)
     client.post(url, {"phone": "(202) 555-0143"}, REMOTE_ADDR=IP)
     before = client.session.session_key
+    assert before is not None
     client.post("/pay/code/", {"code": texted_codes()[-1]}, REMOTE_ADDR=IP)
     assert client.session.session_key != before
     stolen = Client()
@@ -227,7 +228,7 @@ def test_p4_opening_another_patients_link_does_not_carry_over_access(invoice: In
     assert "999.99" not in client.get("/pay/invoices/").content.decode()
 
 
-def test_p4_summary_explains_each_amount(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_p4_summary_explains_each_amount(django_capture_on_commit_callbacks) -> None:
     from invoices import services
 
     session = insured_session(
@@ -273,7 +274,7 @@ def test_p4_forms_need_csrf(invoice: Invoice) -> None:
     assert texted_codes() == []
 
 
-def test_p4_patient_pages_send_security_headers(invoice: Invoice, settings) -> None:  # type: ignore[no-untyped-def]
+def test_p4_patient_pages_send_security_headers(invoice: Invoice, settings) -> None:
     settings.SECURE_HSTS_SECONDS = 31_536_000
     response = Client().get(link_for(invoice), secure=True)
     assert response["Cache-Control"] == "no-store"

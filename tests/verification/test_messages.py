@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from invoices.models import Invoice
 from payments.models import Payment
-from tests.factories import InvoiceFactory, PatientFactory
+from tests.factories import InvoiceFactory, PatientFactory, PaymentFactory
 from tests.verification.helpers import link_for, texted_codes, verify
 from verification.models import AccessAttempt
 
@@ -26,7 +26,7 @@ WRONG = "(617) 555-0100"
 RIGHT = "(202) 555-0143"
 
 
-def text(response) -> str:  # type: ignore[no-untyped-def]
+def text(response) -> str:
     return html.unescape(re.sub(r"\s+", " ", response.content.decode()))
 
 
@@ -161,7 +161,7 @@ def test_the_lock_message_and_tries_left_are_in_spanish(invoice: Invoice) -> Non
         "/pay/payments/999999/receipt.pdf",
     ],
 )
-def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, invoice: Invoice, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, invoice: Invoice, path: str) -> None:
     settings.SUPPORT_EMAIL = "help@alma.example"
     client = Client()
     verify(client, link_for(invoice))
@@ -174,7 +174,7 @@ def test_not_found_pages_lead_back_to_the_invoices_and_show_support(settings, in
 
 def test_another_patients_invoice_and_payment_are_dead_ends_that_reveal_nothing(invoice: Invoice) -> None:
     other = InvoiceFactory(amount_cents=55_500, session__patient=PatientFactory(phone="+12025550188"))
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         patient=other.patient, amount_cents=55_500, attempt_key="k" * 32, status=Payment.Status.SUCCEEDED
     )
     client = Client()

@@ -67,7 +67,7 @@ class VerifyEmulator(BaseAdapter):
     def script(self, status: int, body: dict[str, Any]) -> None:
         self.scripted.append((status, body))
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -76,14 +76,14 @@ class VerifyEmulator(BaseAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> requests.Response:
-        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
         self.seen.append(
             SeenRequest(
                 method=request.method or "",
                 url=request.url or "",
                 body=body,
                 form=parse_qs(body),
-                headers=dict(request.headers),
+                headers={k: str(v) for k, v in request.headers.items()},
                 timeout=timeout,
             )
         )
