@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from alma_billing.core.admin import DollarsAdmin, dollars
+from alma_billing.core.admin import DollarsAdmin, ReadOnlyAdmin, dollars
 from alma_billing.core.staff import ProviderScopedAdmin, is_ops, staff_actor
 from claims.models import Claim, ClaimPayment, InvoiceCredit, Remittance
 from claims.services import remittance_import
@@ -26,7 +26,7 @@ class RemittanceUploadForm(forms.Form):
 PLAN_RESPONSIBILITY = dollars("plan_responsibility_cents", "Plan responsibility")
 
 
-class ClaimLineInline(admin.TabularInline):
+class ClaimLineInline(ReadOnlyAdmin, admin.TabularInline):
     """The plan's decisions on this claim, as the remittances said them, and what the import did: the provider's
     own remittance lines (the remittance itself names other providers' claims, so it is ops only)."""
 
@@ -37,39 +37,25 @@ class ClaimLineInline(admin.TabularInline):
         "trace_number", "payer_claim_number", "status_code", dollars("patient_responsibility_cents"), "outcome",
         "note", "adjustment_invoice", dollars("refund_cents", "Refund"), "created_at",
     )  # fmt: skip
-    readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
-class InvoiceCreditInline(admin.TabularInline):
+class InvoiceCreditInline(ReadOnlyAdmin, admin.TabularInline):
     model = InvoiceCredit
     fk_name = "claim"
     fields = ("invoice", dollars("amount_cents", "Amount"), "reason", "created_at", "canceled_at", "canceled_by")
-    readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Claim)
-class ClaimAdmin(DollarsAdmin, ProviderScopedAdmin):
+class ClaimAdmin(ReadOnlyAdmin, DollarsAdmin, ProviderScopedAdmin):
+    """Claims are opened by billing and decided by remittances, never typed in."""
+
     list_display = ["claim_number", "session", "status", PLAN_RESPONSIBILITY, "decided_at", "attention"]
     list_filter = ["status", ("attention", admin.EmptyFieldListFilter)]
     search_fields = ["claim_number"]
     list_select_related = ["session"]
-    readonly_fields = (
+    fields = (
         "claim_number",
         "session",
         "status",
@@ -80,23 +66,13 @@ class ClaimAdmin(DollarsAdmin, ProviderScopedAdmin):
         "eligibility_snapshot",
         "attention",
     )
-    fields = readonly_fields
     inlines = [ClaimLineInline, InvoiceCreditInline]
 
     def provider_scope(self, provider: Any) -> Q:
         return Q(session__provider=provider)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # claims are opened by billing, never typed in
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # read-only: the view permission opens the page, with no Save button
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ClaimPaymentInline(DollarsAdmin, admin.TabularInline):
+class ClaimPaymentInline(ReadOnlyAdmin, DollarsAdmin, admin.TabularInline):
     model = ClaimPayment
     fields = (
         "claim_number",
@@ -106,21 +82,16 @@ class ClaimPaymentInline(DollarsAdmin, admin.TabularInline):
         "note",
         "adjustment_invoice",
     )
-    readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Remittance)
-class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
-    """Ops only: a remittance names claims of every provider."""
+class RemittanceAdmin(ReadOnlyAdmin, DollarsAdmin, admin.ModelAdmin):
+    """Ops only: a remittance names claims of every provider. Imported with `manage.py import_remittance`."""
 
     list_display = ["trace_number", "payer_name", "file_name", "received_at", "claim_outcomes"]
     search_fields = ["trace_number", "lines__claim_number"]
-    readonly_fields = (
+    fields = (
         "file_name",
         "trace_number",
         "payer_name",
@@ -129,7 +100,6 @@ class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
         "received_at",
         "summary",
     )
-    fields = readonly_fields
     inlines = [ClaimPaymentInline]
     change_list_template = "admin/claims/remittance_change_list.html"
 
@@ -188,12 +158,3 @@ class RemittanceAdmin(DollarsAdmin, admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_ops(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # imported with `manage.py import_remittance`
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

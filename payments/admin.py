@@ -11,24 +11,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from alma_billing.core.admin import DollarsAdmin, dollars
+from alma_billing.core.admin import DollarsAdmin, ReadOnlyAdmin, dollars
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.money import format_cents
 from alma_billing.core.staff import ProviderScopedAdmin, id_param, is_ops, provider_of, scoped_provider, staff_actor
 from invoices.models import Practice
 from payments import services
 from payments.models import AutopayAttempt, AutopayEnrollment, Payment, PaymentAllocation, Refund, StripeEvent
-
-
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OwnInvoicesOnly:
@@ -42,17 +31,15 @@ class OwnInvoicesOnly:
         return queryset.filter(invoice__provider=provider)
 
 
-class AllocationInline(OwnInvoicesOnly, ReadOnly, DollarsAdmin, admin.TabularInline):
+class AllocationInline(OwnInvoicesOnly, ReadOnlyAdmin, DollarsAdmin, admin.TabularInline):
     model = PaymentAllocation
     fields = ("invoice", dollars("amount_cents"), "state", dollars("refunded_cents"))
-    readonly_fields = fields
     extra = 0
 
 
-class RefundInline(OwnInvoicesOnly, ReadOnly, DollarsAdmin, admin.TabularInline):
+class RefundInline(OwnInvoicesOnly, ReadOnlyAdmin, DollarsAdmin, admin.TabularInline):
     model = Refund
     fields = ("created_at", "invoice", dollars("amount_cents"), "reason", "note", "stripe_refund_id", "created_by")
-    readonly_fields = fields
     extra = 0
 
 
@@ -75,7 +62,7 @@ class RefundForm(forms.Form):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
+class PaymentAdmin(ReadOnlyAdmin, ProviderScopedAdmin):
     list_display = ["reference", "patient", "amount", "status", "source", "card", "created_at", "disputed_at"]
     list_filter = ["status", "source", ("disputed_at", admin.EmptyFieldListFilter)]
     search_fields = ["stripe_payment_intent_id", "patient__last_name", "patient__email", "allocations__invoice__number"]
@@ -179,7 +166,7 @@ class PaymentAdmin(ReadOnly, ProviderScopedAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnly, admin.ModelAdmin):
+class StripeEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["received_at", "type", "event_id", "outcome", "processed_at", "attempts"]
     list_filter = ["outcome", "type"]  # "Not ours": signed events about intents we never created
     search_fields = ["event_id"]
@@ -221,7 +208,7 @@ class LastOutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(AutopayEnrollment)
-class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
+class AutopayEnrollmentAdmin(ReadOnlyAdmin, ProviderScopedAdmin):
     list_display = ["patient", "card", "active", "consented_at", "last_attempt_at", "last_status"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), PracticeOfPatientFilter, LastOutcomeFilter]
     search_fields = ["patient__last_name", "patient__email"]
@@ -280,7 +267,7 @@ class AutopayEnrollmentAdmin(ReadOnly, ProviderScopedAdmin):
 
 
 @admin.register(AutopayAttempt)
-class AutopayAttemptAdmin(ReadOnly, ProviderScopedAdmin):
+class AutopayAttemptAdmin(ReadOnlyAdmin, ProviderScopedAdmin):
     list_display = ["invoice", "patient", "number", "scheduled_for", "status", "failure_message", "payment"]
     list_filter = ["status", ("invoice__practice", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["invoice__number", "invoice__patient__last_name"]

@@ -70,6 +70,27 @@ class DollarsAdmin(BaseModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
+# Read-only records --------------------------------------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(BaseModelAdmin):
+    """Rows the app writes and staff only read (payments, claims, reminder runs, the audit trail): never added,
+    changed or deleted here, whatever the user's permissions; the view permission opens the page, with no Save
+    button. The `fields` an admin lists are all read-only, so it lists them once."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields or super().get_readonly_fields(request, obj)
+
+
 # Field history -----------------------------------------------------------------------------------------------------
 
 
@@ -239,7 +260,7 @@ def invoice_events(invoice_id: int) -> Q:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the trail is written by services, never typed or removed."""
 
     list_display = ["created_at", "action", "object_type", "object_id", "actor_label", "ip_address"]
@@ -248,15 +269,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     change_list_template = "admin/core/auditevent/change_list.html"
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(EXPORT_PERMISSION))

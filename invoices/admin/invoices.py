@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from alma_billing.core.admin import ReadOnlyAdmin
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import format_cents
@@ -92,7 +93,9 @@ class NoteActionForm(ActionForm):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ProviderScopedAdmin):
+class InvoiceAdmin(ReadOnlyAdmin, ProviderScopedAdmin):
+    """Invoices are issued by the billing service, never typed in; staff act on them through the actions."""
+
     list_display = ["number", "patient", "provider", "amount", "status", "age_days", "last_reminder", "flags"]
     list_filter = [
         "status",
@@ -115,7 +118,7 @@ class InvoiceAdmin(ProviderScopedAdmin):
     date_hierarchy = "issued_at"
     action_form = NoteActionForm
     actions = ["resend_link", "record_outside_payment", "void_invoices"]
-    readonly_fields = (
+    fields = (
         "number",
         "patient",
         "provider",
@@ -138,7 +141,6 @@ class InvoiceAdmin(ProviderScopedAdmin):
         "payments",
         "audit_trail",
     )
-    fields = readonly_fields  # every field is shown, none is editable
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         last = ReminderLog.objects.filter(patient=OuterRef("patient_id"), status=ReminderLog.Status.SENT).order_by(
@@ -156,12 +158,6 @@ class InvoiceAdmin(ProviderScopedAdmin):
             return share.last_sent_by_invoice.get(obj.pk) or "-"  # a reminder that named this invoice
 
         return [last_reminder if f == "last_reminder" else f for f in self.list_display]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # invoices are issued by the billing service, never typed in
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # every field is read-only: the page opens with the view permission and has no Save button
 
     def has_act_permission(self, request: HttpRequest) -> bool:
         """Resending a link or recording an outside payment: staff who may change invoices (providers, ops)."""

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from alma_billing.core.admin import ReadOnlyAdmin
 from alma_billing.core.money import format_cents
 from invoices.admin.scoping import OpsOnlyAdmin, PatientScoped, provider_share
 from invoices.models import (
@@ -17,7 +18,9 @@ from invoices.models import (
 
 
 @admin.register(ReminderRun)
-class ReminderRunAdmin(OpsOnlyAdmin):
+class ReminderRunAdmin(ReadOnlyAdmin, OpsOnlyAdmin):
+    """Runs are recorded by send_reminders and beat, never typed in."""
+
     list_display = [
         "started_at",
         "as_of",
@@ -32,15 +35,9 @@ class ReminderRunAdmin(OpsOnlyAdmin):
     ]
     list_filter = ["status", "dry_run"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs are recorded by send_reminders and beat, never typed in
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ReminderLog)
-class ReminderLogAdmin(PatientScoped):
+class ReminderLogAdmin(ReadOnlyAdmin, PatientScoped):
     list_display = ["sent_on", "patient", "status", "total", "reason", "sent_at"]
     list_filter = ["status", "sent_on"]
     search_fields = ["patient__last_name", "patient__email"]
@@ -82,12 +79,6 @@ class ReminderLogAdmin(PatientScoped):
     def invoices(self, obj: ReminderLog) -> str:
         numbers = Invoice.objects.filter(pk__in=obj.invoice_ids or []).values_list("number", flat=True)
         return ", ".join(numbers) or "-"
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
     @admin.display(description="Total")
     def total(self, obj: ReminderLog) -> str:
