@@ -20,7 +20,7 @@ from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
 from payments.models import AutopayAttempt, Payment, PaymentAllocation
-from payments.services.cards import card_forget_later
+from payments.services.cards import card_detach_later
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
                 surplus = _settle(payment)
                 enqueue_on_commit(payment_receipt_task, payment.pk)
                 if not payment.keep_card:
-                    card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+                    card_detach_later(payment_method_id=payment.stripe_payment_method_id)
                 for allocation_id in surplus:
                     enqueue_on_commit(surplus_refund_task, allocation_id)
         elif intent.status in ("requires_payment_method", "canceled"):
@@ -353,11 +353,7 @@ def _settle(payment: Payment) -> list[int]:
             # Paid: automatic charges still scheduled for it (e.g. an autopay retry) will not happen.
             attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
             attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
-            attempts.exclude(payment=payment).update(
-                status=AutopayAttempt.Status.CANCELED,
-                failure_message=gettext_noop("Paid another way."),
-                finished_at=now,
-            )
+            attempts.exclude(payment=payment).cancel_scheduled(reason=gettext_noop("Paid another way."), at=now)
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""
     payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])
@@ -383,4 +379,4 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     payment.save(update_fields=["status", "failure_code", "failure_message"])
     audit_record(actor=SYSTEM, action=_RELEASED_ACTIONS[Payment.Status(status)], obj=payment, code=code)
     if not payment.keep_card:
-        card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+        card_detach_later(payment_method_id=payment.stripe_payment_method_id)
