@@ -276,7 +276,7 @@ def receipts_link_request(*, address: str, ip: str | None) -> bool:
             .values_list("pk", flat=True)[:PATIENTS_PER_ADDRESS_MAX]
         )
         request = ReceiptLinkRequest.objects.create(address_digest=digest, network=network, patient_ids=patient_ids)
-        from payments.tasks import receipts_link_task
+        from payments.tasks import receipts_link_task  # here: payments.tasks imports this module
 
         enqueue_on_commit(receipts_link_task, request.pk)
     logger.info("receipts link request %s recorded", request.pk)

@@ -70,7 +70,7 @@ def autopay_take_over(*, invoice_id: int) -> bool:
         invoice.save(update_fields=["emailed_at"])
         audit_record(actor=SYSTEM, action=AuditAction.AUTOPAY_SCHEDULED, obj=invoice, attempt_id=attempt.pk)
         if settings.AUTOPAY_NOTICE_DAYS == 0:
-            transaction.on_commit(lambda: _run_due_soon(invoice.patient_id))
+            transaction.on_commit(lambda: autopay_run_due_soon(invoice.patient_id))
     return True
 
 
@@ -220,8 +220,9 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
         )
 
 
-def _run_due_soon(patient_id: int) -> None:
-    from payments.tasks import autopay_attempt_task
+def autopay_run_due_soon(patient_id: int) -> None:
+    """Queue the patient's charges that are due now (enrolled with "pay what is open", or a notice period of 0)."""
+    from payments.tasks import autopay_attempt_task  # here: payments.tasks imports autopay
 
     due = AutopayAttempt.objects.filter(
         invoice__patient_id=patient_id, status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now()

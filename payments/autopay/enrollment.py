@@ -9,7 +9,7 @@ from alma_billing.core.audit import Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
 from invoices.models import Invoice, Patient
 from payments import services
-from payments.autopay.charges import _run_due_soon
+from payments.autopay.charges import autopay_run_due_soon
 from payments.autopay.selectors import autopay_practices
 from payments.gateways import stripe as gateway
 from payments.models import AutopayAttempt, AutopayEnrollment
@@ -80,7 +80,7 @@ def autopay_enroll(
                 AutopayAttempt.objects.create(
                     invoice=invoice, enrollment=enrollment, number=number, scheduled_for=now, notice_sent_at=now
                 )
-            transaction.on_commit(lambda: _run_due_soon(patient_id))
+            transaction.on_commit(lambda: autopay_run_due_soon(patient_id))
     return enrollment
 
 

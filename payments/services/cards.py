@@ -36,7 +36,7 @@ def card_saved(*, patient_id: int, setup_intent_id: str) -> gateway.Card | None:
 def card_detach_later(*, payment_method_id: str) -> None:
     """Promise to detach a saved card we must not keep: recorded in the caller's transaction (the outbox), detached
     at Stripe after the commit (`card_detach_task`), and by reconciliation if that task is lost."""
-    from payments.tasks import card_detach_task  # here, not at the top: payments.tasks imports these services
+    from payments.tasks import card_detach_task  # here: payments.tasks imports these services
 
     if not payment_method_id:
         return

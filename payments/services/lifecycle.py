@@ -221,7 +221,7 @@ def _payment_for_intent(intent: gateway.Intent) -> Payment | None:
 def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
     """Move our payment to match a PaymentIntent, from any source. Returns None, changing nothing, for intents
     that are not ours (another integration on the account, a forged or foreign event)."""
-    from payments.tasks import payment_receipt_task, surplus_refund_task
+    from payments.tasks import payment_receipt_task, surplus_refund_task  # here: payments.tasks imports these services
 
     with transaction.atomic():
         payment = _payment_for_intent(intent)
