@@ -7,7 +7,7 @@ was taken), a failure never undoes a success, and a duplicate or late report cha
 
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -168,11 +168,15 @@ def payment_charge(*, payment_id: int) -> Payment:
 
 def payment_refresh(*, payment_id: int) -> Payment:
     """Ask Stripe for the current state (return page, after 3-D Secure, reconciliation)."""
+    return _apply_from_stripe(payment_id, gateway.payment_intent_retrieve)
+
+
+def _apply_from_stripe(payment_id: int, ask: Callable[[str], gateway.Intent]) -> Payment:
+    """Apply what Stripe answers `ask` about an open payment's intent; a finished or never-sent payment is as it is."""
     payment = Payment.objects.get(pk=payment_id)
     if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
         return payment
-    intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
-    return payment_apply_intent(intent=intent) or payment
+    return payment_apply_intent(intent=ask(payment.stripe_payment_intent_id)) or payment
 
 
 def _adoptable(payment: Payment, intent: gateway.Intent) -> bool:
@@ -320,11 +324,7 @@ def payment_release_unknown(*, payment_id: int) -> Payment:
 
 def payment_cancel(*, payment_id: int) -> Payment:
     """Cancel an unfinished PaymentIntent at Stripe (e.g. an abandoned card check) and release the invoices."""
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
-        return payment
-    intent = gateway.payment_intent_cancel(payment.stripe_payment_intent_id)
-    return payment_apply_intent(intent=intent) or payment
+    return _apply_from_stripe(payment_id, gateway.payment_intent_cancel)
 
 
 def _settle(payment: Payment) -> list[int]:
