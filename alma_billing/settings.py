@@ -422,7 +422,7 @@ sdk_console_logging_off()  # STRIPE_LOG=debug would print Stripe's request and r
 # and amounts in messages (alma_billing/core/error_tracking.py scrubs every event before it leaves).
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 if SENTRY_DSN:
-    from alma_billing.core.error_tracking import sentry_init
+    from alma_billing.core.error_tracking import sentry_init  # only when Sentry is on: it loads the SDK
 
     sentry_init(
         dsn=SENTRY_DSN,

@@ -6,6 +6,7 @@ class ClaimsConfig(AppConfig):
     verbose_name = "Claims and remittances"
 
     def ready(self) -> None:
+        # invoices calls up through its hooks (invoices/hooks.py); it never imports the layers above it.
         from claims import services
         from invoices import hooks
 

@@ -3,6 +3,8 @@ demo remittance `seed_demo` writes for the demo claims."""
 
 from dataclasses import dataclass, field
 
+from claims.models import Claim
+
 
 @dataclass
 class Clp:
@@ -117,8 +119,6 @@ def demo_835(claim_numbers: dict[str, str]) -> str:
 
 def demo_claim_numbers() -> dict[str, str] | None:
     """The seeded demo patients' claim numbers, or None when the demo data is not there."""
-    from claims.models import Claim
-
     jordan = Claim.objects.filter(session__patient__email="jordan.lee@example.com").order_by("session__date_of_service")
     sam = Claim.objects.filter(session__patient__email="sam.patel@example.com").order_by("session__date_of_service")
     numbers = list(jordan.values_list("claim_number", flat=True)[:1]) + list(

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, F, IntegerField, Q, Sum, Value
 
 from claims.models import Claim, ClaimPayment, InvoiceCredit
+from invoices.models import Invoice
 
 
 def claim_number_of(session: Any) -> str:
@@ -37,8 +38,6 @@ class ClaimsWaiting:
 
 def claims_waiting(*, now: datetime) -> ClaimsWaiting:
     """Four aggregate queries, whatever the number of claims."""
-    from invoices.models import Invoice
-
     zero = Value(0, IntegerField())
     claims = Claim.objects.exclude(attention="").aggregate(
         denials=Count("id", filter=Q(status=Claim.Status.DENIED)),

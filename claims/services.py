@@ -17,6 +17,7 @@ from alma_billing.core.queue import enqueue_on_commit
 from claims.models import Claim, ClaimPayment, InvoiceCredit, Remittance, claim_number_for
 from claims.x12 import DENIED, REVERSAL, ClaimLine, RemittanceFileError, parse_835
 from invoices.models import Invoice, TherapySession
+from invoices.selectors import active_coverage_for, eligibility_check_for
 from invoices.services import invoice_void
 from invoices.tasks import invoice_email_task
 from payments.models import Refund
@@ -264,8 +265,6 @@ def _accumulators_record(
     maximum (CLP05), against the eligibility check the estimate used: later estimates on that check use these
     figures instead of the estimate's (invoices.selectors.eligibility_used_on). With no standing decision the
     estimate's figures count again. Recomputed from the standing decision, so a re-import changes nothing."""
-    from invoices.selectors import active_coverage_for, eligibility_check_for
-
     session = claim.session
     snapshot_id = claim.eligibility_snapshot_id or (
         Invoice.objects.filter(session=session, eligibility_snapshot__isnull=False)

@@ -76,7 +76,7 @@ def patient_email_updated(*, patient_id: int, actor: Actor = SYSTEM) -> EmailUpd
     The email is a reminder row (the reminder outbox: the sweep delivers it if the queued task is lost). Invoices
     whose own email was skipped are listed in it, so each is not also emailed on its own (one email, not several).
     """
-    from invoices.tasks import reminder_deliver_task
+    from invoices.tasks import reminder_deliver_task  # here: invoices.tasks imports services, which import this
 
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
@@ -115,7 +115,7 @@ def patient_email_updated(*, patient_id: int, actor: Actor = SYSTEM) -> EmailUpd
         log = _reminder_for_today(patient=patient, invoices=open_invoices)
         if log is None:
             # Today's reminder already went out (at most one a day): the skipped invoices are emailed on their own.
-            from invoices.tasks import invoice_email_task
+            from invoices.tasks import invoice_email_task  # here: see reminder_deliver_task above
 
             for invoice in skipped:
                 invoice.email_problem = ""

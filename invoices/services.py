@@ -13,6 +13,7 @@ from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
 from invoices import hooks, selectors
+from invoices.deliverability import UNDELIVERABLE_PROBLEM
 from invoices.explain import EAP_NOT_COVERED
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
@@ -46,7 +47,7 @@ _Decision = _Charge | _NoCharge | _Attention
 
 def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
     """Mark a session completed and queue its invoice (P1). Completing twice changes nothing."""
-    from invoices.tasks import invoice_issue_task
+    from invoices.tasks import invoice_issue_task  # here: invoices.tasks imports these services
 
     with transaction.atomic():
         session = TherapySession.objects.select_for_update().get(pk=session_id)
@@ -67,7 +68,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
 
     Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
     """
-    from invoices.tasks import invoice_email_task
+    from invoices.tasks import invoice_email_task  # here: invoices.tasks imports these services
 
     with transaction.atomic():
         session = (
@@ -102,7 +103,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
 
 def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor) -> Invoice:
     """A provider charges an out-of-pocket invoice for a completed session that has none yet (P1)."""
-    from invoices.tasks import invoice_email_task
+    from invoices.tasks import invoice_email_task  # here: invoices.tasks imports these services
 
     if amount_cents <= 0:
         raise ServiceError("A self-pay amount must be more than $0.00.")
@@ -148,8 +149,6 @@ def invoice_email_send(*, invoice_id: int) -> bool:
             return False
         if invoice.patient.email_undeliverable_reason:
             # The email service reported the address bouncing (invoices/deliverability.py): updating it sends this.
-            from invoices.deliverability import UNDELIVERABLE_PROBLEM
-
             invoice.email_problem = UNDELIVERABLE_PROBLEM
             invoice.save(update_fields=["email_problem"])
             audit_record(

@@ -3,6 +3,8 @@
 "Impossible to pay twice" is a database rule here: an invoice has at most one live allocation (pending or settled).
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -194,6 +196,15 @@ class AutopayEnrollment(models.Model):
         return self.ended_at is None
 
 
+class AutopayAttemptQuerySet(models.QuerySet["AutopayAttempt"]):
+    def cancel_scheduled(self, *, reason: str, at: datetime | None = None) -> int:
+        """The scheduled charges among these will not happen (paid another way, voided, autopay ended): the one
+        way a charge is called off before it runs. Returns how many stopped."""
+        return self.filter(status=AutopayAttempt.Status.SCHEDULED).update(
+            status=AutopayAttempt.Status.CANCELED, failure_message=reason, finished_at=at or timezone.now()
+        )
+
+
 class AutopayAttempt(models.Model):
     """One scheduled automatic charge of an invoice. (invoice, number) is unique: a task run twice charges once."""
 
@@ -212,6 +223,8 @@ class AutopayAttempt(models.Model):
     failure_message = models.CharField(max_length=300, blank=True)
     notice_sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AutopayAttemptQuerySet.as_manager()
 
     class Meta:
         ordering = ["-scheduled_for", "-id"]

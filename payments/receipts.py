@@ -12,7 +12,6 @@ from django.db.models import Q, Sum
 from django.template.defaultfilters import date as date_format
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
-from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, ngettext
 from fpdf import FPDF
 
@@ -24,6 +23,7 @@ from alma_billing.core.templatetags.patient_dates import day_format
 from claims.selectors import claim_numbers_for
 from invoices.models import Patient
 from payments.models import Payment, PaymentAllocation, ReceiptLinkRequest
+from payments.rules import card_label
 from verification.services import _network, pay_link_email_context
 
 logger = logging.getLogger(__name__)
@@ -122,9 +122,7 @@ def _receipt_pdf(payment: Payment) -> bytes:
         (gettext("Payment date"), date_format(paid_on, day_format("long"))),
         (
             gettext("Paid with"),
-            gettext("{brand} ending in {last4}").format(
-                brand=payment.card_brand.title() or gettext("Card"), last4=payment.card_last4 or "----"
-            ),
+            str(card_label(payment.card_brand, payment.card_last4)),
         ),
         (gettext("Amount paid"), format_cents(sum(a.amount_cents for a in allocations))),
     ]
@@ -198,11 +196,7 @@ def receipt_email_send(*, payment_id: int) -> bool:
             "amount": format_cents(settled),
             "refunded": format_cents(payment.amount_cents - settled) if settled < payment.amount_cents else "",
             "reference": payment.reference,
-            "card": format_lazy(
-                gettext_lazy("{brand} ending in {last4}"),
-                brand=payment.card_brand.title() or gettext_lazy("Card"),
-                last4=payment.card_last4,
-            ),
+            "card": card_label(payment.card_brand, payment.card_last4),
             "paid_on": timezone.localtime(payment.succeeded_at or payment.created_at),
         }
         send_patient_email(
@@ -282,7 +276,7 @@ def receipts_link_request(*, address: str, ip: str | None) -> bool:
             .values_list("pk", flat=True)[:PATIENTS_PER_ADDRESS_MAX]
         )
         request = ReceiptLinkRequest.objects.create(address_digest=digest, network=network, patient_ids=patient_ids)
-        from payments.tasks import receipts_link_task
+        from payments.tasks import receipts_link_task  # here: payments.tasks imports this module
 
         enqueue_on_commit(receipts_link_task, request.pk)
     logger.info("receipts link request %s recorded", request.pk)

@@ -1,4 +1,4 @@
-"""Payments' pure rules: benefit-card detection (P7) and the autopay consent's wording (P6).
+"""Payments' pure rules: how a card is named, benefit-card detection (P7) and the autopay consent's wording (P6).
 
 Plain functions, in the manner of `invoices/responsibility.py`: no database, no Stripe SDK, no clock. They read
 their configuration from settings and their wording from the active translation.
@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from django.conf import settings
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
 
 
@@ -27,6 +29,14 @@ class CardFacts(Protocol):
 class Named(Protocol):
     @property
     def name(self) -> str: ...
+
+
+def card_label(brand: str, last4: str) -> Promise:
+    """ "Visa ending in 4242", in the language active when it is rendered: the one way a card is named to a patient
+    (pages, emails, receipts; templates use the `card_label` filter). Unknown: "Card", "----"."""
+    return format_lazy(
+        gettext_lazy("{brand} ending in {last4}"), brand=brand.title() or gettext_lazy("Card"), last4=last4 or "----"
+    )
 
 
 # The consent's wording, versioned: an enrollment keeps the version, the language and the exact text the patient

@@ -30,14 +30,6 @@ def receipts_link_task(request_id: int) -> int:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
-def payment_card_forget_task(payment_id: int) -> None:
-    try:
-        services.payment_forget_card(payment_id=payment_id)
-    except TransportError as error:
-        _unless_permanent(error)
-
-
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
 def surplus_refund_task(allocation_id: int) -> int | None:
     try:
         refund = services.surplus_refund(allocation_id=allocation_id)

@@ -12,7 +12,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy
 
-from alma_billing.core.http import message_page
+from alma_billing.core.http import message_page, patient_page
 from invoices.models import Patient
 
 ACCESS_KEY = "patient_access"
@@ -96,8 +96,6 @@ def verified_patient_required(view: Callable[..., HttpResponse]) -> Callable[...
 def verified_patient_page(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """A patient page behind verification: security headers, allowed methods, and the verified patient's id."""
     from django.views.decorators.http import require_http_methods
-
-    from alma_billing.core.http import patient_page
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return patient_page(require_http_methods(list(methods))(verified_patient_required(view)))

@@ -27,6 +27,8 @@ from alma_billing.core.audit import (
 from alma_billing.core.models import AuditEvent
 from alma_billing.core.money import DollarsField, format_cents
 from alma_billing.core.staff import id_param, staff_actor
+from invoices.models import Coverage, EligibilitySnapshot, Invoice, Patient, TherapySession
+from payments.models import Payment
 
 # Money in the admin ------------------------------------------------------------------------------------------------
 
@@ -165,8 +167,6 @@ class AuditExportForm(forms.Form):
         text = self.cleaned_data["patient"].strip()
         if not text:
             return None
-        from invoices.models import Patient
-
         patient_id = id_param(text)
         if patient_id is None or not Patient.objects.filter(pk=patient_id).exists():
             raise forms.ValidationError("No patient with this id: enter the number from the patient's admin page.")
@@ -176,8 +176,6 @@ class AuditExportForm(forms.Form):
         text = self.cleaned_data["invoice"].strip()
         if not text:
             return None
-        from invoices.models import Invoice
-
         invoice_id = id_param(text)
         match = Q(number=text) if invoice_id is None else Q(number=text) | Q(pk=invoice_id)
         found = Invoice.objects.filter(match).values_list("pk", flat=True).first()
@@ -236,9 +234,6 @@ def _of(object_type: str, ids: Any) -> Q:
 def patient_events(patient_id: int) -> Q:
     """Events about a patient: their record, coverage, eligibility checks, sessions, invoices and payments, and
     what they did themselves on the pay pages."""
-    from invoices.models import Coverage, EligibilitySnapshot, Invoice, TherapySession
-    from payments.models import Payment
-
     ids = lambda qs: qs.values_list("pk", flat=True)  # noqa: E731
     return (
         Q(object_type="invoices.patient", object_id=str(patient_id))
@@ -253,8 +248,6 @@ def patient_events(patient_id: int) -> Q:
 
 def invoice_events(invoice_id: int) -> Q:
     """Events about an invoice and the payments that covered it."""
-    from payments.models import Payment
-
     payments = Payment.objects.filter(allocations__invoice_id=invoice_id).values_list("pk", flat=True)
     return Q(object_type="invoices.invoice", object_id=str(invoice_id)) | _of("payments.payment", payments)
 

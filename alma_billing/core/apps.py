@@ -50,7 +50,7 @@ def staff_groups_ensure(sender: Any, **kwargs: Any) -> None:
     """Create the "Ops" (everything billing, refunds included) and "Providers" groups after each migrate."""
     from django.contrib.auth.models import Group, Permission
 
-    from alma_billing.core.staff import OPS_GROUP
+    from alma_billing.core.staff import OPS_GROUP  # here: apps.py is imported before the admin models it needs
 
     del sender, kwargs
     # Runs after every app's migrations (permissions of later apps only exist by then); the last run wins.

@@ -17,6 +17,8 @@ from django.views.decorators.http import require_POST
 
 from alma_billing.core.audit import Actor, AuditAction, audit_record
 from alma_billing.core.http import client_ip, patient_page
+from invoices.models import Patient
+from verification.access import verified_patient_id
 
 # The verified patient's preferred language, stored in the session with the verified access.
 SESSION_KEY = "patient_language"
@@ -58,8 +60,6 @@ def remember_at_verification(request: HttpRequest, patient: Any) -> None:
 
 
 def _save_preference(request: HttpRequest, patient_id: int, language: str) -> None:
-    from invoices.models import Patient
-
     with transaction.atomic():
         patient = Patient.objects.select_for_update().filter(pk=patient_id).first()
         if patient is not None and patient.preferred_language != language:
@@ -78,8 +78,6 @@ def _save_preference(request: HttpRequest, patient_id: int, language: str) -> No
 def language_switch(request: HttpRequest) -> HttpResponse:
     """The "Español" / "English" switch: remember the choice in the language cookie and, for a verified patient,
     on their profile (emails, SMS and receipts follow it). Then back to the page the patient was on."""
-    from verification.access import verified_patient_id
-
     language = supported(request.POST.get("language")) or settings.LANGUAGE_CODE
     target = request.POST.get("next") or ""
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from verification.models import AccessAttempt, LocalVerification
+
 logger = logging.getLogger(__name__)
 
 # Local (development) SMS verifications are kept this long past their expiry, then deleted.
@@ -24,8 +26,6 @@ def attempt_retention() -> timedelta:
 
 
 def housekeeping() -> dict[str, int]:
-    from verification.models import AccessAttempt, LocalVerification
-
     now = timezone.now()
     # Database sessions (the default engine) keep their rows after expiry; clear_expired() is what `clearsessions`
     # runs. Engines that expire on their own (cache, signed cookies) do nothing here.

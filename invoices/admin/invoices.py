@@ -20,6 +20,7 @@ from alma_billing.core.staff import ProviderScopedAdmin, staff_actor
 from claims.selectors import claim_number_of
 from invoices import services
 from invoices.admin.scoping import provider_share
+from invoices.explain import explanation_lines
 from invoices.models import (
     Invoice,
     ReminderLog,
@@ -197,8 +198,6 @@ class InvoiceAdmin(ReadOnlyAdmin, ProviderScopedAdmin):
 
     @admin.display(description="Why this amount")
     def explanation(self, obj: Invoice) -> str:
-        from invoices.explain import explanation_lines
-
         return format_html(
             "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((line,) for line in explanation_lines(obj.calculation)))
         )

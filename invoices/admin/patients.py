@@ -14,6 +14,7 @@ from alma_billing.core.money import format_cents
 from alma_billing.core.staff import provider_of, scoped_provider, staff_actor
 from invoices import services
 from invoices.admin.scoping import PatientScoped, provider_share
+from invoices.deliverability import patient_email_updated
 from invoices.models import (
     Coverage,
     EapAuthorization,
@@ -123,8 +124,6 @@ class PatientAdmin(FieldHistoryAdmin, PatientScoped):
             obj.phone = Patient.objects.get(pk=obj.pk).phone  # the service changes it, audited
         super().save_model(request, obj, form, change)
         if "email" in form.changed_data:
-            from invoices.deliverability import patient_email_updated
-
             result = patient_email_updated(patient_id=obj.pk, actor=staff_actor(request))
             if Patient.objects.filter(pk=obj.pk).exclude(email_undeliverable_reason="").exists():
                 messages.warning(request, f"{EMAIL_BOUNCING}: the new address is already reported bouncing.")

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy, gettext_noop
@@ -18,10 +17,11 @@ from alma_billing.core.queue import enqueue
 from invoices import services as invoice_services
 from invoices.models import Invoice, Practice
 from payments import services
-from payments.autopay.emails import _card_words, autopay_email_send
+from payments.autopay.emails import autopay_email_send
 from payments.autopay.selectors import active_enrollment
 from payments.gateways import stripe as gateway
 from payments.models import AutopayAttempt, Payment
+from payments.rules import card_label
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +37,7 @@ def invoice_announce(*, invoice_id: int) -> bool:
 def autopay_scheduled_cancel(*, invoice_id: int, reason: str) -> int:
     """The invoice's scheduled automatic charges will not happen (e.g. it was voided). Returns how many stopped.
     Registered as invoices' `invoice_voided` hook; runs inside the caller's transaction."""
-    return _scheduled_cancel(AutopayAttempt.objects.filter(invoice_id=invoice_id), reason=reason)
-
-
-def _scheduled_cancel(attempts: QuerySet[AutopayAttempt], *, reason: str) -> int:
-    return attempts.filter(status=AutopayAttempt.Status.SCHEDULED).update(
-        status=AutopayAttempt.Status.CANCELED, failure_message=reason, finished_at=timezone.now()
-    )
+    return AutopayAttempt.objects.filter(invoice_id=invoice_id).cancel_scheduled(reason=reason)
 
 
 def autopay_take_over(*, invoice_id: int) -> bool:
@@ -67,7 +61,7 @@ def autopay_take_over(*, invoice_id: int) -> bool:
                 invoice,
                 "emails/autopay_notice",
                 gettext_lazy("Autopay: an upcoming charge from Alma"),
-                card=_card_words(enrollment.card_brand, enrollment.card_last4),
+                card=card_label(enrollment.card_brand, enrollment.card_last4),
                 when=when,
             )
             attempt.notice_sent_at = timezone.now()
@@ -76,7 +70,7 @@ def autopay_take_over(*, invoice_id: int) -> bool:
         invoice.save(update_fields=["emailed_at"])
         audit_record(actor=SYSTEM, action=AuditAction.AUTOPAY_SCHEDULED, obj=invoice, attempt_id=attempt.pk)
         if settings.AUTOPAY_NOTICE_DAYS == 0:
-            transaction.on_commit(lambda: _run_due_soon(invoice.patient_id))
+            transaction.on_commit(lambda: autopay_run_due_soon(invoice.patient_id))
     return True
 
 
@@ -222,12 +216,13 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
             gettext_lazy("Autopay didn't go through for your Alma invoice"),
             reason=lazy(gateway.failure_message_for, str)(payment.failure_code, payment.failure_message),
             next_at=next_at,
-            card=_card_words(attempt.enrollment.card_brand, attempt.enrollment.card_last4),
+            card=card_label(attempt.enrollment.card_brand, attempt.enrollment.card_last4),
         )
 
 
-def _run_due_soon(patient_id: int) -> None:
-    from payments.tasks import autopay_attempt_task
+def autopay_run_due_soon(patient_id: int) -> None:
+    """Queue the patient's charges that are due now (enrolled with "pay what is open", or a notice period of 0)."""
+    from payments.tasks import autopay_attempt_task  # here: payments.tasks imports autopay
 
     due = AutopayAttempt.objects.filter(
         invoice__patient_id=patient_id, status=AutopayAttempt.Status.SCHEDULED, scheduled_for__lte=timezone.now()

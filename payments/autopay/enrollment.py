@@ -9,7 +9,7 @@ from alma_billing.core.audit import Actor, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
 from invoices.models import Invoice, Patient
 from payments import services
-from payments.autopay.charges import _run_due_soon, _scheduled_cancel
+from payments.autopay.charges import autopay_run_due_soon
 from payments.autopay.selectors import autopay_practices
 from payments.gateways import stripe as gateway
 from payments.models import AutopayAttempt, AutopayEnrollment
@@ -28,7 +28,7 @@ def autopay_enroll(
     practices = autopay_practices(patient_id=patient_id)
     why = benefit_card_reason(card=card, declared=declared_benefit_card)
     if why:
-        services.card_forget_later(payment_method_id=card.payment_method_id)
+        services.card_detach_later(payment_method_id=card.payment_method_id)
         audit_record(
             actor=Actor.patient(patient_id, ip=ip),
             action=AuditAction.AUTOPAY_BENEFIT_CARD_REFUSED,
@@ -37,7 +37,7 @@ def autopay_enroll(
         )
         raise ServiceError(BENEFIT_REFUSED.format(why=gettext(why)), code="benefit_card")
     if not practices:
-        services.card_forget_later(payment_method_id=card.payment_method_id)
+        services.card_detach_later(payment_method_id=card.payment_method_id)
         raise ServiceError(NO_PRACTICE, code="not_offered")
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
@@ -48,7 +48,7 @@ def autopay_enroll(
             previous.ended_at = timezone.now()
             previous.save(update_fields=["ended_at"])
             old_card = previous.stripe_payment_method_id
-            services.card_forget_later(payment_method_id=old_card)
+            services.card_detach_later(payment_method_id=old_card)
         enrollment = AutopayEnrollment.objects.create(
             patient=patient,
             stripe_payment_method_id=card.payment_method_id,
@@ -80,7 +80,7 @@ def autopay_enroll(
                 AutopayAttempt.objects.create(
                     invoice=invoice, enrollment=enrollment, number=number, scheduled_for=now, notice_sent_at=now
                 )
-            transaction.on_commit(lambda: _run_due_soon(patient_id))
+            transaction.on_commit(lambda: autopay_run_due_soon(patient_id))
     return enrollment
 
 
@@ -93,10 +93,10 @@ def autopay_end(*, patient_id: int, actor: Actor) -> bool:
             return False
         enrollment.ended_at = timezone.now()
         enrollment.save(update_fields=["ended_at"])
-        _scheduled_cancel(
-            AutopayAttempt.objects.filter(enrollment=enrollment), reason=gettext_noop("Autopay was turned off.")
+        AutopayAttempt.objects.filter(enrollment=enrollment).cancel_scheduled(
+            reason=gettext_noop("Autopay was turned off.")
         )
         audit_record(actor=actor, action=AuditAction.AUTOPAY_ENDED, obj=enrollment)
         card = enrollment.stripe_payment_method_id
-        services.card_forget_later(payment_method_id=card)
+        services.card_detach_later(payment_method_id=card)
     return True

@@ -9,11 +9,10 @@ modules below are where each lives, this is the public surface.
 
 from payments.services.cards import (
     card_detach,
-    card_forget_later,
+    card_detach_later,
     card_saved,
     card_setup_start,
     patient_customer_id,
-    payment_forget_card,
 )
 from payments.services.disputes import payment_record_dispute
 from payments.services.lifecycle import (
@@ -38,12 +37,17 @@ from payments.services.refunds import (
     surplus_refund,
 )
 
+# The old name of card_detach_later, kept only for payments/views.py (owned by another change this round): switch its
+# two calls to card_detach_later, then delete this line.
+card_forget_later = card_detach_later
+
 __all__ = [
     "CHANGED",
     "IN_FLIGHT",
     "STALE",
     "UNKNOWN_AT_STRIPE",
     "card_detach",
+    "card_detach_later",
     "card_forget_later",
     "card_saved",
     "card_setup_start",
@@ -54,7 +58,6 @@ __all__ = [
     "payment_cancel",
     "payment_charge",
     "payment_flag",
-    "payment_forget_card",
     "payment_record_dispute",
     "payment_record_refunded_total",
     "payment_refresh",

@@ -5,7 +5,7 @@ import uuid
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Patient
 from payments.gateways import stripe as gateway
-from payments.models import AutopayEnrollment, CardToDetach, Payment
+from payments.models import AutopayEnrollment, CardToDetach
 
 
 def patient_customer_id(*, patient_id: int) -> str:
@@ -33,10 +33,10 @@ def card_saved(*, patient_id: int, setup_intent_id: str) -> gateway.Card | None:
     return gateway.card_from_setup_intent(setup_intent_id=setup_intent_id, customer_id=customer_id)
 
 
-def card_forget_later(*, payment_method_id: str) -> None:
+def card_detach_later(*, payment_method_id: str) -> None:
     """Promise to detach a saved card we must not keep: recorded in the caller's transaction (the outbox), detached
-    at Stripe after the commit, and by reconciliation if that task is lost."""
-    from payments.tasks import card_detach_task
+    at Stripe after the commit (`card_detach_task`), and by reconciliation if that task is lost."""
+    from payments.tasks import card_detach_task  # here: payments.tasks imports these services
 
     if not payment_method_id:
         return
@@ -50,11 +50,3 @@ def card_detach(*, payment_method_id: str) -> None:
     if not in_use.exists():
         gateway.payment_method_detach(payment_method_id)
     CardToDetach.objects.filter(payment_method_id=payment_method_id).delete()
-
-
-def payment_forget_card(*, payment_id: int) -> None:
-    """Detach a card the patient did not ask us to keep, once the payment has settled."""
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.keep_card or not payment.stripe_payment_method_id or payment.status in Payment.OPEN_STATUSES:
-        return
-    gateway.payment_method_detach(payment.stripe_payment_method_id)

@@ -7,7 +7,7 @@ was taken), a failure never undoes a success, and a duplicate or late report cha
 
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -20,7 +20,7 @@ from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
 from payments.models import AutopayAttempt, Payment, PaymentAllocation
-from payments.services.cards import card_forget_later
+from payments.services.cards import card_detach_later
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +168,15 @@ def payment_charge(*, payment_id: int) -> Payment:
 
 def payment_refresh(*, payment_id: int) -> Payment:
     """Ask Stripe for the current state (return page, after 3-D Secure, reconciliation)."""
+    return _apply_from_stripe(payment_id, gateway.payment_intent_retrieve)
+
+
+def _apply_from_stripe(payment_id: int, ask: Callable[[str], gateway.Intent]) -> Payment:
+    """Apply what Stripe answers `ask` about an open payment's intent; a finished or never-sent payment is as it is."""
     payment = Payment.objects.get(pk=payment_id)
     if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
         return payment
-    intent = gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
-    return payment_apply_intent(intent=intent) or payment
+    return payment_apply_intent(intent=ask(payment.stripe_payment_intent_id)) or payment
 
 
 def _adoptable(payment: Payment, intent: gateway.Intent) -> bool:
@@ -221,7 +225,7 @@ def _payment_for_intent(intent: gateway.Intent) -> Payment | None:
 def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
     """Move our payment to match a PaymentIntent, from any source. Returns None, changing nothing, for intents
     that are not ours (another integration on the account, a forged or foreign event)."""
-    from payments.tasks import payment_receipt_task, surplus_refund_task
+    from payments.tasks import payment_receipt_task, surplus_refund_task  # here: payments.tasks imports these services
 
     with transaction.atomic():
         payment = _payment_for_intent(intent)
@@ -234,7 +238,7 @@ def payment_apply_intent(*, intent: gateway.Intent) -> Payment | None:
                 surplus = _settle(payment)
                 enqueue_on_commit(payment_receipt_task, payment.pk)
                 if not payment.keep_card:
-                    card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+                    card_detach_later(payment_method_id=payment.stripe_payment_method_id)
                 for allocation_id in surplus:
                     enqueue_on_commit(surplus_refund_task, allocation_id)
         elif intent.status in ("requires_payment_method", "canceled"):
@@ -320,11 +324,7 @@ def payment_release_unknown(*, payment_id: int) -> Payment:
 
 def payment_cancel(*, payment_id: int) -> Payment:
     """Cancel an unfinished PaymentIntent at Stripe (e.g. an abandoned card check) and release the invoices."""
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.status not in Payment.OPEN_STATUSES or not payment.stripe_payment_intent_id:
-        return payment
-    intent = gateway.payment_intent_cancel(payment.stripe_payment_intent_id)
-    return payment_apply_intent(intent=intent) or payment
+    return _apply_from_stripe(payment_id, gateway.payment_intent_cancel)
 
 
 def _settle(payment: Payment) -> list[int]:
@@ -353,11 +353,7 @@ def _settle(payment: Payment) -> list[int]:
             # Paid: automatic charges still scheduled for it (e.g. an autopay retry) will not happen.
             attempts = AutopayAttempt.objects.filter(invoice=invoice, status=AutopayAttempt.Status.SCHEDULED)
             attempts.filter(payment=payment).update(status=AutopayAttempt.Status.SUCCEEDED, finished_at=now)
-            attempts.exclude(payment=payment).update(
-                status=AutopayAttempt.Status.CANCELED,
-                failure_message=gettext_noop("Paid another way."),
-                finished_at=now,
-            )
+            attempts.exclude(payment=payment).cancel_scheduled(reason=gettext_noop("Paid another way."), at=now)
     payment.status, payment.succeeded_at = Payment.Status.SUCCEEDED, now
     payment.failure_code = payment.failure_message = ""
     payment.save(update_fields=["status", "succeeded_at", "failure_code", "failure_message"])
@@ -383,4 +379,4 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     payment.save(update_fields=["status", "failure_code", "failure_message"])
     audit_record(actor=SYSTEM, action=_RELEASED_ACTIONS[Payment.Status(status)], obj=payment, code=code)
     if not payment.keep_card:
-        card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+        card_detach_later(payment_method_id=payment.stripe_payment_method_id)

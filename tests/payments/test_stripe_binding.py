@@ -293,7 +293,7 @@ def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:
     AutopayEnrollmentFactory(
         patient=patient, stripe_payment_method_id=payment.stripe_payment_method_id, consent_text="x"
     )
-    services.card_forget_later(payment_method_id=payment.stripe_payment_method_id)
+    services.card_detach_later(payment_method_id=payment.stripe_payment_method_id)
     services.card_detach(payment_method_id=payment.stripe_payment_method_id)
     assert stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id).customer
     assert not CardToDetach.objects.exists()

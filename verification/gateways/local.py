@@ -1,11 +1,11 @@
-"""Development SMS verification: Twilio Verify's rules, codes stored hashed, each SMS written to the dev outbox."""
+"""Development SMS verification: Twilio Verify's rules, codes stored hashed, each SMS written to the dev outbox.
+Its limits are the settings the app enforces too (VERIFY_CODE_TTL, VERIFY_MAX_SENDS, VERIFY_MAX_CODE_CHECKS)."""
 
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -15,10 +15,6 @@ from django.utils.translation import gettext
 from alma_billing.core.mail import outbox_dir
 from verification.gateways import CheckResult, SendLimitReached
 from verification.models import LocalVerification
-
-CODE_TTL = timedelta(minutes=10)
-MAX_SENDS = 5
-MAX_CHECKS = 5
 
 
 def _hash(code: str) -> str:
@@ -41,10 +37,10 @@ class LocalVerifyGateway:
             verification = _pending(phone_e164)
             if verification is None:
                 LocalVerification.objects.create(
-                    phone=phone_e164, code_hash=_hash(code), expires_at=timezone.now() + CODE_TTL
+                    phone=phone_e164, code_hash=_hash(code), expires_at=timezone.now() + settings.VERIFY_CODE_TTL
                 )
             else:
-                if verification.sends >= MAX_SENDS:
+                if verification.sends >= settings.VERIFY_MAX_SENDS:
                     raise SendLimitReached()
                 verification.sends += 1
                 verification.code_hash = _hash(code)
@@ -60,7 +56,7 @@ class LocalVerifyGateway:
             verification = _pending(phone_e164)
             if verification is None:
                 return CheckResult.EXPIRED
-            if verification.checks >= MAX_CHECKS:
+            if verification.checks >= settings.VERIFY_MAX_CODE_CHECKS:
                 verification.status = LocalVerification.Status.CANCELED
                 verification.save(update_fields=["status"])
                 return CheckResult.TOO_MANY_CHECKS
