@@ -52,6 +52,15 @@ def card_detach_task(payment_method_id: str) -> None:
         _unless_permanent(error)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=8)
+def payment_card_forget_task(payment_id: int) -> None:
+    """Kept for messages queued before the detach path became one (task names are public): the same path."""
+    try:
+        services.payment_card_detach(payment_id=payment_id)
+    except TransportError as error:
+        _unless_permanent(error)
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def autopay_attempt_task(attempt_id: int) -> str:
     return autopay.autopay_attempt_run(attempt_id=attempt_id).status

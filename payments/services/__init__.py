@@ -13,6 +13,7 @@ from payments.services.cards import (
     card_saved,
     card_setup_start,
     patient_customer_id,
+    payment_card_detach,
 )
 from payments.services.disputes import payment_record_dispute
 from payments.services.lifecycle import (
@@ -48,6 +49,7 @@ __all__ = [
     "UNKNOWN_AT_STRIPE",
     "card_detach",
     "card_detach_later",
+    "payment_card_detach",
     "card_forget_later",
     "card_saved",
     "card_setup_start",

@@ -5,7 +5,7 @@ import uuid
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Patient
 from payments.gateways import stripe as gateway
-from payments.models import AutopayEnrollment, CardToDetach
+from payments.models import AutopayEnrollment, CardToDetach, Payment
 
 
 def patient_customer_id(*, patient_id: int) -> str:
@@ -50,3 +50,15 @@ def card_detach(*, payment_method_id: str) -> None:
     if not in_use.exists():
         gateway.payment_method_detach(payment_method_id)
     CardToDetach.objects.filter(payment_method_id=payment_method_id).delete()
+
+
+def payment_card_detach(*, payment_id: int) -> None:
+    """The card of a settled payment the patient did not keep, through the same `card_detach`. Only for
+    `payment_card_forget_task` messages that older code queued (task names are public); new code records the card
+    with `card_detach_later`."""
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.keep_card or not payment.stripe_payment_method_id:
+        return
+    if payment.status in Payment.OPEN_STATUSES:
+        return
+    card_detach(payment_method_id=payment.stripe_payment_method_id)

@@ -299,6 +299,19 @@ def test_the_card_autopay_uses_is_never_detached(stripe_api, patient) -> None:
     assert not CardToDetach.objects.exists()
 
 
+def test_a_detach_message_older_code_queued_still_detaches_a_settled_card_the_patient_did_not_keep(
+    stripe_api, patient
+) -> None:
+    from payments.tasks import payment_card_forget_task
+
+    payment, _ = in_flight_without_intent(patient)
+    payment_card_forget_task.delay(payment.pk)  # still in flight: nothing is detached yet
+    assert stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id).customer
+    Payment.objects.filter(pk=payment.pk).update(status=Payment.Status.FAILED)
+    payment_card_forget_task.delay(payment.pk)
+    assert not stripe_fake.client().v1.payment_methods.retrieve(payment.stripe_payment_method_id).customer
+
+
 @pytest.mark.parametrize(
     "payload",
     [
