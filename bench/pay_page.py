@@ -155,6 +155,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
     parser.add_argument("--keep-db", action="store_true", help=f"leave the {BENCH_DB} database behind")
     parser.add_argument(
+        "--worker-class",
+        choices=("sync", "gthread"),
+        default="sync",
+        help="gunicorn's worker class: sync as in production, or gthread (a prototype: threads per worker)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per gunicorn worker with --worker-class gthread"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="N",
@@ -259,12 +268,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    env: dict[str, str], port: int, log: Path, *, worker_class: str = "sync", threads: int = 1
+) -> subprocess.Popen[bytes]:
     command = [
         str(VENV_BIN / "gunicorn"),
         "alma_billing.wsgi:application",
         "--workers=2",
-        "--worker-class=sync",
+        f"--worker-class={worker_class}",
+        *([f"--threads={threads}"] if worker_class == "gthread" else []),
         "--no-control-socket",
         f"--bind=127.0.0.1:{port}",
         f"--pythonpath={ROOT}",
@@ -600,7 +612,7 @@ def main() -> None:
         token = seed(args.invoices)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        process = start_gunicorn(env, port, tmp / "gunicorn.log")
+        process = start_gunicorn(env, port, tmp / "gunicorn.log", worker_class=args.worker_class, threads=args.threads)
         cookie = verified_cookie(base, token, tmp / "outbox")
         secret = webhook_secret()
         duplicate_sig, duplicate_body = signed_event(secret, "evt_bench_duplicate", "pi_bench_unknown_duplicate")
@@ -687,9 +699,10 @@ def report(
     generator: str,
 ) -> None:
     by_name = {t.name: median(t) for t in targets}
+    workers = "sync" if args.worker_class == "sync" else f"gthread ({args.threads} threads each)"
     print(
         f"\nLoad: {generator}, {args.connections} connections, {args.duration} s per page "
-        f"(+{args.warmup} s warm-up), {args.rounds} round(s), gunicorn 2 sync workers, CONN_MAX_AGE=60, "
+        f"(+{args.warmup} s warm-up), {args.rounds} round(s), gunicorn 2 {workers} workers, CONN_MAX_AGE=60, "
         f"{args.invoices} open invoices"
     )
     print("in-proc ms: mean time per request through Django alone (test client, no HTTP), before the load runs.")

@@ -28,7 +28,8 @@ from payments.views.checkouts import (
     signed_checkout,
     still_payable,
 )
-from payments.views.common import CARD_NOT_SAVED, another_card, dead_end, invoice_row, json_body, stale
+from payments.views.common import CARD_NOT_SAVED, another_card, dead_end, json_body, stale
+from payments.views.rows import invoice_row
 from verification.access import verified_patient_page
 
 

@@ -11,9 +11,6 @@ from django.utils.translation import gettext_lazy
 
 from alma_billing.core.errors import TransportError
 from alma_billing.core.http import contains_nul
-from alma_billing.core.money import format_cents
-from invoices.explain import explanation_lines
-from invoices.models import Invoice
 from payments import services
 
 CARD_NOT_SAVED = gettext_lazy("We couldn't read that card. Please enter it again.")
@@ -29,14 +26,6 @@ def dead_end(request: HttpRequest, heading: str, message: str, *, status: int = 
     """A verified patient's "not found": what happened, a way back to their invoices (and the footer's support)."""
     context = {"heading": heading, "message": message, "back_url": reverse("pay-summary")}
     return render(request, "verification/link_problem.html", context, status=status)
-
-
-def invoice_row(invoice: Invoice) -> dict[str, Any]:
-    return {
-        "invoice": invoice,
-        "amount": format_cents(invoice.owed_cents),
-        "explanation": explanation_lines(invoice.calculation),
-    }
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:

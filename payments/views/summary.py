@@ -14,11 +14,13 @@ from django.utils.translation import gettext
 
 from alma_billing.core.errors import TransportError
 from alma_billing.core.money import format_cents
+from alma_billing.core.templatetags.patient_dates import day_text
 from invoices import selectors as invoice_selectors
 from invoices.models import Invoice, Practice
 from payments import autopay, selectors, services
 from payments.views.checkouts import OFFER_SALT, checkout_open, checkout_token, checkouts, signed_offer
-from payments.views.common import NOTICES, dead_end, invoice_row, json_body, stale
+from payments.views.common import NOTICES, dead_end, json_body, stale
+from payments.views.rows import invoice_row, receipt_row
 from verification.access import verified_patient_page
 
 
@@ -27,36 +29,39 @@ def pay_summary(request: HttpRequest, *, patient_id: int) -> HttpResponse:
     notice = NOTICES.get(str(request.GET.get("notice", "")))
     if notice is not None:
         messages.error(request, str(notice))  # shown on this very page (rendered below)
-    options = selectors.pay_options_for(patient_id=patient_id)
-    recent = selectors.recent_payments_for(patient_id=patient_id)
-    most_recent = options.most_recent
-    practices = autopay.autopay_practices(patient_id=patient_id)
+    summary = selectors.pay_summary_for(patient_id=patient_id)  # invoices, receipts and autopay practices: one query
+    practices = summary.practices
+    most_recent = summary.most_recent
     # Most patients' practices do not offer autopay: then there is no enrollment or charge to look up.
     enrollment = autopay.active_enrollment(patient_id=patient_id) if practices else None
     autopay_required = (
         [p for p in practices if p.autopay_policy == Practice.AutopayPolicy.REQUIRED] if enrollment is None else []
     )
+    rows = [invoice_row(line) for line in reversed(summary.payable)]  # newest first
+    # Every name the templates ask for is here (a missing one costs Django a failed lookup, with a dir() call).
     context = {
         "autopay_practices": practices,
         "autopay_required": autopay_required,
         "enrollment": enrollment,
         "autopay_charges": selectors.autopay_charges_for(patient_id=patient_id) if practices else [],
-        "options": options,
-        "rows": [invoice_row(i) for i in reversed(options.payable)],
-        "processing": [invoice_row(i) for i in options.processing],
-        "total": format_cents(options.total_cents),
-        "most_recent": invoice_row(most_recent) if most_recent else None,
-        "recent_payments": recent,
+        "count": len(rows),
+        "rows": rows,
+        "processing": [invoice_row(line) for line in summary.processing],
+        "total": format_cents(summary.total_cents),
+        "most_recent": rows[0] if rows else None,
+        "most_recent_rows": rows[:1],
+        "most_recent_day": day_text(most_recent.date_of_service, "month_day") if most_recent else "",
+        "receipts": [receipt_row(line) for line in summary.receipts],
+        "pay_button": False,
+        "one_page_offer": "",
     }
-    if len(options.payable) == 1 and not autopay_required:
+    if len(summary.payable) == 1 and not autopay_required:
         # One open invoice and no autopay choice to make first: the amount and the card on this very page. The page
         # carries a signed offer of exactly what it shows; the checkout opens on the Pay click (pay_checkout_start),
         # so showing the summary calls no outside service and writes no session.
-        invoice = options.payable[0]
+        line = summary.payable[0]
         context.update(
-            one_page_offer=signing.dumps(
-                {"p": patient_id, "i": [invoice.pk], "c": invoice.owed_cents}, salt=OFFER_SALT
-            ),
+            one_page_offer=signing.dumps({"p": patient_id, "i": [line.id], "c": line.owed_cents}, salt=OFFER_SALT),
             stripe_js_url=settings.STRIPE_JS_URL,
             publishable_key=settings.STRIPE_PUBLISHABLE_KEY,
         )
@@ -84,7 +89,7 @@ def pay_invoice_detail(request: HttpRequest, number: str, *, patient_id: int) ->
         return dead_end(
             request, gettext("Invoice not found"), gettext("We couldn't find that invoice on your account."), status=404
         )
-    return render(request, "verification/invoice.html", invoice_row(invoice))
+    return render(request, "verification/invoice.html", {"row": invoice_row(invoice), "invoice": invoice})
 
 
 def _chosen_invoices(patient_id: int, choice: str) -> list[Invoice]:
