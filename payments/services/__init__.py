@@ -38,10 +38,6 @@ from payments.services.refunds import (
     surplus_refund,
 )
 
-# The old name of card_detach_later, kept only for payments/views.py (owned by another change this round): switch its
-# two calls to card_detach_later, then delete this line.
-card_forget_later = card_detach_later
-
 __all__ = [
     "CHANGED",
     "IN_FLIGHT",
@@ -50,7 +46,6 @@ __all__ = [
     "card_detach",
     "card_detach_later",
     "payment_card_detach",
-    "card_forget_later",
     "card_saved",
     "card_setup_start",
     "patient_customer_id",

@@ -13,6 +13,7 @@ from alma_billing.core.audit import Actor
 from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.http import client_ip
 from payments import autopay, services
+from payments.rules import card_label
 from payments.views.common import CARD_NOT_SAVED, another_card, json_body
 from verification.access import verified_patient_page
 
@@ -65,9 +66,7 @@ def pay_autopay_enroll(request: HttpRequest, *, patient_id: int) -> HttpResponse
         return JsonResponse({"status": "error", "message": error.message}, status=503)
     messages.success(
         request,
-        gettext("Autopay is on with your {brand} ending in {last4}.").format(
-            brand=card.brand.title(), last4=card.last4
-        ),
+        gettext("Autopay is on with your {card}.").format(card=card_label(card.brand, card.last4)),
     )
     return JsonResponse({"status": "enrolled", "redirect": reverse("pay-summary")})
 

@@ -150,7 +150,7 @@ def _forget_setup_card(patient_id: int, setup_intent_id: str) -> None:
     except TransportError:
         return
     if card is not None:
-        services.card_forget_later(payment_method_id=card.payment_method_id)
+        services.card_detach_later(payment_method_id=card.payment_method_id)
 
 
 @verified_patient_page("POST")
@@ -199,7 +199,7 @@ def pay_card_confirm(request: HttpRequest, *, patient_id: int) -> HttpResponse:
         )
     except ServiceError as error:
         if card is not None:
-            services.card_forget_later(payment_method_id=card.payment_method_id)  # no payment will use it
+            services.card_detach_later(payment_method_id=card.payment_method_id)  # no payment will use it
         return stale(request, error.code)
     except TransportError as error:
         # Nothing was held, so nothing was sent to be charged: that sentence is true here.

@@ -10,7 +10,6 @@ templates only loop over finished strings (templates/payments/_invoice_rows.html
 
 from dataclasses import dataclass
 
-from django.template.defaultfilters import title
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
@@ -19,6 +18,7 @@ from alma_billing.core.money import format_cents
 from alma_billing.core.templatetags.patient_dates import day_text
 from invoices.explain import explanation_lines
 from invoices.models import Invoice
+from payments.rules import card_label
 from payments.selectors import InvoiceLine, ReceiptLine, claim_status
 
 
@@ -113,11 +113,10 @@ def receipt_row(payment: ReceiptLine) -> ReceiptRow:
     return ReceiptRow(
         payment_id=payment.id,
         line=_sentence(
-            "%(date)s · %(reference)s · %(brand)s ending in %(last4)s",
+            "%(date)s · %(reference)s · %(card)s",
             date=day_text(payment.succeeded_at),
             reference=payment.reference,
-            brand=title(payment.card_brand),
-            last4=payment.card_last4,
+            card=str(card_label(payment.card_brand, payment.card_last4)),
         ),
         paid=format_cents(paid_cents) if paid_cents else "",
         refund=refund,
