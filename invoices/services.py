@@ -14,7 +14,7 @@ from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
 from invoices import hooks, selectors
 from invoices.explain import EAP_NOT_COVERED
-from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
+from invoices.models import EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,19 @@ def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
     return session
 
 
-def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
+def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = False) -> Invoice | None:
     """Bill a completed session exactly once: an invoice, nothing owed, or a flag for ops with the reason.
 
     Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
+    The new invoice is announced (autopay notice or link email) by the email task queued after the commit, or, with
+    `announce`, in the same transaction and commit (the issue task: one task, one commit per invoice). A failed
+    announcement then undoes only itself (a savepoint): the invoice is committed, the error raised afterwards (the
+    task retries), and the sweep emails whatever is still unannounced. Running it again announces an invoice that
+    is not yet announced.
     """
     from invoices.tasks import invoice_email_task
 
+    failure: Exception | None = None
     with transaction.atomic():
         session = (
             TherapySession.objects.select_for_update(of=("self",))
@@ -78,26 +84,55 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
-            return Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
-
-        decision = _decide(session)
-        if isinstance(decision, _Attention):
-            session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
-            session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action=AuditAction.SESSION_NEEDS_ATTENTION, obj=session, reason=decision.reason)
-            logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
-            return None
-        if isinstance(decision, _NoCharge):
-            session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
-            session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
-            hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
-            return None
-
-        invoice = _invoice_create(session=session, charge=decision, actor=actor)
-        hooks.claim_open.call(session)
-        enqueue_on_commit(invoice_email_task, invoice.pk)
+            invoice = Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
+            if announce and invoice is not None and _unannounced(invoice):
+                failure = _announce_here(invoice)
+        else:
+            invoice = _bill(session, actor=actor)
+            if invoice is not None and announce:
+                failure = _announce_here(invoice)
+            elif invoice is not None:
+                enqueue_on_commit(invoice_email_task, invoice.pk)
+    if failure is not None:
+        raise failure
     return invoice
+
+
+def _bill(session: TherapySession, *, actor: Actor) -> Invoice | None:
+    """Inside invoice_issue's transaction, the session locked and still pending: decide, record, open the claim."""
+    decision = _decide(session)
+    if isinstance(decision, _Attention):
+        session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
+        session.save(update_fields=["billing_outcome", "billing_note"])
+        audit_record(actor=actor, action=AuditAction.SESSION_NEEDS_ATTENTION, obj=session, reason=decision.reason)
+        logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
+        return None
+    if isinstance(decision, _NoCharge):
+        session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
+        session.save(update_fields=["billing_outcome", "billing_note"])
+        audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
+        hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
+        return None
+    invoice = _invoice_create(session=session, charge=decision, actor=actor)
+    hooks.claim_open.call(session)
+    return invoice
+
+
+def _unannounced(invoice: Invoice) -> bool:
+    """Nothing told the patient about this invoice yet (what the sweep looks for too)."""
+    return invoice.status == Invoice.Status.OPEN and invoice.emailed_at is None and not invoice.email_problem
+
+
+def _announce_here(invoice: Invoice) -> Exception | None:
+    """Announce inside the caller's transaction, in a savepoint: a failure undoes the announcement only, and is
+    returned for the caller to raise once the invoice is committed."""
+    try:
+        with transaction.atomic():
+            hooks.invoice_announce.call(invoice_id=invoice.pk)
+    except Exception as error:  # the invoice stands; the task's retry or the sweep announces it
+        logger.warning("invoice %s issued but not announced (%s); retried", invoice.pk, type(error).__name__)
+        return error
+    return None
 
 
 def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor) -> Invoice:
@@ -337,15 +372,17 @@ def _eap(session: TherapySession) -> _Decision:
 
 def _insurance(session: TherapySession) -> _Decision:
     """P2: the most recent completed eligibility check at or before the session; never guessed."""
-    coverage = selectors.active_coverage_for(patient_id=session.patient_id)
-    if coverage is None:
-        return _Attention("No active insurance coverage on file for the patient.")
+    no_coverage = _Attention("No active insurance coverage on file for the patient.")
     if session.allowed_amount_cents is None:
+        if selectors.active_coverage_for(patient_id=session.patient_id) is None:
+            return no_coverage
         return _Attention("The session has no allowed amount from the plan.")
-    # Lock the plan so two sessions billed at once do not both spend the same remaining deductible.
-    Coverage.objects.select_for_update().filter(pk=coverage.pk).first()
-    snapshot = selectors.eligibility_check_for(coverage=coverage, day=session.date_of_service)
+    # The plan is locked with its check, so two sessions billed at once do not both spend the same remaining
+    # deductible (eligibility_used_on below reads after the lock).
+    snapshot = selectors.eligibility_check_locking_plan(patient_id=session.patient_id, day=session.date_of_service)
     if snapshot is None:
+        if selectors.active_coverage_for(patient_id=session.patient_id) is None:
+            return no_coverage
         return _Attention(f"No completed eligibility check on or before {session.date_of_service:%b %d, %Y}.")
     if not snapshot.plan_active:
         return _Attention(f"The plan was inactive at the eligibility check of {snapshot.checked_at:%b %d, %Y}.")
