@@ -23,6 +23,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
+from alma_billing.core.audit import SYSTEM
 from invoices.models import Invoice, TherapySession
 from invoices.tasks import invoices_sweep
 from payments import services
@@ -207,7 +208,7 @@ def test_a_payment_stripe_no_longer_knows_is_released_flagged_and_payable_again(
         expected_amount_cents=7_000,
         attempt_key="forgotten",
         card=card,
-        actor=services.SYSTEM,
+        actor=SYSTEM,
     )
     Payment.objects.filter(pk=payment.pk).update(
         stripe_payment_intent_id="pi_forgotten0000000000000", status=Payment.Status.PROCESSING, charge_attempts=1

@@ -401,7 +401,7 @@ def test_p6_one_failing_autopay_attempt_does_not_stop_the_others(stripe_api, mon
             raise TransportError("Stripe is unreachable", permanent=False)
         return real_run(attempt_id=attempt_id)
 
-    monkeypatch.setattr(autopay, "autopay_attempt_run", run)
+    monkeypatch.setattr("payments.autopay.charges.autopay_attempt_run", run)
     assert autopay.autopay_due() == 1
 
     second.refresh_from_db()

@@ -484,9 +484,9 @@ def _all_email_kinds(django_capture_on_commit_callbacks: Any) -> tuple[dict[str,
     invoice_email_send(invoice_id=invoice.pk)
     last("invoice_issued")
     notice = "Autopay: an upcoming charge from Alma"
-    autopay._email(invoice, "emails/autopay_notice", notice, card="Visa", when=timezone.now())
+    autopay.autopay_email_send(invoice, "emails/autopay_notice", notice, card="Visa", when=timezone.now())
     last("autopay_notice")
-    autopay._email(
+    autopay.autopay_email_send(
         invoice,
         "emails/autopay_failed",
         "Autopay didn't go through for your Alma invoice",

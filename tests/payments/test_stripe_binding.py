@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from alma_billing.core.audit import SYSTEM
 from invoices.models import Invoice
 from payments import services
 from payments.gateways import stripe as gateway
@@ -41,7 +42,7 @@ def in_flight_without_intent(patient: Any, amount: int = 7_000) -> tuple[Payment
         expected_amount_cents=amount,
         attempt_key=uuid.uuid4().hex,
         card=card,
-        actor=services.SYSTEM,
+        actor=SYSTEM,
     )
     Payment.objects.filter(pk=payment.pk).update(charge_attempts=1)
     payment.refresh_from_db()
@@ -265,7 +266,7 @@ def test_a_late_success_for_a_payment_we_already_released_pays_the_invoice(  # t
     payment, invoice = in_flight_without_intent(patient)
     ours = our_create(payment)
     with transaction.atomic():
-        services._release(  # what payment_abandon does when it cannot find the intent in time
+        services.lifecycle._release(  # what payment_abandon does when it cannot find the intent in time
             Payment.objects.select_for_update().get(pk=payment.pk), status="failed", code="not_sent", message="x"
         )
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.OPEN

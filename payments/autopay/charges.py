@@ -1,6 +1,6 @@
-"""Autopay (P6, P7): a saved card charged for each new invoice of a practice that offers it, never an FSA/HSA/HRA
-card. The schedule is `AutopayAttempt` rows (a beat sweep runs what is due); a decline falls back to the emailed
-link and is retried on AUTOPAY_RETRY_DAYS before autopay stops for that invoice and patient and staff are told."""
+"""Autopay charges (P6): schedule one for each new invoice of an enrolled patient, run what is due off-session, and
+fall back to the emailed link on a decline. The schedule is `AutopayAttempt` rows (a beat sweep runs what is due);
+a decline is retried on AUTOPAY_RETRY_DAYS before autopay stops for that invoice and patient and staff are told."""
 
 import logging
 from datetime import timedelta
@@ -8,169 +8,22 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone, translation
-from django.utils.functional import Promise, lazy
-from django.utils.text import format_lazy
-from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
+from django.utils import timezone
+from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
-from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
+from alma_billing.core.audit import SYSTEM, AuditAction, audit_record
 from alma_billing.core.errors import ServiceError
-from alma_billing.core.mail import send_patient_email
-from alma_billing.core.money import format_cents
 from alma_billing.core.queue import enqueue
 from invoices import services as invoice_services
-from invoices.models import Invoice, Patient, Practice
+from invoices.models import Invoice, Practice
 from payments import services
+from payments.autopay.emails import _card_words, autopay_email_send
+from payments.autopay.selectors import active_enrollment
 from payments.gateways import stripe as gateway
-from payments.models import AutopayAttempt, AutopayEnrollment, Payment
+from payments.models import AutopayAttempt, Payment
 
 logger = logging.getLogger(__name__)
-
-BENEFIT_REFUSED = gettext_lazy(
-    "This looks like an FSA, HSA or HRA card ({why}). These cards can pay your invoices, but they can't be used for "
-    "autopay. You can pay your open invoices with it now, or enroll a different credit or debit card."
-)
-NO_PRACTICE = gettext_lazy("None of your providers' practices offer autopay, so there is nothing to enroll in.")
-# The consent's wording, versioned: an enrollment keeps the version, the language and the exact text the patient
-# agreed to (the legal record); change the version whenever the English wording changes.
-# 2026-1: the email promise follows AUTOPAY_NOTICE_DAYS (with 0 the notice goes out with the charge, not before it).
-CONSENT_VERSION = "2026-1"
-CONSENT = gettext_lazy(
-    "I authorize Alma to charge the card I am adding for each new invoice from my providers' practices that offer "
-    "autopay{practices}, {when}. {notice} I can turn autopay off or change the card at any time on this page; "
-    "turning it off stops future charges."
-)
-
-
-def consent_text(*, practices: list[Practice]) -> str:
-    """The consent in the active language (the page the patient reads and agrees on)."""
-    names = f" ({', '.join(p.name for p in practices)})" if practices else ""
-    days = settings.AUTOPAY_NOTICE_DAYS
-    when = (
-        gettext("on the day the invoice is issued")
-        if days == 0
-        else ngettext("{days} day after the invoice is issued", "{days} days after the invoice is issued", days).format(
-            days=days
-        )
-    )
-    notice = (
-        gettext("Alma emails me at the time of each charge and sends a receipt after.")
-        if days == 0
-        else ngettext(
-            "Alma emails me {days} day before each charge and sends a receipt after.",
-            "Alma emails me {days} days before each charge and sends a receipt after.",
-            days,
-        ).format(days=days)
-    )
-    return CONSENT.format(practices=names, when=when, notice=notice)
-
-
-def benefit_card_reason(*, card: gateway.Card, declared: bool) -> str | None:
-    """Why a card is an FSA/HSA/HRA card, or None. Stripe does not flag them, so this is ours (P7)."""
-    if declared:
-        return gettext_noop("you told us it is one")
-    if card.funding == "prepaid":
-        return gettext_noop("it is a prepaid card, as benefit cards are")
-    if card.iin and any(card.iin.startswith(prefix) for prefix in settings.BENEFIT_CARD_BIN_PREFIXES if prefix):
-        return gettext_noop("its card number belongs to a benefit card program")
-    issuer = card.issuer.lower()
-    if issuer and any(word.lower() in issuer for word in settings.BENEFIT_CARD_ISSUER_WORDS if word):
-        return gettext_noop("it is issued by a benefits administrator")
-    return None
-
-
-def autopay_practices(*, patient_id: int) -> list[Practice]:
-    """The practices this patient sees whose policy offers autopay (optional or required)."""
-    return list(
-        Practice.objects.filter(providers__sessions__patient_id=patient_id)
-        .exclude(autopay_policy=Practice.AutopayPolicy.OFF)
-        .distinct()
-        .order_by("name")
-    )
-
-
-def active_enrollment(*, patient_id: int) -> AutopayEnrollment | None:
-    return AutopayEnrollment.objects.filter(patient_id=patient_id, ended_at__isnull=True).first()
-
-
-def autopay_enroll(
-    *, patient_id: int, card: gateway.Card, declared_benefit_card: bool, pay_open_now: bool, ip: str | None
-) -> AutopayEnrollment:
-    practices = autopay_practices(patient_id=patient_id)
-    why = benefit_card_reason(card=card, declared=declared_benefit_card)
-    if why:
-        services.card_forget_later(payment_method_id=card.payment_method_id)
-        audit_record(
-            actor=Actor.patient(patient_id, ip=ip),
-            action=AuditAction.AUTOPAY_BENEFIT_CARD_REFUSED,
-            obj=Patient.objects.get(pk=patient_id),
-            why=why,
-        )
-        raise ServiceError(BENEFIT_REFUSED.format(why=gettext(why)), code="benefit_card")
-    if not practices:
-        services.card_forget_later(payment_method_id=card.payment_method_id)
-        raise ServiceError(NO_PRACTICE, code="not_offered")
-    with transaction.atomic():
-        patient = Patient.objects.select_for_update().get(pk=patient_id)
-        previous = AutopayEnrollment.objects.select_for_update().filter(patient=patient, ended_at__isnull=True).first()
-        if previous is not None and previous.stripe_payment_method_id == card.payment_method_id:
-            return previous  # the same card again (e.g. a replayed request): nothing to change
-        if previous is not None:
-            previous.ended_at = timezone.now()
-            previous.save(update_fields=["ended_at"])
-            old_card = previous.stripe_payment_method_id
-            services.card_forget_later(payment_method_id=old_card)
-        enrollment = AutopayEnrollment.objects.create(
-            patient=patient,
-            stripe_payment_method_id=card.payment_method_id,
-            card_brand=card.brand,
-            card_last4=card.last4,
-            card_funding=card.funding,
-            consent_text=consent_text(practices=practices),
-            consent_version=CONSENT_VERSION,
-            consent_language=translation.get_language() or settings.LANGUAGE_CODE,
-            consent_ip=ip,
-        )
-        if previous is not None:  # charges still to come move to the new card
-            AutopayAttempt.objects.filter(enrollment=previous, status=AutopayAttempt.Status.SCHEDULED).update(
-                enrollment=enrollment
-            )
-        audit_record(
-            actor=Actor.patient(patient_id, ip=ip),
-            action=AuditAction.AUTOPAY_ENROLLED,
-            obj=enrollment,
-            replaced=previous.pk if previous else None,
-            pay_open_now=pay_open_now,
-        )
-        if pay_open_now:
-            now = timezone.now()
-            for invoice in Invoice.objects.filter(
-                patient=patient, status=Invoice.Status.OPEN, practice__in=practices
-            ).exclude(autopay_attempts__status=AutopayAttempt.Status.SCHEDULED):
-                number = invoice.autopay_attempts.count() + 1
-                AutopayAttempt.objects.create(
-                    invoice=invoice, enrollment=enrollment, number=number, scheduled_for=now, notice_sent_at=now
-                )
-            transaction.on_commit(lambda: _run_due_soon(patient_id))
-    return enrollment
-
-
-def autopay_end(*, patient_id: int, actor: Actor) -> bool:
-    with transaction.atomic():
-        enrollment = (
-            AutopayEnrollment.objects.select_for_update().filter(patient_id=patient_id, ended_at__isnull=True).first()
-        )
-        if enrollment is None:
-            return False
-        enrollment.ended_at = timezone.now()
-        enrollment.save(update_fields=["ended_at"])
-        _scheduled_cancel(
-            AutopayAttempt.objects.filter(enrollment=enrollment), reason=gettext_noop("Autopay was turned off.")
-        )
-        audit_record(actor=actor, action=AuditAction.AUTOPAY_ENDED, obj=enrollment)
-        card = enrollment.stripe_payment_method_id
-        services.card_forget_later(payment_method_id=card)
-    return True
 
 
 def invoice_announce(*, invoice_id: int) -> bool:
@@ -210,7 +63,7 @@ def autopay_take_over(*, invoice_id: int) -> bool:
         when = invoice.issued_at + timedelta(days=settings.AUTOPAY_NOTICE_DAYS)
         attempt = AutopayAttempt.objects.create(invoice=invoice, enrollment=enrollment, number=1, scheduled_for=when)
         if invoice.patient.email:
-            _email(
+            autopay_email_send(
                 invoice,
                 "emails/autopay_notice",
                 gettext_lazy("Autopay: an upcoming charge from Alma"),
@@ -363,7 +216,7 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
         reason=payment.failure_code,
     )
     if invoice.patient.email:
-        _email(
+        autopay_email_send(
             invoice,
             "emails/autopay_failed",
             gettext_lazy("Autopay didn't go through for your Alma invoice"),
@@ -371,25 +224,6 @@ def _fall_back(attempt: AutopayAttempt, payment: Payment) -> None:
             next_at=next_at,
             card=_card_words(attempt.enrollment.card_brand, attempt.enrollment.card_last4),
         )
-
-
-def _card_words(brand: str, last4: str) -> Promise:
-    """ "Visa ending in 4242", rendered in the email's language."""
-    return format_lazy(gettext_lazy("{brand} ending in {last4}"), brand=brand.title(), last4=last4)
-
-
-def _email(invoice: Invoice, template: str, subject: str | Promise, **extra: object) -> None:
-    from verification.services import pay_link_email_context
-
-    _, context = pay_link_email_context(patient=invoice.patient, invoice=invoice)
-    context.update(number=invoice.number, amount=format_cents(invoice.owed_cents), **extra)
-    send_patient_email(
-        to=invoice.patient.email,
-        subject=subject,
-        template=template,
-        context=context,
-        language=invoice.patient.preferred_language,
-    )
 
 
 def _run_due_soon(patient_id: int) -> None:

@@ -1,4 +1,4 @@
-"""Writes for payments: hold invoices, charge, settle or release, refund, and apply what Stripe reports.
+"""The payment state machine: hold invoices, charge, settle or release, and apply what Stripe reports.
 
 Every path that learns a PaymentIntent's state (the pay page, the return page, webhooks, reconciliation) goes
 through `payment_apply_intent`, which is idempotent and only moves a payment forward: success always wins (money
@@ -7,11 +7,10 @@ was taken), a failure never undoes a success, and a duplicate or late report cha
 
 import hmac
 import logging
-import uuid
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy, gettext_noop
 
@@ -20,7 +19,8 @@ from alma_billing.core.errors import ServiceError, TransportError
 from alma_billing.core.queue import enqueue_on_commit
 from invoices.models import Invoice, Patient
 from payments.gateways import stripe as gateway
-from payments.models import AutopayAttempt, AutopayEnrollment, CardToDetach, Payment, PaymentAllocation, Refund
+from payments.models import AutopayAttempt, Payment, PaymentAllocation
+from payments.services.cards import card_forget_later
 
 logger = logging.getLogger(__name__)
 
@@ -28,38 +28,13 @@ State = PaymentAllocation.State
 STALE = gettext_lazy("These invoices were just paid or are being paid. Here is what you still owe.")
 CHANGED = gettext_lazy("Your balance changed since this page was opened. Please review your invoices before paying.")
 
-# Stripe PaymentIntent statuses, grouped by what they mean for us.
 # The audit action of a payment that let go of its invoices, by the status it ended in.
 _RELEASED_ACTIONS = {
     Payment.Status.FAILED: AuditAction.PAYMENT_FAILED,
     Payment.Status.CANCELED: AuditAction.PAYMENT_CANCELED,
 }
+# Stripe PaymentIntent statuses that mean the payment is still on its way.
 IN_FLIGHT = {"requires_action", "processing", "requires_confirmation", "requires_capture"}
-
-
-def patient_customer_id(*, patient_id: int) -> str:
-    """The patient's Stripe customer, created once (idempotency key from the patient id)."""
-    patient = Patient.objects.get(pk=patient_id)
-    if patient.stripe_customer_id:
-        return patient.stripe_customer_id
-    customer_id = gateway.customer_create(patient_id=patient.pk, email=patient.email)
-    Patient.objects.filter(pk=patient.pk, stripe_customer_id="").update(stripe_customer_id=customer_id)
-    patient.refresh_from_db(fields=["stripe_customer_id"])
-    return patient.stripe_customer_id
-
-
-def card_setup_start(*, patient_id: int, purpose: str) -> tuple[str, str]:
-    """A SetupIntent for Stripe.js to save a card on (the pay page and autopay): (id, client secret)."""
-    customer_id = patient_customer_id(patient_id=patient_id)
-    return gateway.setup_intent_create(
-        customer_id=customer_id, purpose=purpose, key=f"{purpose}-{patient_id}-{uuid.uuid4().hex}"
-    )
-
-
-def card_saved(*, patient_id: int, setup_intent_id: str) -> gateway.Card | None:
-    """The card Stripe.js saved on a SetupIntent, if that SetupIntent is this patient's and succeeded."""
-    customer_id = patient_customer_id(patient_id=patient_id)
-    return gateway.card_from_setup_intent(setup_intent_id=setup_intent_id, customer_id=customer_id)
 
 
 def payment_action_secret(*, payment: Payment) -> str | None:
@@ -409,215 +384,3 @@ def _release(payment: Payment, *, status: str, code: str, message: str) -> None:
     audit_record(actor=SYSTEM, action=_RELEASED_ACTIONS[Payment.Status(status)], obj=payment, code=code)
     if not payment.keep_card:
         card_forget_later(payment_method_id=payment.stripe_payment_method_id)
-
-
-def surplus_refund(*, allocation_id: int) -> Refund | None:
-    """Refund the share of a payment that paid an invoice someone else had already paid. Once."""
-    with transaction.atomic():
-        allocation = PaymentAllocation.objects.select_for_update().select_related("payment").get(pk=allocation_id)
-        if allocation.state != State.SURPLUS or allocation.refunded_cents >= allocation.amount_cents:
-            return None
-        amount = allocation.amount_cents - allocation.refunded_cents
-        return _refund(
-            payment=allocation.payment,
-            allocation=allocation,
-            amount_cents=amount,
-            reason=Refund.Reason.DUPLICATE,
-            key=f"surplus-{allocation.pk}",
-            actor=SYSTEM,
-            note="Paid twice; refunded automatically.",
-        )
-
-
-def refund_for_claim(*, invoice_ids: list[int], amount_cents: int, key: str, note: str) -> list[Refund]:
-    """P13: the plan decided the patient owes less than they paid. Give the difference back to the card(s) that paid
-    these invoices, newest payment first; the invoices stay paid. Call inside the caller's transaction (which locks
-    what asked for the refund); the Stripe idempotency key is `key` and the allocation's id."""
-    refunds, left = [], amount_cents
-    allocations = (
-        PaymentAllocation.objects.select_for_update(of=("self",))
-        .select_related("payment")
-        .filter(invoice_id__in=invoice_ids, state=State.SETTLED)
-        .order_by("-id")
-    )
-    for allocation in allocations:
-        payment = allocation.payment
-        room = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
-        take = min(room, left)
-        if take <= 0:
-            continue
-        refunds.append(
-            _refund(
-                payment=payment,
-                allocation=allocation,
-                amount_cents=take,
-                reason=Refund.Reason.CLAIM,
-                key=f"{key}-{allocation.pk}",
-                actor=SYSTEM,
-                note=note,
-            )
-        )
-        left -= take
-        if left == 0:
-            break
-    return refunds
-
-
-def refund_issue(*, payment_id: int, invoice_id: int | None, actor: Actor, note: str) -> Refund:
-    """Staff refund a payment's share for one invoice, or everything not yet refunded. The invoices become void.
-
-    Each invoice's refund is its own transaction, so a failure part-way keeps the refunds already made on record.
-    """
-    if not note.strip():
-        raise ServiceError("Say why the money is going back (it is kept with the refund).")
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.status != Payment.Status.SUCCEEDED:
-        raise ServiceError(f"{payment.reference} has not succeeded, so there is nothing to refund.")
-    allocations = PaymentAllocation.objects.filter(payment=payment, state=State.SETTLED)
-    if invoice_id is not None:
-        allocations = allocations.filter(invoice_id=invoice_id)
-    refunds = []
-    for allocation_id in allocations.order_by("invoice_id").values_list("id", flat=True):
-        refund = _refund_allocation(payment_id=payment.pk, allocation_id=allocation_id, actor=actor, note=note)
-        if refund is not None:
-            refunds.append(refund)
-    if not refunds:
-        raise ServiceError(f"{payment.reference} has nothing left to refund for that choice.")
-    return refunds[-1]
-
-
-def _refund_allocation(*, payment_id: int, allocation_id: int, actor: Actor, note: str) -> Refund | None:
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        allocation = PaymentAllocation.objects.select_for_update().get(pk=allocation_id)
-        # Never more than what is left on the payment: refunds made in the Stripe dashboard count too.
-        amount = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
-        if amount <= 0:
-            return None
-        refund = _refund(
-            payment=payment,
-            allocation=allocation,
-            amount_cents=amount,
-            reason=Refund.Reason.STAFF,
-            key=f"staff-{allocation.pk}-{allocation.refunded_cents}",
-            actor=actor,
-            note=note,
-        )
-        Invoice.objects.filter(pk=allocation.invoice_id).update(
-            status=Invoice.Status.VOID, voided_at=timezone.now(), void_reason=f"Refunded: {note}"
-        )
-    return refund
-
-
-def _refund(
-    *,
-    payment: Payment,
-    allocation: PaymentAllocation,
-    amount_cents: int,
-    reason: str,
-    key: str,
-    actor: Actor,
-    note: str,
-) -> Refund:
-    refund_id = gateway.refund_create(
-        payment_intent_id=payment.stripe_payment_intent_id or "",
-        amount_cents=amount_cents,
-        refund_key=key,
-        metadata={"payment_id": str(payment.pk), "invoice_id": str(allocation.invoice_id), "reason": reason},
-    )
-    refund = Refund.objects.create(
-        payment=payment,
-        invoice_id=allocation.invoice_id,
-        amount_cents=amount_cents,
-        reason=reason,
-        note=note,
-        stripe_refund_id=refund_id,
-        created_by=actor.user,
-    )
-    PaymentAllocation.objects.filter(pk=allocation.pk).update(refunded_cents=F("refunded_cents") + amount_cents)
-    Payment.objects.filter(pk=payment.pk).update(refunded_cents=F("refunded_cents") + amount_cents)
-    audit_record(
-        actor=actor,
-        action=AuditAction.PAYMENT_REFUNDED,
-        obj=payment,
-        amount_cents=amount_cents,
-        invoice_id=allocation.invoice_id,
-        reason=reason,
-    )
-    return refund
-
-
-def payment_record_refunded_total(*, payment_intent_id: str, refunded_cents: int) -> bool:
-    """A refund made outside the app (the Stripe dashboard): keep our total in step, never lowering it.
-    Returns False when the intent is not one of ours."""
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
-        if payment is None:
-            return False
-        if refunded_cents <= payment.refunded_cents:
-            return True
-        difference = min(refunded_cents, payment.amount_cents) - payment.refunded_cents
-        if difference <= 0:  # Stripe's total is over the payment's amount, which we already recorded in full
-            return True
-        Refund.objects.create(
-            payment=payment,
-            amount_cents=difference,
-            reason=Refund.Reason.STRIPE,
-            note="Refund made in the Stripe dashboard.",
-        )
-        payment.refunded_cents += difference
-        payment.save(update_fields=["refunded_cents"])
-        audit_record(
-            actor=Actor(label="stripe"),
-            action=AuditAction.PAYMENT_REFUNDED,
-            obj=payment,
-            amount_cents=difference,
-            reason=Refund.Reason.STRIPE,
-        )
-    return True
-
-
-def payment_record_dispute(*, payment_intent_id: str, status: str) -> bool:
-    """A card dispute: the payment and its invoices are flagged for staff. False when the intent is not ours."""
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent_id).first()
-        if payment is None:
-            logger.warning("dispute on payment intent %s that is not ours", payment_intent_id)
-            return False
-        first = payment.disputed_at is None
-        payment.disputed_at = payment.disputed_at or timezone.now()
-        payment.dispute_status = status[:40]
-        payment.save(update_fields=["disputed_at", "dispute_status"])
-        Invoice.objects.filter(
-            allocations__payment=payment, allocations__state=State.SETTLED, disputed_at__isnull=True
-        ).update(disputed_at=payment.disputed_at)
-        if first:
-            audit_record(actor=Actor(label="stripe"), action=AuditAction.PAYMENT_DISPUTED, obj=payment, status=status)
-    return True
-
-
-def card_forget_later(*, payment_method_id: str) -> None:
-    """Promise to detach a saved card we must not keep: recorded in the caller's transaction (the outbox), detached
-    at Stripe after the commit, and by reconciliation if that task is lost."""
-    from payments.tasks import card_detach_task
-
-    if not payment_method_id:
-        return
-    CardToDetach.objects.get_or_create(payment_method_id=payment_method_id)
-    enqueue_on_commit(card_detach_task, payment_method_id)
-
-
-def card_detach(*, payment_method_id: str) -> None:
-    """Detach the card at Stripe, then strike it from the outbox. A card autopay now uses is kept."""
-    in_use = AutopayEnrollment.objects.filter(stripe_payment_method_id=payment_method_id, ended_at__isnull=True)
-    if not in_use.exists():
-        gateway.payment_method_detach(payment_method_id)
-    CardToDetach.objects.filter(payment_method_id=payment_method_id).delete()
-
-
-def payment_forget_card(*, payment_id: int) -> None:
-    """Detach a card the patient did not ask us to keep, once the payment has settled."""
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.keep_card or not payment.stripe_payment_method_id or payment.status in Payment.OPEN_STATUSES:
-        return
-    gateway.payment_method_detach(payment.stripe_payment_method_id)
