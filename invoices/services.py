@@ -86,11 +86,11 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = Fa
         if session.billing_outcome != Outcome.PENDING:
             invoice = Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
             if announce and invoice is not None and _unannounced(invoice):
-                failure = _announce_here(invoice)
+                failure = _announce_here(invoice, created_here=False)
         else:
             invoice = _bill(session, actor=actor)
             if invoice is not None and announce:
-                failure = _announce_here(invoice)
+                failure = _announce_here(invoice, created_here=True)
             elif invoice is not None:
                 enqueue_on_commit(invoice_email_task, invoice.pk)
     if failure is not None:
@@ -123,12 +123,13 @@ def _unannounced(invoice: Invoice) -> bool:
     return invoice.status == Invoice.Status.OPEN and invoice.emailed_at is None and not invoice.email_problem
 
 
-def _announce_here(invoice: Invoice) -> Exception | None:
+def _announce_here(invoice: Invoice, *, created_here: bool) -> Exception | None:
     """Announce inside the caller's transaction, in a savepoint: a failure undoes the announcement only, and is
-    returned for the caller to raise once the invoice is committed."""
+    returned for the caller to raise once the invoice is committed. An invoice created in this transaction is
+    handed over as it is (nobody else can see it yet); an earlier one is read and locked by the announcement."""
     try:
         with transaction.atomic():
-            hooks.invoice_announce.call(invoice_id=invoice.pk)
+            hooks.invoice_announce.call(invoice_id=invoice.pk, invoice=invoice if created_here else None)
     except Exception as error:  # the invoice stands; the task's retry or the sweep announces it
         logger.warning("invoice %s issued but not announced (%s); retried", invoice.pk, type(error).__name__)
         return error
@@ -166,14 +167,18 @@ def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor)
     return invoice
 
 
-def invoice_email_send(*, invoice_id: int) -> bool:
+def invoice_email_send(*, invoice_id: int, invoice: Invoice | None = None) -> bool:
     """Email the patient a fresh pay link for an invoice, once. Returns whether an email went out.
 
     The email is sent inside the transaction that records it: if sending fails nothing is recorded and the
     sweep tries again; if the commit fails after sending, the patient may get the same email twice (never none).
+    `invoice`: the caller's copy, created or locked in the caller's open transaction with its patient loaded
+    (invoice_issue's announcement), used as it is instead of being read and locked again.
     """
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
+    # No savepoint of its own: an error undoes the caller's transaction (or the savepoint it announces in).
+    with transaction.atomic(savepoint=False):
+        if invoice is None:
+            invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
         if invoice.emailed_at is not None or invoice.status != Invoice.Status.OPEN or invoice.email_problem:
             return False
         if not invoice.patient.email:
@@ -284,12 +289,12 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
 
 
 def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:
-    invoice = Invoice.objects.create(
+    invoice = Invoice.objects.create(  # objects, not ids: the announcement uses the patient and practice loaded
         number=f"pending-{session.pk}",
         session=session,
-        patient_id=session.patient_id,
-        provider_id=session.provider_id,
-        practice_id=session.provider.practice_id,
+        patient=session.patient,
+        provider=session.provider,
+        practice=session.provider.practice,
         kind=charge.kind,
         amount_cents=charge.amount_cents,
         eligibility_snapshot=charge.snapshot,
