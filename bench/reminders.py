@@ -43,7 +43,7 @@ import benchdb
 import psycopg2.extensions
 
 SCRIPT = "reminders.py"
-BENCH_DB = "alma_bench_reminders"
+BENCH_DB = os.environ.get("BENCH_REMINDERS_DB", "alma_bench_reminders")  # another name: two runs side by side
 AGES = (3, 7, 14, 21, 30, 44, 58, 72)  # days between issue and the as-of day: each one a schedule point
 PROVIDERS = 20
 NO_EMAIL_EVERY = 50  # every 50th patient has no email address (2%)

@@ -119,12 +119,13 @@ _UNDELIVERABLE = "Email address undeliverable (reported bouncing)."
 # A concurrent run may have planned some rows a moment ago: ON CONFLICT keeps theirs. The counts come from who
 # is due, whatever the insert kept, as they always did.
 _PLAN_CHUNK_SQL = """
-WITH open_invoices AS (
+WITH issued AS MATERIALIZED (  -- the time zone conversion once per invoice, not once per use
     SELECT i.patient_id, i.id, i.amount_cents - i.credited_cents AS owed,
-           (i.issued_at AT TIME ZONE %(tz)s)::date AS issued_on,
-           %(as_of)s::date - (i.issued_at AT TIME ZONE %(tz)s)::date AS age
+           (i.issued_at AT TIME ZONE %(tz)s)::date AS issued_on
     FROM invoices_invoice i
     WHERE i.patient_id = ANY(%(ids)s) AND i.status = %(open)s
+), open_invoices AS (
+    SELECT patient_id, id, owed, issued_on, %(as_of)s::date - issued_on AS age FROM issued
 ), per_patient AS (
     SELECT patient_id,
            max(CASE WHEN age >= %(first)s THEN issued_on + CASE
@@ -150,7 +151,7 @@ WITH open_invoices AS (
                 WHEN COALESCE(p.email_undeliverable_reason, '') <> '' THEN %(undeliverable)s
                 ELSE '' END AS reason
     FROM per_patient pp
-    JOIN invoices_patient p ON p.id = pp.patient_id
+    JOIN invoices_patient p ON p.id = pp.patient_id AND p.id = ANY(%(ids)s)  -- the chunk's rows by key, not a scan
     LEFT JOIN last_reminded l ON l.patient_id = pp.patient_id
     WHERE pp.point IS NOT NULL
 ), inserted AS (
