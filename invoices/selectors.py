@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, F, IntegerField, Q, QuerySet, Subquery, Sum, Value
+from django.utils import timezone
 
 from claims.models import Claim
 from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, TherapySession
@@ -31,6 +32,9 @@ def eligibility_check_locking_plan(*, patient_id: int, day: date) -> Eligibility
     (P2), with the plan (`coverage`) locked for the rest of the transaction, so two sessions billed at once do not
     both spend the same remaining deductible. One query; None when the plan or such a check is missing (with
     nothing locked: nothing will be spent)."""
+    if connection.vendor == "postgresql":  # the same query written out: the ORM took ~1.5 ms to build it, per invoice
+        params = [patient_id, EligibilitySnapshot.Status.COMPLETED.value, timezone.get_current_timezone_name(), day]
+        return next(iter(EligibilitySnapshot.objects.raw(_CHECK_LOCKING_PLAN_SQL, params)), None)
     plan = Coverage.objects.filter(patient_id=patient_id, is_active=True).order_by("-id").values("id")[:1]
     return (
         EligibilitySnapshot.objects.select_related("coverage")
@@ -39,6 +43,18 @@ def eligibility_check_locking_plan(*, patient_id: int, day: date) -> Eligibility
         .order_by("-checked_at", "-id")
         .first()
     )
+
+
+# The day of a check is its date in the current time zone, as the ORM's __date lookup computes it.
+_CHECK_LOCKING_PLAN_SQL = """
+SELECT s.* FROM invoices_eligibilitysnapshot s JOIN invoices_coverage c ON c.id = s.coverage_id
+WHERE c.id = (
+    SELECT id FROM invoices_coverage WHERE patient_id = %s AND is_active ORDER BY id DESC LIMIT 1
+) AND s.status = %s AND (s.checked_at AT TIME ZONE %s)::date <= %s
+ORDER BY s.checked_at DESC, s.id DESC
+LIMIT 1
+FOR UPDATE OF c
+"""
 
 
 # Decided claims count with the plan's figures, the other invoices on the check with the estimate's; voided invoices
