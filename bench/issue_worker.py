@@ -3,8 +3,8 @@ no-op task rate measured in the same run (a ratio; absolute rates on a shared ma
 
 Both halves enqueue N tasks into an idle worker (prefork, --concurrency, acks_late, prefetch 1 as in production) and
 time until the last one finished: N no-op tasks (one Redis INCR each), then N completed insurance sessions, each
-issued (`invoice_issue_task`) and then emailed (the announce task) into a file outbox. The run checks its own results:
-N invoices, each emailed once, N emails on disk.
+issued and emailed into a file outbox by one `invoice_issue_task`. The run checks its own results: N invoices, each
+emailed once, N emails on disk; and it prints how long each kind of task ran inside the worker (bench/noop_tasks.py).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/issue_worker.py --n 500
 """
@@ -112,6 +112,18 @@ def issue_rate(session_ids: list[int], outbox: Path) -> float:
     return rate
 
 
+def task_seconds(r: redis.Redis) -> dict[str, list[float]]:
+    """The worker's own timings of the tasks it ran since the last call, by task name (bench/noop_tasks.py)."""
+    from noop_tasks import DURATIONS
+
+    seconds: dict[str, list[float]] = {}
+    for entry in r.lrange(DURATIONS, 0, -1):
+        name, value = entry.decode().rsplit(" ", 1)
+        seconds.setdefault(name, []).append(float(value))
+    r.delete(DURATIONS)
+    return seconds
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -126,6 +138,7 @@ def main() -> None:
     os.environ["CELERY_QUEUE"] = QUEUE
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
     sys.path.insert(0, str(benchdb.ROOT / "bench"))
+    in_task: dict[str, list[float]] = {}
     try:
         benchdb.django_setup(url, SCRIPT)
         benchdb.migrate()
@@ -149,8 +162,11 @@ def main() -> None:
                 noop_rate(app, r, min(args.n, 100))  # warm up the worker processes and their connections
                 noops, issues = [], []
                 for round_no in range(args.rounds):
+                    task_seconds(r)
                     noops.append(noop_rate(app, r, args.n))
                     issues.append(issue_rate(create_sessions(count=args.n, tag=f"w{round_no}"), outbox))
+                    for name, values in task_seconds(r).items():
+                        in_task.setdefault(name, []).extend(values)
                     print(
                         f"round {round_no + 1}: no-op {noops[-1]:,.0f} tasks/s, issued and emailed {issues[-1]:,.1f}/s",
                         file=sys.stderr,
@@ -172,6 +188,11 @@ def main() -> None:
     print(f"| no-op tasks | {noop_s:,.0f} |")
     print(f"| invoices issued and emailed | {issue_s:,.1f} |")
     print(f"ratio issued / no-op: {ratio:.3f} (target >= {TARGET}: {'met' if ratio >= TARGET else 'missed'})")
+    # Time inside each task, as the worker measured it: with --concurrency C, C / (time per task) is the most the
+    # worker could run if nothing around the tasks (broker, pool, acknowledgements) cost anything.
+    for name, values in sorted(in_task.items()):
+        mid, mean = median(values) * 1000, sum(values) / len(values) * 1000
+        print(f"in the worker, {name}: {len(values)} runs, median {mid:.1f} ms, mean {mean:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import benchdb
 import psycopg2.extensions
 
 SCRIPT = "reminders.py"
-BENCH_DB = "alma_bench_reminders"
+BENCH_DB = os.environ.get("BENCH_REMINDERS_DB", "alma_bench_reminders")  # another name: two runs side by side
 AGES = (3, 7, 14, 21, 30, 44, 58, 72)  # days between issue and the as-of day: each one a schedule point
 PROVIDERS = 20
 NO_EMAIL_EVERY = 50  # every 50th patient has no email address (2%)
@@ -82,7 +82,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-deliver", action="store_true", help="skip the full reminders_run with delivery")
     parser.add_argument("--deliver-size", type=int, default=10_000, help="invoices for the delivery run")
     parser.add_argument("--keep-db", action="store_true", help=f"leave the {BENCH_DB} database behind")
-    parser.add_argument("--child", choices=["measure", "deliver"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead: seed N open invoices and print a cProfile of one plan, with its SQL time by statement",
+    )
+    parser.add_argument("--child", choices=["measure", "deliver", "profile"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--as-of", type=date.fromisoformat, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -446,8 +453,50 @@ def deliver(*, invoices: int, as_of: date) -> dict[str, Any]:
     }
 
 
+def profile_plan(*, invoices: int, as_of: date) -> None:
+    """One plan under cProfile (after an untimed one warms the caches), and where its SQL time went."""
+    import cProfile
+    from collections import defaultdict
+    from collections.abc import Callable
+
+    from django.db import connection
+
+    from invoices.reminders import reminders_plan
+
+    clear_today(as_of)
+    reminders_plan(run=new_run(as_of))
+    clear_today(as_of)
+    sql_s: dict[str, float] = defaultdict(float)
+    sql_n: dict[str, int] = defaultdict(int)
+
+    def timed(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = " ".join(sql.split())[:90]
+            sql_s[key] += time.perf_counter() - started
+            sql_n[key] += 1
+
+    run = new_run(as_of)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    with connection.execute_wrapper(timed):
+        profiler.enable()
+        reminders_plan(run=run)
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    benchdb.print_profile(profiler, f"reminders_plan at {invoices:,} open invoices: {elapsed:.2f} s under cProfile")
+    print(f"SQL time by statement ({sum(sql_s.values()):.2f} s of {elapsed:.2f} s):")
+    for key, seconds in sorted(sql_s.items(), key=lambda item: -item[1])[:8]:
+        print(f"  {seconds:7.2f} s  {sql_n[key]:>5}x  {key}")
+
+
 def child_main(args: argparse.Namespace) -> None:
     django_setup(benchdb.bench_database_url(SCRIPT, BENCH_DB), migrate=False)
+    if args.child == "profile":
+        profile_plan(invoices=args.size, as_of=args.as_of)
+        return
     if args.child == "measure":
         payload: Any = measure(invoices=args.size, as_of=args.as_of, repeats=args.repeats).__dict__
     else:
@@ -455,7 +504,7 @@ def child_main(args: argparse.Namespace) -> None:
     print(RESULT_PREFIX + json.dumps(payload), flush=True)
 
 
-def spawn(mode: str, *, size: int, as_of: date, repeats: int) -> dict[str, Any]:
+def spawn(mode: str, *, size: int, as_of: date, repeats: int) -> dict[str, Any] | None:
     cmd = [sys.executable, __file__, "--child", mode, "--size", str(size), "--as-of", as_of.isoformat()]
     cmd += ["--repeats", str(repeats)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
@@ -466,6 +515,8 @@ def spawn(mode: str, *, size: int, as_of: date, repeats: int) -> dict[str, Any]:
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         sys.exit(f"the {mode} subprocess for N={size} failed (exit {proc.returncode})")
+    if mode == "profile":
+        return None
     return json.loads(next(line for line in lines if line.startswith(RESULT_PREFIX))[len(RESULT_PREFIX) :])
 
 
@@ -535,6 +586,13 @@ def main() -> None:
         from django.utils import timezone
 
         as_of = timezone.localdate()
+        if args.profile:
+            print(f"N={args.profile:,}: seeding", flush=True)
+            seed(invoices=args.profile, as_of=as_of)
+            connections.close_all()
+            spawn("profile", size=args.profile, as_of=as_of, repeats=1)
+            passed = True
+            return
         results: list[Measure] = []
         delivery = None
         for n in args.sizes:
@@ -542,7 +600,7 @@ def main() -> None:
             seed(invoices=n, as_of=as_of)
             connections.close_all()
             print(f"N={n:,}: measuring in a fresh subprocess", flush=True)
-            results.append(Measure(**spawn("measure", size=n, as_of=as_of, repeats=args.repeats)))
+            results.append(Measure(**(spawn("measure", size=n, as_of=as_of, repeats=args.repeats) or {})))
         if not args.no_deliver:
             n = args.deliver_size
             print(f"N={n:,}: seeding for reminders_run with delivery", flush=True)

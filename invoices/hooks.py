@@ -37,7 +37,7 @@ class Hook(Generic[F]):
 
 
 class _Announce(Protocol):
-    def __call__(self, *, invoice_id: int) -> bool: ...
+    def __call__(self, *, invoice_id: int, invoice: Invoice | None = None) -> bool: ...
 
 
 class _Voided(Protocol):
@@ -61,7 +61,8 @@ class _ClaimOpen(Protocol):
 
 
 # Tell the patient about a new invoice: the autopay notice where autopay applies, else the link email (payments).
-# Returns whether the link email went out.
+# Returns whether the link email went out. `invoice`: the caller's copy, created or locked in its open transaction
+# with patient and practice loaded, used as it is (no second read and lock).
 invoice_announce: Hook[_Announce] = Hook("invoice_announce")
 # Inside the voiding transaction: the invoice's scheduled automatic charges will not happen (payments).
 invoice_voided: Hook[_Voided] = Hook("invoice_voided")

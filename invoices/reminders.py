@@ -1,12 +1,11 @@
 """P3: reminders until paid. Patients cannot turn them off; a payment made outside the platform does not stop them.
 
-Two phases. *Plan* selects the patients due, chunk by chunk with four queries per chunk, and inserts
+Two phases. *Plan* selects the patients due, chunk by chunk with two statements per chunk, and inserts
 one `ReminderLog` per patient per day (a database rule, so re-runs, concurrent runs and restarts never plan a
 second reminder). *Deliver* sends each planned reminder with a fresh link, one row lock and one commit per email,
 skipping rows another worker holds; a restarted run delivers what a killed run planned but did not send.
 """
 
-import json
 import logging
 import smtplib
 import socket
@@ -89,110 +88,186 @@ def _patient_chunks(*, as_of: date, size: int) -> Iterator[list[int]]:
 
 
 def reminders_plan(*, run: ReminderRun, progress: Progress | None = None) -> PlanResult:
-    """Insert today's reminders for every patient who is due. Four queries per chunk of patients."""
+    """Insert today's reminders for every patient who is due, chunk by chunk of patients. On PostgreSQL each chunk
+    is two statements: its patient ids, then one that works out who is due (the schedule in SQL), inserts their
+    rows and returns only what the summary counts; no Python object per invoice."""
     result = PlanResult()
-    as_of = run.as_of
-    tz = timezone.get_current_timezone()
     schedule = _schedule()
-    total = Invoice.objects.filter(status=Invoice.Status.OPEN).values("patient_id").distinct().count()
+    if not schedule:
+        return result  # no schedule point: nobody is ever due
+    # Only the progress display needs the total (a full pass over the open invoices).
+    total = 0
+    if progress:
+        total = Invoice.objects.filter(status=Invoice.Status.OPEN).values("patient_id").distinct().count()
+    plan_chunk = _plan_chunk_sql if connection.vendor == "postgresql" else _plan_chunk_python
     seen = 0
-    for patient_ids in _patient_chunks(as_of=as_of, size=settings.REMINDER_CHUNK_SIZE):
+    for patient_ids in _patient_chunks(as_of=run.as_of, size=settings.REMINDER_CHUNK_SIZE):
         seen += len(patient_ids)
-        open_rows = (
-            Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
-            .order_by()  # the model's default ordering would join sessions for nothing
-            .annotate(owed=F("amount_cents") - F("credited_cents"))  # what the plan's credits left (P13)
-            .values_list(
-                "patient_id", "id", "issued_at", "owed", "patient__email", "patient__email_undeliverable_reason"
-            )
-        )
-        invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        latest_point: dict[int, date] = {}
-        emails: dict[int, str] = {}
-        bouncing: set[int] = set()
-        for patient_id, invoice_id, issued_at, amount, email, undeliverable in open_rows:
-            invoices[patient_id].append((invoice_id, amount))
-            emails[patient_id] = email
-            if undeliverable:
-                bouncing.add(patient_id)
-            point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of, schedule=schedule)
-            if point and (patient_id not in latest_point or point > latest_point[patient_id]):
-                latest_point[patient_id] = point
-        last_reminded = dict(
-            ReminderLog.objects.filter(patient_id__in=patient_ids)
-            .exclude(status=ReminderLog.Status.FAILED)
-            .order_by()
-            .values("patient_id")
-            .annotate(last=Max("sent_on"))
-            .values_list("patient_id", "last")
-        )
-        due = []
-        for pid, point in latest_point.items():
-            last = last_reminded.get(pid)
-            if last is None or point > last:
-                due.append(pid)
-            elif last == as_of:
-                result.already_today += 1
-        result.due += len(due)
-        rows = []
-        for pid in due:
-            status, reason = ReminderLog.Status.PENDING, ""
-            if not emails.get(pid):
-                status, reason = ReminderLog.Status.SKIPPED, "No email address on file."
-                result.no_email.append(pid)
-            elif pid in bouncing:
-                status, reason = ReminderLog.Status.SKIPPED, "Email address undeliverable (reported bouncing)."
-                result.undeliverable.append(pid)
-            else:
-                result.planned += 1
-                result.invoices += len(invoices[pid])
-                if run.dry_run and len(result.planned_ids) < DRY_RUN_LISTED:
-                    result.planned_ids.append(pid)
-            rows.append(
-                ReminderLog(
-                    patient_id=pid,
-                    sent_on=as_of,
-                    run=run,
-                    status=status,
-                    reason=reason,
-                    invoice_ids=sorted(i for i, _ in invoices[pid]),
-                    total_cents=sum(a for _, a in invoices[pid]),
-                )
-            )
-        if rows and not run.dry_run:
-            # A concurrent run may have planned some of these a moment ago: the unique constraint keeps theirs.
-            _insert_logs(rows, as_of=as_of, run_id=run.pk)
+        plan_chunk(patient_ids, run=run, schedule=schedule, result=result)
         if progress:
             progress("plan", seen, total)
     return result
 
 
 DRY_RUN_LISTED = 1000
+_NO_EMAIL = "No email address on file."
+_UNDELIVERABLE = "Email address undeliverable (reported bouncing)."
+
+# One chunk of patients, set-based. `point` is each patient's latest schedule point (latest_reminder_day in SQL:
+# the day in TIME_ZONE, the schedule's days, then every `repeat` days after the last); a patient is due when
+# that point is after their last reminder that did not fail, and "already today" when that last one is today.
+# A concurrent run may have planned some rows a moment ago: ON CONFLICT keeps theirs. The counts come from who
+# is due, whatever the insert kept, as they always did.
+_PLAN_CHUNK_SQL = """
+WITH issued AS MATERIALIZED (  -- the time zone conversion once per invoice, not once per use
+    SELECT i.patient_id, i.id, i.amount_cents - i.credited_cents AS owed,
+           (i.issued_at AT TIME ZONE %(tz)s)::date AS issued_on
+    FROM invoices_invoice i
+    WHERE i.patient_id = ANY(%(ids)s) AND i.status = %(open)s
+), open_invoices AS (
+    SELECT patient_id, id, owed, issued_on, %(as_of)s::date - issued_on AS age FROM issued
+), per_patient AS (
+    SELECT patient_id,
+           max(CASE WHEN age >= %(first)s THEN issued_on + CASE
+               WHEN age > %(last)s AND %(repeat)s > 0 THEN %(last)s + (age - %(last)s) / %(repeat)s * %(repeat)s
+               ELSE (SELECT max(d) FROM unnest(%(schedule)s::int[]) d WHERE d <= age)
+           END END) AS point,
+           jsonb_agg(id ORDER BY id) AS invoice_ids, sum(owed) AS total_cents, count(*) AS invoices
+    FROM open_invoices
+    GROUP BY patient_id
+), last_reminded AS (
+    SELECT r.patient_id, max(r.sent_on) AS last
+    FROM invoices_reminderlog r
+    WHERE r.patient_id = ANY(%(ids)s) AND r.status <> %(failed)s
+    GROUP BY r.patient_id
+), judged AS (
+    SELECT pp.patient_id, pp.invoice_ids, pp.total_cents, pp.invoices,
+           (l.last IS NULL OR pp.point > l.last) AS due,
+           l.last = %(as_of)s::date AS already_today,
+           CASE WHEN COALESCE(p.email, '') = '' THEN %(skipped)s
+                WHEN COALESCE(p.email_undeliverable_reason, '') <> '' THEN %(skipped)s
+                ELSE %(pending)s END AS status,
+           CASE WHEN COALESCE(p.email, '') = '' THEN %(no_email)s
+                WHEN COALESCE(p.email_undeliverable_reason, '') <> '' THEN %(undeliverable)s
+                ELSE '' END AS reason
+    FROM per_patient pp
+    JOIN invoices_patient p ON p.id = pp.patient_id AND p.id = ANY(%(ids)s)  -- the chunk's rows by key, not a scan
+    LEFT JOIN last_reminded l ON l.patient_id = pp.patient_id
+    WHERE pp.point IS NOT NULL
+), inserted AS (
+    INSERT INTO invoices_reminderlog
+        (patient_id, sent_on, run_id, status, reason, invoice_ids, total_cents, created_at, attempts)
+    SELECT patient_id, %(as_of)s, %(run)s, status, reason, invoice_ids, total_cents, now(), 0
+    FROM judged
+    WHERE due AND NOT %(dry_run)s
+    ON CONFLICT (patient_id, sent_on) DO NOTHING
+)
+SELECT patient_id, due, reason, invoices FROM judged WHERE due OR already_today ORDER BY patient_id
+"""
 
 
-def _insert_logs(rows: list[ReminderLog], *, as_of: date, run_id: int) -> None:
-    """One statement per chunk. On PostgreSQL the rows travel as arrays (no per-row SQL building in Python)."""
-    if connection.vendor != "postgresql":
-        ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
-        return
+def _plan_chunk_sql(patient_ids: list[int], *, run: ReminderRun, schedule: tuple[int, ...], result: PlanResult) -> None:
+    params = {
+        "ids": patient_ids,
+        "tz": timezone.get_current_timezone_name(),
+        "as_of": run.as_of,
+        "run": run.pk,
+        "dry_run": run.dry_run,
+        "schedule": list(schedule),
+        "first": schedule[0],
+        "last": schedule[-1],
+        "repeat": settings.REMINDER_REPEAT_DAYS,
+        "open": Invoice.Status.OPEN.value,
+        "failed": ReminderLog.Status.FAILED.value,
+        "pending": ReminderLog.Status.PENDING.value,
+        "skipped": ReminderLog.Status.SKIPPED.value,
+        "no_email": _NO_EMAIL,
+        "undeliverable": _UNDELIVERABLE,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO invoices_reminderlog"
-            " (patient_id, sent_on, run_id, status, reason, invoice_ids, total_cents, created_at, attempts)"
-            " SELECT d.patient_id, %s, %s, d.status, d.reason, d.invoice_ids::jsonb, d.total_cents, now(), 0"
-            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::integer[])"
-            " AS d(patient_id, status, reason, invoice_ids, total_cents)"
-            " ON CONFLICT (patient_id, sent_on) DO NOTHING",
-            [
-                as_of,
-                run_id,
-                [row.patient_id for row in rows],
-                [row.status for row in rows],
-                [row.reason for row in rows],
-                [json.dumps(row.invoice_ids) for row in rows],
-                [row.total_cents for row in rows],
-            ],
+        cursor.execute(_PLAN_CHUNK_SQL, params)
+        rows = cursor.fetchall()
+    for patient_id, due, reason, invoices in rows:
+        if not due:
+            result.already_today += 1
+            continue
+        result.due += 1
+        if reason == _NO_EMAIL:
+            result.no_email.append(patient_id)
+        elif reason == _UNDELIVERABLE:
+            result.undeliverable.append(patient_id)
+        else:
+            result.planned += 1
+            result.invoices += invoices
+            if run.dry_run and len(result.planned_ids) < DRY_RUN_LISTED:
+                result.planned_ids.append(patient_id)
+
+
+def _plan_chunk_python(
+    patient_ids: list[int], *, run: ReminderRun, schedule: tuple[int, ...], result: PlanResult
+) -> None:
+    """The same plan for SQLite (development): the chunk's open invoices and last reminders in Python."""
+    as_of = run.as_of
+    tz = timezone.get_current_timezone()
+    open_rows = (
+        Invoice.objects.filter(patient_id__in=patient_ids, status=Invoice.Status.OPEN)
+        .order_by()  # the model's default ordering would join sessions for nothing
+        .annotate(owed=F("amount_cents") - F("credited_cents"))  # what the plan's credits left (P13)
+        .values_list("patient_id", "id", "issued_at", "owed", "patient__email", "patient__email_undeliverable_reason")
+    )
+    invoices: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    latest_point: dict[int, date] = {}
+    emails: dict[int, str] = {}
+    bouncing: set[int] = set()
+    for patient_id, invoice_id, issued_at, amount, email, undeliverable in open_rows:
+        invoices[patient_id].append((invoice_id, amount))
+        emails[patient_id] = email
+        if undeliverable:
+            bouncing.add(patient_id)
+        point = latest_reminder_day(issued_on=issued_at.astimezone(tz).date(), as_of=as_of, schedule=schedule)
+        if point and (patient_id not in latest_point or point > latest_point[patient_id]):
+            latest_point[patient_id] = point
+    last_reminded = dict(
+        ReminderLog.objects.filter(patient_id__in=patient_ids)
+        .exclude(status=ReminderLog.Status.FAILED)
+        .order_by()
+        .values("patient_id")
+        .annotate(last=Max("sent_on"))
+        .values_list("patient_id", "last")
+    )
+    rows = []
+    for pid, point in sorted(latest_point.items()):
+        last = last_reminded.get(pid)
+        if last is not None and point <= last:
+            result.already_today += last == as_of
+            continue
+        result.due += 1
+        status, reason = ReminderLog.Status.PENDING, ""
+        if not emails.get(pid):
+            status, reason = ReminderLog.Status.SKIPPED, _NO_EMAIL
+            result.no_email.append(pid)
+        elif pid in bouncing:
+            status, reason = ReminderLog.Status.SKIPPED, _UNDELIVERABLE
+            result.undeliverable.append(pid)
+        else:
+            result.planned += 1
+            result.invoices += len(invoices[pid])
+            if run.dry_run and len(result.planned_ids) < DRY_RUN_LISTED:
+                result.planned_ids.append(pid)
+        rows.append(
+            ReminderLog(
+                patient_id=pid,
+                sent_on=as_of,
+                run=run,
+                status=status,
+                reason=reason,
+                invoice_ids=sorted(i for i, _ in invoices[pid]),
+                total_cents=sum(a for _, a in invoices[pid]),
+            )
         )
+    if rows and not run.dry_run:
+        # A concurrent run may have planned some of these a moment ago: the unique constraint keeps theirs.
+        ReminderLog.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 class ReminderNotSent(Exception):

@@ -15,7 +15,7 @@ from alma_billing.core.queue import enqueue_on_commit
 from invoices import hooks, selectors
 from invoices.deliverability import UNDELIVERABLE_PROBLEM
 from invoices.explain import EAP_NOT_COVERED
-from invoices.models import Coverage, EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
+from invoices.models import EapAuthorization, EligibilitySnapshot, Invoice, Patient, TherapySession
 from invoices.responsibility import PlanTerms, patient_responsibility
 
 logger = logging.getLogger(__name__)
@@ -63,13 +63,19 @@ def session_complete(*, session_id: int, actor: Actor) -> TherapySession:
     return session
 
 
-def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
+def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = False) -> Invoice | None:
     """Bill a completed session exactly once: an invoice, nothing owed, or a flag for ops with the reason.
 
     Safe to run any number of times, concurrently too: the session row is locked and its outcome recorded.
+    The new invoice is announced (autopay notice or link email) by the email task queued after the commit, or, with
+    `announce`, in the same transaction and commit (the issue task: one task, one commit per invoice). A failed
+    announcement then undoes only itself (a savepoint): the invoice is committed, the error raised afterwards (the
+    task retries), and the sweep emails whatever is still unannounced. Running it again announces an invoice that
+    is not yet announced.
     """
     from invoices.tasks import invoice_email_task  # here: invoices.tasks imports these services
 
+    failure: Exception | None = None
     with transaction.atomic():
         session = (
             TherapySession.objects.select_for_update(of=("self",))
@@ -79,26 +85,56 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM) -> Invoice | None:
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
-            return Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
-
-        decision = _decide(session)
-        if isinstance(decision, _Attention):
-            session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
-            session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action=AuditAction.SESSION_NEEDS_ATTENTION, obj=session, reason=decision.reason)
-            logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
-            return None
-        if isinstance(decision, _NoCharge):
-            session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
-            session.save(update_fields=["billing_outcome", "billing_note"])
-            audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
-            hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
-            return None
-
-        invoice = _invoice_create(session=session, charge=decision, actor=actor)
-        hooks.claim_open.call(session)
-        enqueue_on_commit(invoice_email_task, invoice.pk)
+            invoice = Invoice.objects.filter(session=session).exclude(kind=Invoice.Kind.ADJUSTMENT).first()
+            if announce and invoice is not None and _unannounced(invoice):
+                failure = _announce_here(invoice, created_here=False)
+        else:
+            invoice = _bill(session, actor=actor)
+            if invoice is not None and announce:
+                failure = _announce_here(invoice, created_here=True)
+            elif invoice is not None:
+                enqueue_on_commit(invoice_email_task, invoice.pk)
+    if failure is not None:
+        raise failure
     return invoice
+
+
+def _bill(session: TherapySession, *, actor: Actor) -> Invoice | None:
+    """Inside invoice_issue's transaction, the session locked and still pending: decide, record, open the claim."""
+    decision = _decide(session)
+    if isinstance(decision, _Attention):
+        session.billing_outcome, session.billing_note = Outcome.NEEDS_ATTENTION, decision.reason
+        session.save(update_fields=["billing_outcome", "billing_note"])
+        audit_record(actor=actor, action=AuditAction.SESSION_NEEDS_ATTENTION, obj=session, reason=decision.reason)
+        logger.info("session %s flagged for ops; the reason is on the session", session.pk)  # no dates, no EAP
+        return None
+    if isinstance(decision, _NoCharge):
+        session.billing_outcome, session.billing_note = Outcome.NO_CHARGE, decision.note
+        session.save(update_fields=["billing_outcome", "billing_note"])
+        audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
+        hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
+        return None
+    invoice = _invoice_create(session=session, charge=decision, actor=actor)
+    hooks.claim_open.call(session)
+    return invoice
+
+
+def _unannounced(invoice: Invoice) -> bool:
+    """Nothing told the patient about this invoice yet (what the sweep looks for too)."""
+    return invoice.status == Invoice.Status.OPEN and invoice.emailed_at is None and not invoice.email_problem
+
+
+def _announce_here(invoice: Invoice, *, created_here: bool) -> Exception | None:
+    """Announce inside the caller's transaction, in a savepoint: a failure undoes the announcement only, and is
+    returned for the caller to raise once the invoice is committed. An invoice created in this transaction is
+    handed over as it is (nobody else can see it yet); an earlier one is read and locked by the announcement."""
+    try:
+        with transaction.atomic():
+            hooks.invoice_announce.call(invoice_id=invoice.pk, invoice=invoice if created_here else None)
+    except Exception as error:  # the invoice stands; the task's retry or the sweep announces it
+        logger.warning("invoice %s issued but not announced (%s); retried", invoice.pk, type(error).__name__)
+        return error
+    return None
 
 
 def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor) -> Invoice:
@@ -132,14 +168,18 @@ def invoice_charge_self_pay(*, session_id: int, amount_cents: int, actor: Actor)
     return invoice
 
 
-def invoice_email_send(*, invoice_id: int) -> bool:
+def invoice_email_send(*, invoice_id: int, invoice: Invoice | None = None) -> bool:
     """Email the patient a fresh pay link for an invoice, once. Returns whether an email went out.
 
     The email is sent inside the transaction that records it: if sending fails nothing is recorded and the
     sweep tries again; if the commit fails after sending, the patient may get the same email twice (never none).
+    `invoice`: the caller's copy, created or locked in the caller's open transaction with its patient loaded
+    (invoice_issue's announcement), used as it is instead of being read and locked again.
     """
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
+    # No savepoint of its own: an error undoes the caller's transaction (or the savepoint it announces in).
+    with transaction.atomic(savepoint=False):
+        if invoice is None:
+            invoice = Invoice.objects.select_for_update(of=("self",)).select_related("patient").get(pk=invoice_id)
         if invoice.emailed_at is not None or invoice.status != Invoice.Status.OPEN or invoice.email_problem:
             return False
         if not invoice.patient.email:
@@ -248,12 +288,12 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
 
 
 def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:
-    invoice = Invoice.objects.create(
+    invoice = Invoice.objects.create(  # objects, not ids: the announcement uses the patient and practice loaded
         number=f"pending-{session.pk}",
         session=session,
-        patient_id=session.patient_id,
-        provider_id=session.provider_id,
-        practice_id=session.provider.practice_id,
+        patient=session.patient,
+        provider=session.provider,
+        practice=session.provider.practice,
         kind=charge.kind,
         amount_cents=charge.amount_cents,
         eligibility_snapshot=charge.snapshot,
@@ -336,15 +376,17 @@ def _eap(session: TherapySession) -> _Decision:
 
 def _insurance(session: TherapySession) -> _Decision:
     """P2: the most recent completed eligibility check at or before the session; never guessed."""
-    coverage = selectors.active_coverage_for(patient_id=session.patient_id)
-    if coverage is None:
-        return _Attention("No active insurance coverage on file for the patient.")
+    no_coverage = _Attention("No active insurance coverage on file for the patient.")
     if session.allowed_amount_cents is None:
+        if selectors.active_coverage_for(patient_id=session.patient_id) is None:
+            return no_coverage
         return _Attention("The session has no allowed amount from the plan.")
-    # Lock the plan so two sessions billed at once do not both spend the same remaining deductible.
-    Coverage.objects.select_for_update().filter(pk=coverage.pk).first()
-    snapshot = selectors.eligibility_check_for(coverage=coverage, day=session.date_of_service)
+    # The plan is locked with its check, so two sessions billed at once do not both spend the same remaining
+    # deductible (eligibility_used_on below reads after the lock).
+    snapshot = selectors.eligibility_check_locking_plan(patient_id=session.patient_id, day=session.date_of_service)
     if snapshot is None:
+        if selectors.active_coverage_for(patient_id=session.patient_id) is None:
+            return no_coverage
         return _Attention(f"No completed eligibility check on or before {session.date_of_service:%b %d, %Y}.")
     if not snapshot.plan_active:
         return _Attention(f"The plan was inactive at the eligibility check of {snapshot.checked_at:%b %d, %Y}.")

@@ -19,10 +19,10 @@ def invoices_sweep_run() -> dict[str, int]:
     billed = emailed = 0
     for session_id in selectors.sessions_awaiting_billing(completed_before=cutoff).values_list("id", flat=True)[:1000]:
         try:
-            services.invoice_issue(session_id=session_id)
+            services.invoice_issue(session_id=session_id, announce=True)  # as the lost task would have
             billed += 1
         except Exception:  # one bad session must not stop the sweep for everyone else
-            logger.exception("sweep could not bill session %s", session_id)
+            logger.exception("sweep could not bill or announce session %s; next sweep retries", session_id)
     for invoice_id in selectors.invoices_awaiting_email(issued_before=cutoff).values_list("id", flat=True)[:1000]:
         try:
             emailed += hooks.invoice_announce.call(invoice_id=invoice_id)

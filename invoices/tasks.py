@@ -12,13 +12,15 @@ _RETRYABLE = (OperationalError, SMTPException, ConnectionError, TimeoutError)
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def invoice_issue_task(session_id: int) -> int | None:
-    invoice = services.invoice_issue(session_id=session_id)
+    """A completed session: bill it and announce the invoice in one run and one commit (a retry does what is left)."""
+    invoice = services.invoice_issue(session_id=session_id, announce=True)
     return invoice.pk if invoice else None
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=_RETRYABLE, retry_backoff=True, max_retries=5)
 def invoice_email_task(invoice_id: int) -> bool:
-    """A new invoice: the autopay notice or the link email (payments decides, through invoices/hooks.py)."""
+    """A new invoice not billed by invoice_issue_task (self-pay, adjustments, a fixed address): the autopay notice
+    or the link email (payments decides, through invoices/hooks.py)."""
     return hooks.invoice_announce.call(invoice_id=invoice_id)
 
 

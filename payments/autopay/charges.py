@@ -26,12 +26,15 @@ from payments.rules import card_label
 logger = logging.getLogger(__name__)
 
 
-def invoice_announce(*, invoice_id: int) -> bool:
+def invoice_announce(*, invoice_id: int, invoice: Invoice | None = None) -> bool:
     """Tell the patient about a new invoice (P1, P6): the autopay notice if autopay applies, else the link email.
-    Returns whether the link email went out. Registered as invoices' `invoice_announce` hook (payments/apps.py)."""
-    if autopay_take_over(invoice_id=invoice_id):
+    Returns whether the link email went out. Registered as invoices' `invoice_announce` hook (payments/apps.py).
+
+    `invoice`: the caller's copy, created or locked in the caller's open transaction with its patient and practice
+    loaded (the issue task announces the invoice it just created): it is used as it is, not read and locked again."""
+    if autopay_take_over(invoice_id=invoice_id, invoice=invoice):
         return False  # enrolled in autopay: the patient got the pre-charge notice instead of a link
-    return invoice_services.invoice_email_send(invoice_id=invoice_id)
+    return invoice_services.invoice_email_send(invoice_id=invoice_id, invoice=invoice)
 
 
 def autopay_scheduled_cancel(*, invoice_id: int, reason: str) -> int:
@@ -40,13 +43,16 @@ def autopay_scheduled_cancel(*, invoice_id: int, reason: str) -> int:
     return AutopayAttempt.objects.filter(invoice_id=invoice_id).cancel_scheduled(reason=reason)
 
 
-def autopay_take_over(*, invoice_id: int) -> bool:
+def autopay_take_over(*, invoice_id: int, invoice: Invoice | None = None) -> bool:
     """For a new invoice of an enrolled patient whose practice offers autopay: tell them what will be charged and
-    when, and schedule the charge. Returns False when autopay does not apply (the link email goes out instead)."""
-    with transaction.atomic():
-        invoice = (
-            Invoice.objects.select_for_update(of=("self",)).select_related("patient", "practice").get(pk=invoice_id)
-        )
+    when, and schedule the charge. Returns False when autopay does not apply (the link email goes out instead).
+    `invoice`: as for invoice_announce, already locked by the caller's transaction."""
+    # No savepoint of its own: an error undoes the caller's transaction (or the savepoint it announces in).
+    with transaction.atomic(savepoint=False):
+        if invoice is None:
+            invoice = (
+                Invoice.objects.select_for_update(of=("self",)).select_related("patient", "practice").get(pk=invoice_id)
+            )
         if invoice.status != Invoice.Status.OPEN or invoice.practice.autopay_policy == Practice.AutopayPolicy.OFF:
             return False
         enrollment = active_enrollment(patient_id=invoice.patient_id)

@@ -161,6 +161,6 @@ def test_a_real_worker_with_log_format_json_writes_json_lines_with_the_task_id(
     emailed = [r for r in lines if r["logger"] == "invoices.services" and "emailed to patient" in r["message"]]
     assert emailed, log_path.read_text()
     assert emailed[0]["task_id"] and emailed[0]["level"] == "INFO"
-    succeeded = [r for r in lines if "succeeded" in r["message"] and "invoice_email_task" in r["message"]]
+    succeeded = [r for r in lines if "succeeded" in r["message"] and "invoice_issue_task" in r["message"]]
     assert succeeded and succeeded[0]["task_id"] == emailed[0]["task_id"]
     assert session.patient.email not in log_path.read_text()
