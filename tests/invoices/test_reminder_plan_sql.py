@@ -3,7 +3,6 @@
 
 from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
-from operator import itemgetter
 from typing import Any
 
 import pytest
@@ -39,7 +38,7 @@ patient_st = st.fixed_dictionaries(
         "reminded": st.lists(
             st.tuples(st.integers(0, 60), st.sampled_from([str(status) for status in ReminderLog.Status])),
             max_size=3,
-            unique_by=itemgetter(0),
+            unique_by=lambda reminder: tuple(reminder)[0],  # one reminder a day
         ),
         # Also reminded on the latest schedule point of one of the invoices (the edge between due and not due).
         "at_point": st.one_of(st.none(), st.integers(0, 3)),
