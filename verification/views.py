@@ -72,14 +72,15 @@ def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | 
 @patient_page
 @require_http_methods(["GET", "POST"])
 def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
-    link = services.pay_link_find(token)
+    opened = services.pay_link_open(token)  # the link and the patient's recent failures: one statement
+    link = opened.link if opened else None
     problem = _link_problem(request, link)
-    if problem or link is None:
+    if problem or opened is None or link is None:
         return problem or _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
     if request.method == "GET" and verified_patient_id(request) == link.patient_id:
         return redirect("pay-summary")  # already verified in this browser: no second code
     if request.method == "GET":
-        locked = services.patient_locked(patient_id=link.patient_id)
+        locked = services.patient_locked(patient_id=link.patient_id, failed_recently=opened.failed_recently)
         if locked:
             return _locked(request, "verification/phone.html", locked)
     form = PhoneForm(request.POST or None)
