@@ -2,8 +2,10 @@
 writes nothing (issue 14): a fresh link in a fresh browser is one statement, and the statement reads what the ORM
 reads (verification.services.pay_link_open against pay_link_find and patient_locked)."""
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -78,3 +80,47 @@ def test_another_patients_failures_do_not_mark_this_link(invoice: Invoice) -> No
 
     assert not pay_link_open(token).failed_recently  # type: ignore[union-attr]
     assert not pay_link_open_from_orm(token).failed_recently  # type: ignore[union-attr]
+
+
+def _without_csrf_token(page: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', 'name="csrfmiddlewaretoken" value="…"', page)
+
+
+@pytest.mark.parametrize("browser_language", ["en", "es"])
+def test_the_landing_page_is_byte_for_byte_what_the_full_render_gives(
+    settings: Any, invoice: Invoice, browser_language: str
+) -> None:
+    """The phone form of a GET is rendered once per language with markers for the CSRF token and the page's path
+    (verification.views._phone_page); with DEBUG every request runs the template. Both must give the same page."""
+    settings.SUPPORT_EMAIL, settings.SUPPORT_PHONE = "billing-help@alma.example", "(800) 555-0100"
+    _, token = pay_link_create(patient=invoice.patient, invoice=invoice)
+    url = f"/pay/{token}/?from=email&x=<b>"  # a query string, with what must be escaped in the `next` field
+    headers = {"accept-language": browser_language}
+
+    fast = [Client().get(url, headers=headers) for _ in range(2)]  # the first renders and keeps the page
+    settings.DEBUG = True
+    full = Client().get(url, headers=headers)
+
+    expected = _without_csrf_token(full.content.decode())
+    assert f'<html lang="{browser_language}">' in expected and "billing-help@alma.example" in expected
+    for response in fast:
+        page = response.content.decode()
+        assert _without_csrf_token(page) == expected
+        assert response.status_code == full.status_code == 200
+        for header in ("Content-Type", "Vary", "Cache-Control", "Content-Security-Policy", "Content-Language"):
+            assert response.get(header) == full.get(header), header
+        assert set(response.cookies) == set(full.cookies) == {"csrftoken"}
+    tokens = [re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.content.decode()) for r in fast]
+    assert tokens[0] and tokens[1] and tokens[0].group(1) != tokens[1].group(1)  # each request its own token
+
+
+def test_the_phone_form_of_the_prerendered_page_posts_with_its_csrf_token(invoice: Invoice) -> None:
+    _, token = pay_link_create(patient=invoice.patient, invoice=invoice)
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(f"/pay/{token}/").content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert csrf is not None
+
+    response = client.post(f"/pay/{token}/", {"phone": "(202) 555-0143", "csrfmiddlewaretoken": csrf.group(1)})
+
+    assert response.status_code == 302 and response["Location"] == "/pay/code/"
