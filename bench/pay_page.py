@@ -53,6 +53,7 @@ TARGETS = [
     ("webhook_duplicate", "reference", 1.0),
 ]
 P99_TARGET_MS = {"summary": 100.0}
+PAGES = ("bare", "reference", "summary", "landing", "webhook_duplicate", "webhook_fresh")
 RSS_TARGET_MB = 150.0
 
 # wrk script: optional cookie/body from the environment, signed bodies (one per request) read from a file,
@@ -162,6 +163,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads", type=int, default=4, help="threads per gunicorn worker with --worker-class gthread"
+    )
+    parser.add_argument(
+        "--pages",
+        nargs="+",
+        choices=PAGES,
+        metavar="PAGE",
+        help=f"measure only these pages (the bare view is always measured, for the ratios): {', '.join(PAGES)}",
     )
     parser.add_argument(
         "--profile",
@@ -644,9 +652,11 @@ def main() -> None:
             ),
             Target("webhook_fresh", "webhook, fresh event ids", "/stripe/webhook/", method="POST", expect="ok"),
         ]
+        if args.pages:
+            targets = [t for t in targets if t.name == "bare" or t.name in args.pages]
         if args.profile:
             for target in targets:
-                if target.name in ("summary", "landing", "reference"):
+                if target.name in ("bare", "summary", "landing", "reference"):
                     check_once(base, target)
                     profile_page(target, args.profile)
             return
@@ -663,7 +673,8 @@ def main() -> None:
             for target in targets:
                 if target.name == "webhook_fresh":
                     # Enough distinct events for the whole run (sized from the duplicate rate), signed just now.
-                    dup = targets[4].results[-1].rps if targets[4].results else 2_000
+                    duplicate = next((t for t in targets if t.name == "webhook_duplicate" and t.results), None)
+                    dup = duplicate.results[-1].rps if duplicate else 2_000
                     count = int(dup * (args.duration + args.warmup) * 2) + 5_000
                     target.signed_bodies = fresh_events(secret, count, f"r{round_number}")
                 elif args.warmup:
@@ -730,10 +741,14 @@ def report(
     print(f"|{'-' * 38}|{'-' * 7}:|{'-' * 8}:|--------|")
     verdicts: list[tuple[str, float, str, bool]] = []
     for top, bottom, minimum in TARGETS:
+        if top not in by_name or bottom not in by_name:
+            continue  # a page left out with --pages
         value = by_name[top].rps / by_name[bottom].rps
         clean = by_name[top].non2xx + by_name[top].errors == 0
         verdicts.append((f"{top} / {bottom}", value, f">= {minimum}", value >= minimum and clean))
     for name, limit in P99_TARGET_MS.items():
+        if name not in by_name:
+            continue
         verdicts.append((f"{name} p99 ms", by_name[name].p99_ms, f"<= {limit:.0f}", by_name[name].p99_ms <= limit))
     worst = max(rss.values()) if rss else float("nan")
     verdicts.append(("gunicorn worker RSS MB (max)", worst, f"< {RSS_TARGET_MB:.0f}", worst < RSS_TARGET_MB))

@@ -14,8 +14,8 @@ from enum import StrEnum
 
 import phonenumbers
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy, ngettext
@@ -89,6 +89,66 @@ def pay_link_find(token: str) -> PayLink | None:
     if not 20 <= len(token) <= 128:
         return None
     return PayLink.objects.filter(token_hash=_hash(token)).first()
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    """A link as the landing page reads it, with the hint its lock check needs: whether the patient has a failed
+    step inside the lockout window (without one the account cannot be locked, and patient_locked asks nothing)."""
+
+    link: PayLink
+    failed_recently: bool
+
+
+# The link and the patient's recent failures in one statement, both by index (token_hash is unique; the attempts
+# by patient and time). The columns are PayLink's own, in its field order, so the row builds the model as the ORM
+# would (PayLink.from_db).
+_LINK_OPEN_SQL = """
+SELECT link.id, link.token_hash, link.patient_id, link.invoice_id, link.created_at, link.expires_at,
+       link.revoked_at, link.revoke_reason,
+       EXISTS (
+           SELECT 1 FROM verification_accessattempt attempt
+           WHERE attempt.patient_id = link.patient_id AND NOT attempt.succeeded AND attempt.created_at >= %(since)s
+       )
+FROM verification_paylink link
+WHERE link.token_hash = %(token_hash)s
+"""
+_LINK_FIELDS = (
+    "id",
+    "token_hash",
+    "patient_id",
+    "invoice_id",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "revoke_reason",
+)
+
+
+def pay_link_open(token: str) -> OpenedLink | None:
+    """pay_link_find and the first half of patient_locked in one statement (the landing page, on every email click).
+    None for anything unknown, as pay_link_find."""
+    if not 20 <= len(token) <= 128:
+        return None
+    if connection.vendor != "postgresql":  # the SQLite development default
+        return pay_link_open_from_orm(token)
+    since = timezone.now() - settings.VERIFY_LOCKOUT
+    with connection.cursor() as cursor:
+        cursor.execute(_LINK_OPEN_SQL, {"since": since, "token_hash": _hash(token)})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return OpenedLink(link=PayLink.from_db(connection.alias, _LINK_FIELDS, row[:-1]), failed_recently=row[-1])
+
+
+def pay_link_open_from_orm(token: str) -> OpenedLink | None:
+    """What pay_link_open reads, through the ORM (also one statement; its SQL costs more Python to build)."""
+    if not 20 <= len(token) <= 128:
+        return None
+    since = timezone.now() - settings.VERIFY_LOCKOUT
+    recent = AccessAttempt.objects.filter(patient_id=OuterRef("patient_id"), succeeded=False, created_at__gte=since)
+    found = PayLink.objects.filter(token_hash=_hash(token)).annotate(failed_recently=Exists(recent)).first()
+    return None if found is None else OpenedLink(link=found, failed_recently=found.failed_recently)
 
 
 def pay_link_url(token: str) -> str:
@@ -194,14 +254,16 @@ def _refused(message: str | Promise, *, patient_id: int, kind: str) -> StepResul
     return StepResult(Step.REFUSED, f"{message} {words.format(count=left, minutes=_lockout_minutes())}")
 
 
-def patient_locked(*, patient_id: int) -> str | None:
+def patient_locked(*, patient_id: int, failed_recently: bool | None = None) -> str | None:
     """The lock message when this patient's access is locked right now (for a page opened while locked), else None.
-    One indexed query in the usual case (no failure in the window)."""
+    One indexed query in the usual case (no failure in the window); none when the caller already read
+    `failed_recently` (pay_link_open) and it is False."""
     now = timezone.now()
-    recent = AccessAttempt.objects.filter(
-        patient_id=patient_id, succeeded=False, created_at__gte=now - settings.VERIFY_LOCKOUT
-    )
-    if not recent.exists():
+    if failed_recently is None:
+        failed_recently = AccessAttempt.objects.filter(
+            patient_id=patient_id, succeeded=False, created_at__gte=now - settings.VERIFY_LOCKOUT
+        ).exists()
+    if not failed_recently:
         return None
     for kind in (Kind.PHONE, Kind.CODE):
         if _failures_since(patient_id=patient_id, kind=kind, now=now) >= _limit_for(kind):

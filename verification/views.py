@@ -5,16 +5,24 @@ the token is kept in the server-side session, so later URLs (and the browser his
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.contrib.messages import get_messages
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
 from django.utils.functional import Promise
+from django.utils.html import escape
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from alma_billing.core import language
+from alma_billing.core.error_pages import support_contact
 from alma_billing.core.http import client_ip, message_page, patient_page
 from verification import services
 from verification.access import (
@@ -59,6 +67,49 @@ def _locked(request: HttpRequest, template: str, message: str | Promise) -> Http
     return render(request, template, {"locked": message}, status=429)
 
 
+# The landing's phone form, as a GET of a link shows it (a fresh form, no lock, no message queued), is the same page
+# for everyone who reads it in one language but for two values: the CSRF token and the page's own path in the
+# language switch's `next` field. So it is rendered once per language, with markers in their place, and each request
+# fills them in: the template engine was a third of the landing's time (docs/performance.md, issue 14). A settings
+# change (tests) forgets the pages; with DEBUG every request renders, so an edited template shows at once.
+# tests/verification/test_landing.py checks the page is byte for byte what the full render gives.
+_CSRF_MARK = "\x00csrf-token\x00"
+_PATH_MARK = "\x00full-path\x00"
+_phone_pages: dict[str, str] = {}
+
+
+class _MarkedRequest:
+    """The one thing the page reads of the request (base.html's language switch), as a marker."""
+
+    def get_full_path(self) -> str:
+        return _PATH_MARK
+
+
+def _phone_pages_forget(**kwargs: Any) -> None:
+    _phone_pages.clear()
+
+
+setting_changed.connect(_phone_pages_forget, dispatch_uid="verification-phone-pages-forget")
+
+
+def _phone_page(request: HttpRequest) -> HttpResponse:
+    """The phone form of a GET: what render() gives for {"form": PhoneForm()}, without running the template."""
+    if settings.DEBUG or len(get_messages(request)):  # a queued message shows on this page: the full render
+        return render(request, "verification/phone.html", {"form": PhoneForm()})
+    language_code = translation.get_language()
+    page = _phone_pages.get(language_code)
+    if page is None:
+        context = {
+            "form": PhoneForm(),
+            "csrf_token": _CSRF_MARK,
+            "request": _MarkedRequest(),
+            **support_contact(request),
+        }
+        page = _phone_pages[language_code] = render_to_string("verification/phone.html", context)
+    page = page.replace(_CSRF_MARK, get_token(request)).replace(_PATH_MARK, escape(request.get_full_path()))
+    return HttpResponse(page)
+
+
 def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | None:
     if link is None:
         return _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
@@ -72,18 +123,20 @@ def _link_problem(request: HttpRequest, link: PayLink | None) -> HttpResponse | 
 @patient_page
 @require_http_methods(["GET", "POST"])
 def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
-    link = services.pay_link_find(token)
+    opened = services.pay_link_open(token)  # the link and the patient's recent failures: one statement
+    link = opened.link if opened else None
     problem = _link_problem(request, link)
-    if problem or link is None:
+    if problem or opened is None or link is None:
         return problem or _problem(request, gettext("Link not recognized"), LINK_UNKNOWN, 404)
     if request.method == "GET" and verified_patient_id(request) == link.patient_id:
         return redirect("pay-summary")  # already verified in this browser: no second code
     if request.method == "GET":
-        locked = services.patient_locked(patient_id=link.patient_id)
+        locked = services.patient_locked(patient_id=link.patient_id, failed_recently=opened.failed_recently)
         if locked:
             return _locked(request, "verification/phone.html", locked)
+        return _phone_page(request)
     form = PhoneForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if form.is_valid():
         result = services.phone_submit(link=link, raw_phone=form.cleaned_data["phone"], ip=client_ip(request))
         if result.step == Step.OK:
             request.session[PENDING_KEY] = {"link_id": link.pk, "sent_at": timezone.now().timestamp()}
@@ -92,8 +145,7 @@ def pay_link_landing(request: HttpRequest, token: str) -> HttpResponse:
             return _locked(request, "verification/phone.html", result.message)
         form.add_error("phone" if result.step in (Step.INVALID, Step.REFUSED) else None, str(result.message))
         return render(request, "verification/phone.html", {"form": form}, status=STATUS_FOR[result.step])
-    status = 400 if request.method == "POST" else 200
-    return render(request, "verification/phone.html", {"form": form}, status=status)
+    return render(request, "verification/phone.html", {"form": form}, status=400)
 
 
 def _pending_link(request: HttpRequest) -> tuple[PayLink, datetime] | None:
