@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_batch, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
@@ -75,7 +75,7 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = Fa
     from invoices.tasks import invoice_email_task
 
     failure: Exception | None = None
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():  # its events (issued, claim, emailed) in one INSERT before the commit
         session = (
             TherapySession.objects.select_for_update(of=("self",))
             .select_related("patient", "provider__practice", "eap_authorization")
@@ -128,7 +128,7 @@ def _announce_here(invoice: Invoice, *, created_here: bool) -> Exception | None:
     returned for the caller to raise once the invoice is committed. An invoice created in this transaction is
     handed over as it is (nobody else can see it yet); an earlier one is read and locked by the announcement."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_batch():  # a failure drops the announcement's events with it
             hooks.invoice_announce.call(invoice_id=invoice.pk, invoice=invoice if created_here else None)
     except Exception as error:  # the invoice stands; the task's retry or the sweep announces it
         logger.warning("invoice %s issued but not announced (%s); retried", invoice.pk, type(error).__name__)
