@@ -4,7 +4,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Func, Value
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -76,11 +77,12 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = Fa
 
     failure: Exception | None = None
     with transaction.atomic(), audit_batch():  # its events (issued, claim, emailed) in one INSERT before the commit
-        session = (
-            TherapySession.objects.select_for_update(of=("self",))
-            .select_related("patient", "provider__practice", "eap_authorization")
-            .get(pk=session_id)
+        sessions = TherapySession.objects.select_for_update(of=("self",)).select_related(
+            "patient", "provider__practice", "eap_authorization"
         )
+        if connection.vendor == "postgresql":  # the invoice's id, so its INSERT writes its number (no UPDATE)
+            sessions = sessions.annotate(reserved_invoice_id=_next_invoice_id())
+        session = sessions.get(pk=session_id)
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
@@ -113,7 +115,8 @@ def _bill(session: TherapySession, *, actor: Actor) -> Invoice | None:
         audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
         hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
         return None
-    invoice = _invoice_create(session=session, charge=decision, actor=actor)
+    invoice_id = getattr(session, "reserved_invoice_id", None)
+    invoice = _invoice_create(session=session, charge=decision, actor=actor, invoice_id=invoice_id)
     hooks.claim_open.call(session)
     return invoice
 
@@ -288,9 +291,21 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
     return patient
 
 
-def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:
+def _next_invoice_id() -> Func:
+    """PostgreSQL: a fresh invoice id from the table's own sequence, left unused if the session is not invoiced
+    (invoice ids, and so their numbers, already skip the values of rolled-back inserts)."""
+    sequence = Func(Value(Invoice._meta.db_table), Value("id"), function="pg_get_serial_sequence")
+    return Func(sequence, function="nextval", output_field=BigIntegerField())
+
+
+def _invoice_create(
+    *, session: TherapySession, charge: _Charge, actor: Actor, invoice_id: int | None = None
+) -> Invoice:
+    """The invoice, numbered from its id: `invoice_id` (reserved from the sequence) lets its INSERT write the
+    number; without it the number is written by an UPDATE once the INSERT has given the id."""
     invoice = Invoice.objects.create(  # objects, not ids: the announcement uses the patient and practice loaded
-        number=f"pending-{session.pk}",
+        id=invoice_id,
+        number=f"pending-{session.pk}" if invoice_id is None else _invoice_number(invoice_id),
         session=session,
         patient=session.patient,
         provider=session.provider,
@@ -301,8 +316,9 @@ def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -
         deductible_applied_cents=charge.deductible_cents,
         calculation=charge.calculation,
     )
-    invoice.number = f"INV-{invoice.pk:07d}"
-    invoice.save(update_fields=["number"])
+    if invoice_id is None:
+        invoice.number = _invoice_number(invoice.pk)
+        invoice.save(update_fields=["number"])
     session.billing_outcome, session.billing_note = Outcome.INVOICED, ""
     session.save(update_fields=["billing_outcome", "billing_note"])
     audit_record(
@@ -313,6 +329,10 @@ def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -
         session_id=session.pk,
     )
     return invoice
+
+
+def _invoice_number(invoice_id: int) -> str:
+    return f"INV-{invoice_id:07d}"
 
 
 def _decide(session: TherapySession) -> _Decision:
