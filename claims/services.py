@@ -4,7 +4,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
@@ -43,11 +43,41 @@ def claim_for_session(session: TherapySession, *, actor: Actor = SYSTEM) -> Clai
     """
     if not session_goes_to_plan(session):
         return None
-    claim, created = Claim.objects.get_or_create(
-        session=session, defaults={"claim_number": claim_number_for(session.pk)}
+    claim = _claim_insert_once(session) if connection.vendor == "postgresql" else None
+    if claim is None:
+        # The session row is locked by the caller, so nobody opens its claim between this read and the insert.
+        existing = Claim.objects.filter(session=session).first()
+        if existing is not None:
+            return existing
+        claim = Claim.objects.create(session=session, claim_number=claim_number_for(session.pk))
+    elif claim.pk is None:  # PostgreSQL: the session already had its claim
+        return Claim.objects.get(session=session)
+    audit_record(actor=actor, action=AuditAction.CLAIM_SUBMITTED, obj=claim, session_id=session.pk)
+    return claim
+
+
+_CLAIM_INSERT_ONCE = """
+INSERT INTO claims_claim (session_id, claim_number, status, created_at, attention)
+VALUES (%s, %s, %s, %s, '')
+ON CONFLICT (session_id) DO NOTHING
+RETURNING id
+"""
+
+
+def _claim_insert_once(session: TherapySession) -> Claim:
+    """PostgreSQL: open the session's claim in one statement (instead of a read, a savepoint, the insert and its
+    release); the returned claim has no pk when the session already had one. Another unique clash (the claim
+    number) still raises."""
+    claim = Claim(
+        session=session, claim_number=claim_number_for(session.pk), status=Claim.Status.SUBMITTED, attention=""
     )
-    if created:
-        audit_record(actor=actor, action=AuditAction.CLAIM_SUBMITTED, obj=claim, session_id=session.pk)
+    claim.created_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_INSERT_ONCE, [session.pk, claim.claim_number, claim.status, claim.created_at])
+        row = cursor.fetchone()
+    if row is not None:
+        claim.pk = row[0]
+        claim._state.adding = False
     return claim
 
 

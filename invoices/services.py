@@ -4,11 +4,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Func, Value
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_record
+from alma_billing.core.audit import SYSTEM, Actor, AuditAction, audit_batch, audit_record
 from alma_billing.core.errors import ServiceError
 from alma_billing.core.mail import send_patient_email
 from alma_billing.core.queue import enqueue_on_commit
@@ -76,12 +77,13 @@ def invoice_issue(*, session_id: int, actor: Actor = SYSTEM, announce: bool = Fa
     from invoices.tasks import invoice_email_task  # here: invoices.tasks imports these services
 
     failure: Exception | None = None
-    with transaction.atomic():
-        session = (
-            TherapySession.objects.select_for_update(of=("self",))
-            .select_related("patient", "provider__practice", "eap_authorization")
-            .get(pk=session_id)
+    with transaction.atomic(), audit_batch():  # its events (issued, claim, emailed) in one INSERT before the commit
+        sessions = TherapySession.objects.select_for_update(of=("self",)).select_related(
+            "patient", "provider__practice", "eap_authorization"
         )
+        if connection.vendor == "postgresql":  # the invoice's id, so its INSERT writes its number (no UPDATE)
+            sessions = sessions.annotate(reserved_invoice_id=_next_invoice_id())
+        session = sessions.get(pk=session_id)
         if session.status != TherapySession.Status.COMPLETED:
             raise ServiceError(f"Session #{session.pk} is not completed, so it cannot be billed yet.")
         if session.billing_outcome != Outcome.PENDING:
@@ -114,7 +116,8 @@ def _bill(session: TherapySession, *, actor: Actor) -> Invoice | None:
         audit_record(actor=actor, action=AuditAction.SESSION_NO_CHARGE, obj=session, note=decision.note)
         hooks.claim_open.call(session)  # a $0 estimate still goes to the plan (P13)
         return None
-    invoice = _invoice_create(session=session, charge=decision, actor=actor)
+    invoice_id = getattr(session, "reserved_invoice_id", None)
+    invoice = _invoice_create(session=session, charge=decision, actor=actor, invoice_id=invoice_id)
     hooks.claim_open.call(session)
     return invoice
 
@@ -129,7 +132,7 @@ def _announce_here(invoice: Invoice, *, created_here: bool) -> Exception | None:
     returned for the caller to raise once the invoice is committed. An invoice created in this transaction is
     handed over as it is (nobody else can see it yet); an earlier one is read and locked by the announcement."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_batch():  # a failure drops the announcement's events with it
             hooks.invoice_announce.call(invoice_id=invoice.pk, invoice=invoice if created_here else None)
     except Exception as error:  # the invoice stands; the task's retry or the sweep announces it
         logger.warning("invoice %s issued but not announced (%s); retried", invoice.pk, type(error).__name__)
@@ -287,9 +290,21 @@ def patient_phone_change(*, patient_id: int, phone: str, actor: Actor) -> Patien
     return patient
 
 
-def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -> Invoice:
+def _next_invoice_id() -> Func:
+    """PostgreSQL: a fresh invoice id from the table's own sequence, left unused if the session is not invoiced
+    (invoice ids, and so their numbers, already skip the values of rolled-back inserts)."""
+    sequence = Func(Value(Invoice._meta.db_table), Value("id"), function="pg_get_serial_sequence")
+    return Func(sequence, function="nextval", output_field=BigIntegerField())
+
+
+def _invoice_create(
+    *, session: TherapySession, charge: _Charge, actor: Actor, invoice_id: int | None = None
+) -> Invoice:
+    """The invoice, numbered from its id: `invoice_id` (reserved from the sequence) lets its INSERT write the
+    number; without it the number is written by an UPDATE once the INSERT has given the id."""
     invoice = Invoice.objects.create(  # objects, not ids: the announcement uses the patient and practice loaded
-        number=f"pending-{session.pk}",
+        id=invoice_id,
+        number=f"pending-{session.pk}" if invoice_id is None else _invoice_number(invoice_id),
         session=session,
         patient=session.patient,
         provider=session.provider,
@@ -300,8 +315,9 @@ def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -
         deductible_applied_cents=charge.deductible_cents,
         calculation=charge.calculation,
     )
-    invoice.number = f"INV-{invoice.pk:07d}"
-    invoice.save(update_fields=["number"])
+    if invoice_id is None:
+        invoice.number = _invoice_number(invoice.pk)
+        invoice.save(update_fields=["number"])
     session.billing_outcome, session.billing_note = Outcome.INVOICED, ""
     session.save(update_fields=["billing_outcome", "billing_note"])
     audit_record(
@@ -312,6 +328,10 @@ def _invoice_create(*, session: TherapySession, charge: _Charge, actor: Actor) -
         session_id=session.pk,
     )
     return invoice
+
+
+def _invoice_number(invoice_id: int) -> str:
+    return f"INV-{invoice_id:07d}"
 
 
 def _decide(session: TherapySession) -> _Decision:

@@ -3,6 +3,8 @@
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -109,8 +111,14 @@ class Actor:
 SYSTEM = Actor()
 
 
+# The events queued by the innermost open audit_batch, if any.
+_batch: ContextVar[list[AuditEvent] | None] = ContextVar("audit_batch", default=None)
+
+
 def audit_record(*, actor: Actor, action: AuditAction, obj: models.Model, **data: Any) -> AuditEvent:
-    return AuditEvent.objects.create(
+    """Record who did what to which record, from which IP, inside the caller's transaction. Inside an
+    `audit_batch` the event is queued (returned unsaved) and written when the batch ends, in the same transaction."""
+    event = AuditEvent(
         actor=actor.user,
         actor_label=actor.label,
         action=action,
@@ -119,6 +127,32 @@ def audit_record(*, actor: Actor, action: AuditAction, obj: models.Model, **data
         ip_address=actor.ip,
         data=data,
     )
+    pending = _batch.get()
+    if pending is None:
+        event.save(force_insert=True)
+    else:
+        pending.append(event)
+    return event
+
+
+@contextmanager
+def audit_batch() -> Iterator[None]:
+    """Write the audit events recorded inside in one multi-row INSERT, in order, when the outermost batch ends
+    without an error (their `created_at` is then, a moment later in the same transaction). Open it inside the
+    transaction it belongs to, in a service writing several events per transaction (invoice_issue). A nested
+    batch that ends with an error drops only its own events: open one inside each savepoint that may roll back,
+    so the events go with the work they record."""
+    outer = _batch.get()
+    mine: list[AuditEvent] = []
+    token = _batch.set(mine)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if outer is not None:
+        outer.extend(mine)
+    elif mine:
+        AuditEvent.objects.bulk_create(mine)
 
 
 # Field history: what staff changed on a record in the admin, before and after, one event per save.
