@@ -346,8 +346,9 @@ def run(args: argparse.Namespace, token: str, tmp: Path) -> None:
             call()
 
     samples: dict[str, list[float]] = {name: [] for name in [*renders, *requests_]}
-    for _ in range(args.rounds):
-        for name, call in [*renders.items(), *requests_.items()]:
+    order = [*renders.items(), *requests_.items()]
+    for round_number in range(args.rounds):  # every other round backwards: no figure always runs first
+        for name, call in order if round_number % 2 == 0 else reversed(order):
             samples[name].append(ms_per_call(call, args.renders))
     ms = {name: statistics.median(values) for name, values in samples.items()}
     report(args, ms, samples, jinja2_version=jinja2.__version__, django_version=get_version())
@@ -374,54 +375,54 @@ def report(
         rounds = ", ".join(f"{v:.2f}" for v in samples[name])
         print(f"| {label:<34} | {value:>11.3f} | {rounds} |")
 
-    bare = ms["bare"]
-    print(f"\n| {'ratio':<72} | {'en':>6} | {'es':>6} |")
+    # The load on the shared cores swings several-fold between rounds: every ratio is taken within a round (the
+    # figures of one round ran back to back), then the median over the rounds.
+    rounds = [{name: values[i] for name, values in samples.items()} for i in range(args.rounds)]
+    print(f"\n| {'ratio (median over rounds of the ratio within each round)':<72} | {'en':>6} | {'es':>6} |")
     print(f"|{'-' * 74}|{'-' * 7}:|{'-' * 7}:|")
-
-    def row(label: str, value: Callable[[str], float]) -> None:
-        print(f"| {label:<72} | {value('en'):>6.2f} | {value('es'):>6.2f} |")
-
-    row("Jinja2 render / Django render (time)", lambda lang: ms[f"jinja2 {lang}"] / ms[f"django {lang}"])
-    row("Django template share of a summary request", lambda lang: ms[f"django {lang}"] / ms[f"summary django {lang}"])
-    row(
-        "Jinja2 template share of a Jinja2 summary request",
-        lambda lang: ms[f"jinja2 {lang}"] / ms[f"summary jinja2 {lang}"],
-    )
-    row(
-        "summary request, Jinja2 / Django (time, measured)",
-        lambda lang: ms[f"summary jinja2 {lang}"] / ms[f"summary django {lang}"],
-    )
-    row(
-        "summary request, Jinja2 / Django (time, from the render share)",
-        lambda lang: (
-            (ms[f"summary django {lang}"] - ms[f"django {lang}"] + ms[f"jinja2 {lang}"]) / ms[f"summary django {lang}"]
-        ),
-    )
-    row("summary / bare in-process (req/s), Django templates", lambda lang: bare / ms[f"summary django {lang}"])
-    row("summary / bare in-process (req/s), Jinja2", lambda lang: bare / ms[f"summary jinja2 {lang}"])
     r = args.gunicorn_ratio
 
-    def proportional(lang: str) -> float:
-        return r * ms[f"summary django {lang}"] / ms[f"summary jinja2 {lang}"]
-
-    def server_ms(lang: str) -> float:
+    def server_ms(m: dict[str, float], lang: str) -> float:
         # The per-request work gunicorn adds to both pages, G, such that (bare + G) / (summary + G) = r.
-        return max(0.0, (r * ms[f"summary django {lang}"] - bare) / (1 - r))
+        return max(0.0, (r * m[f"summary django {lang}"] - m["bare"]) / (1 - r))
 
-    def additive(lang: str) -> float:
-        return (bare + server_ms(lang)) / (ms[f"summary jinja2 {lang}"] + server_ms(lang))
-
-    row(f"summary / bare under gunicorn, from {r}: A, proportional (upper bound)", proportional)
-    row(f"summary / bare under gunicorn, from {r}: B, shared server cost", additive)
+    ratios: dict[str, Callable[[dict[str, float], str], float]] = {
+        "Jinja2 render / Django render (time)": lambda m, lang: m[f"jinja2 {lang}"] / m[f"django {lang}"],
+        "Django template share of a summary request": lambda m, lang: m[f"django {lang}"] / m[f"summary django {lang}"],
+        "Jinja2 template share of a Jinja2 summary request": (
+            lambda m, lang: m[f"jinja2 {lang}"] / m[f"summary jinja2 {lang}"]
+        ),
+        "summary request, Jinja2 / Django (time, measured)": (
+            lambda m, lang: m[f"summary jinja2 {lang}"] / m[f"summary django {lang}"]
+        ),
+        "summary request, Jinja2 / Django (time, from the render share)": (
+            lambda m, lang: (
+                (m[f"summary django {lang}"] - m[f"django {lang}"] + m[f"jinja2 {lang}"]) / m[f"summary django {lang}"]
+            )
+        ),
+        "summary / bare in-process (req/s), Django templates": lambda m, lang: m["bare"] / m[f"summary django {lang}"],
+        "summary / bare in-process (req/s), Jinja2": lambda m, lang: m["bare"] / m[f"summary jinja2 {lang}"],
+        f"summary / bare under gunicorn, from {r}: A, proportional (upper bound)": (
+            lambda m, lang: r * m[f"summary django {lang}"] / m[f"summary jinja2 {lang}"]
+        ),
+        f"summary / bare under gunicorn, from {r}: B, shared server cost": (
+            lambda m, lang: (m["bare"] + server_ms(m, lang)) / (m[f"summary jinja2 {lang}"] + server_ms(m, lang))
+        ),
+    }
+    medians: dict[str, dict[str, float]] = {}
+    for label, ratio in ratios.items():
+        medians[label] = {lang: statistics.median(ratio(m, lang) for m in rounds) for lang in LANGUAGES}
+        print(f"| {label:<72} | {medians[label]['en']:>6.2f} | {medians[label]['es']:>6.2f} |")
+    g = {lang: statistics.median(server_ms(m, lang) for m in rounds) for lang in LANGUAGES}
     print(
         f"\nA: {r} (bench/pay_page.py's gunicorn summary / bare) x the in-process summary time with Django templates "
         "/ with Jinja2: the whole gunicorn request assumed to shrink by the in-process fraction. B: gunicorn adds "
         "the same G ms to every request (HTTP parsing, the worker loop), G solved from (bare + G) / (summary + G) = "
-        f"{r} with this run's in-process times (G = {server_ms('en'):.1f} ms en, {server_ms('es'):.1f} ms es), then "
+        f"{r} with the round's in-process times (median G = {g['en']:.1f} ms en, {g['es']:.1f} ms es), then "
         "(bare + G) / (Jinja2 summary + G). B is the likelier; A bounds it from above."
     )
-    upper = statistics.mean(proportional(lang) for lang in LANGUAGES)
-    likely = statistics.mean(additive(lang) for lang in LANGUAGES)
+    upper = statistics.mean(medians[f"summary / bare under gunicorn, from {r}: A, proportional (upper bound)"].values())
+    likely = statistics.mean(medians[f"summary / bare under gunicorn, from {r}: B, shared server cost"].values())
     if upper < TARGET:
         verdict = "out of reach with Jinja2 alone"
     elif likely < TARGET:
