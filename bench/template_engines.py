@@ -162,15 +162,8 @@ class _PageParts(HTMLParser):
         self.tags: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        masked = [
-            (
-                k,
-                "<csrf>"
-                if k == "data-csrf" or (tag == "input" and ("name", "csrfmiddlewaretoken") in attrs and k == "value")
-                else v,
-            )
-            for k, v in attrs
-        ]
+        csrf = tag == "input" and ("name", "csrfmiddlewaretoken") in attrs
+        masked = [(k, "<csrf>" if k == "data-csrf" or (csrf and k == "value") else v) for k, v in attrs]
         self.tags.append(f"<{tag} " + " ".join(f"{k}={v!r}" for k, v in masked) + ">")
 
     def handle_endtag(self, tag: str) -> None:
@@ -199,7 +192,7 @@ def same_page(language: str, django_page: str, jinja_page: str) -> None:
     if django_tags != jinja_tags:
         problems.append(("tags and attributes", django_tags, jinja_tags))
     for what, left, right in problems:
-        print(f"{language}: the {what} differ (- Django, + Jinja2):")
+        print(f"{language}: not the same {what} (- Django, + Jinja2):")
         print("\n".join(difflib.unified_diff(left, right, "django", "jinja2", lineterm="", n=2)))
     if problems:
         raise SystemExit(f"{SCRIPT}: the Jinja2 port does not render the same page; fix bench/jinja/ first.")
