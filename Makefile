@@ -66,6 +66,7 @@ test: install lint typecheck migrations-check pytest  ## every check and test
 BENCH_DB_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/postgres)
 bench: install  ## every benchmark (PostgreSQL and Redis; wrk if installed); they print ratios
 	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/pay_page.py --rounds 3
+	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/template_engines.py
 	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/issue_invoices.py
 	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/issue_worker.py --n 500
 	DATABASE_URL=$(BENCH_DB_URL) $(PY) bench/reminders.py --sizes 10000 100000 1000000
