@@ -37,6 +37,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--log-level", default="WARNING", help="the worker's --loglevel (INFO logs every task)")
     parser.add_argument("--out", default="", help="write each half's pstats to <out>-noop.prof / <out>-issue.prof")
     parser.add_argument("--no-profile", action="store_true", help="time the halves without cProfile")
+    parser.add_argument(
+        "--close-per-task",
+        action="store_true",
+        help="Celery's default (before CELERY_DB_REUSE_MAX): close the database connection after every task",
+    )
     return parser.parse_args()
 
 
@@ -62,6 +67,15 @@ def main() -> None:
         from invoices.tasks import invoice_issue_task
 
         app.conf.task_always_eager = False
+        if args.close_per_task:
+            from celery.signals import task_postrun as postrun
+            from celery.signals import task_prerun as prerun
+
+            from alma_billing.celery_app import close_old_connections
+
+            app.conf.CELERY_DB_REUSE_MAX = None  # what DjangoWorkerFixup reads when the worker starts
+            prerun.disconnect(close_old_connections)
+            postrun.disconnect(close_old_connections)
         app.conf.broker_url = args.redis_url
         r = redis.Redis.from_url(args.redis_url)
         r.delete(QUEUE)
@@ -110,7 +124,8 @@ def main() -> None:
         )  # fmt: skip
         load = os.getloadavg()
         worker.start()
-        print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", end="")
+        print(", connection closed after every task (--close-per-task)" if args.close_per_task else "")
         for name, elapsed, profiler in results:
             tag = " under cProfile" if profiler else ""
             print(f"\n== {name}: {args.n} tasks in {elapsed:.2f} s, {elapsed / args.n * 1000:.2f} ms per task{tag}")
