@@ -176,6 +176,11 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 BROKER_BACKOFF_SECONDS = env.float("BROKER_BACKOFF_SECONDS", default=30.0)
 ENQUEUE_RAISE_TASK_ERRORS = False  # the test settings turn it on
 CELERY_TIMEZONE = TIME_ZONE
+# Celery's Django fixup (5.7) closes every database connection after every task, whatever CONN_MAX_AGE says: each
+# task then opens a new PostgreSQL connection (~5-8 ms of a ~30 ms issuance; bench/profile_worker.py). With this
+# set the fixup only closes them every 1,000 tasks, and alma_billing/celery_app.py does per task what Django does
+# per request (close_old_connections: CONN_MAX_AGE, broken or errored connections, CONN_HEALTH_CHECKS).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks live in the database (django-celery-beat) so ops can change them in the admin. `migrate` creates
 # these defaults when they are missing and never overwrites an edited one (settings-defined beat entries would be
