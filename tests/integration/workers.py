@@ -25,7 +25,9 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def celery_worker(*, redis_url: str, outbox_dir: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(
+    *, redis_url: str, outbox_dir: Path, log_path: Path, **extra_env: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """A worker process (prefork, 1 child) that the in-process app sends to; stopped and reaped on exit."""
     env = {
         **os.environ,
@@ -35,6 +37,7 @@ def celery_worker(*, redis_url: str, outbox_dir: Path, log_path: Path) -> Iterat
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "OUTBOX_DIR": str(outbox_dir),
         "CONN_MAX_AGE": "0",
+        **extra_env,
     }
     celery_app.conf.task_always_eager = False
     celery_app.conf.broker_url = redis_url  # type: ignore[misc]  # the stubs miss its setter
