@@ -51,15 +51,19 @@ def test_a_worker_keeps_its_database_connection_between_tasks(postgres: None, re
     request after request: Celery's own default would open a new one for every task (docs/performance.md)."""
     sessions = [insured_session(allowed_amount_cents=15_000, plan_copay_cents=2_500) for _ in range(3)]
 
-    def worker_connections() -> list[datetime]:
+    def worker_connections(since: datetime) -> list[datetime]:
+        """Connections to the test database opened since the worker started (not this test's, nor what earlier
+        tests of the run may have left open)."""
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT backend_start FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_start >= %s",
+                [since],
             )
             return [started for (started,) in cursor.fetchall()]
 
     log_path = tmp_path / "worker.log"
+    started = timezone.now()
     with celery_worker(redis_url=redis_url, outbox_dir=tmp_path / "outbox", log_path=log_path, CONN_MAX_AGE="60"):
         services.session_complete(session_id=sessions[0].pk, actor=SYSTEM)
         wait_for(lambda: Invoice.objects.filter(session=sessions[0]).exists(), what="the first invoice")
@@ -69,7 +73,7 @@ def test_a_worker_keeps_its_database_connection_between_tasks(postgres: None, re
             wait_for(lambda s=session: Invoice.objects.filter(session=s).exists(), what="the next invoice")
         finished = re.compile(rb"invoice_issue_task\[[^\]]*\] succeeded")
         wait_for(lambda: len(finished.findall(log_path.read_bytes())) == 3, what="the three tasks to finish")
-        open_connections = worker_connections()
+        open_connections = worker_connections(since=started)
 
     assert Invoice.objects.filter(session__in=sessions, emailed_at__isnull=False).count() == 3
     assert len(open_connections) == 1, open_connections  # the one it kept, not one per task, not none
