@@ -173,9 +173,11 @@ def seed(*, invoices: int, as_of: date) -> int:
                 "INSERT INTO invoices_reminderlog (sent_on, status, invoice_ids, total_cents, reason, created_at, "
                 "sent_at, patient_id) "
                 "SELECT %(as_of)s::date - 4, CASE WHEN s.patient_id %% 20 = 0 THEN 'failed' ELSE 'sent' END, "
-                "'[]', 0, '', now(), now(), s.patient_id FROM invoices_therapysession s "
+                # sent on that day, not today: a reminder sent today would supersede today's (at most one a day)
+                "'[]', 0, '', now(), ((%(as_of)s::date - 4) + time '10:00') AT TIME ZONE %(tz)s, s.patient_id "
+                "FROM invoices_therapysession s "
                 "GROUP BY s.patient_id HAVING max(s.date_of_service) <= %(as_of)s::date - 7",
-                {"as_of": as_of},
+                {"as_of": as_of, "tz": tz},
             )
             cur.execute("VACUUM ANALYZE")
             cur.execute("SELECT count(*) FROM invoices_invoice WHERE status = 'open'")
