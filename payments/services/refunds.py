@@ -31,6 +31,12 @@ def surplus_refund(*, allocation_id: int) -> Refund | None:
         )
 
 
+def _refundable_cents(payment: Payment, allocation: PaymentAllocation) -> int:
+    """What can still go back for one invoice of a payment: never more than is left on the payment itself, so
+    refunds made in the Stripe dashboard count too."""
+    return min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
+
+
 def refund_for_claim(*, invoice_ids: list[int], amount_cents: int, key: str, note: str) -> list[Refund]:
     """P13: the plan decided the patient owes less than they paid. Give the difference back to the card(s) that paid
     these invoices, newest payment first; the invoices stay paid. Call inside the caller's transaction (which locks
@@ -44,7 +50,7 @@ def refund_for_claim(*, invoice_ids: list[int], amount_cents: int, key: str, not
     )
     for allocation in allocations:
         payment = allocation.payment
-        room = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
+        room = _refundable_cents(payment, allocation)
         take = min(room, left)
         if take <= 0:
             continue
@@ -92,8 +98,7 @@ def _refund_allocation(*, payment_id: int, allocation_id: int, actor: Actor, not
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         allocation = PaymentAllocation.objects.select_for_update().get(pk=allocation_id)
-        # Never more than what is left on the payment: refunds made in the Stripe dashboard count too.
-        amount = min(allocation.amount_cents - allocation.refunded_cents, payment.amount_cents - payment.refunded_cents)
+        amount = _refundable_cents(payment, allocation)
         if amount <= 0:
             return None
         refund = _refund(
